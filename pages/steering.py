@@ -32,10 +32,23 @@ N_SLOTS = 4
 _LOCK = threading.Lock()
 
 
+def _empty(index) -> bool:
+    return index is None or str(index).strip() == ""
+
+
 def _features(slots: tuple) -> list[SteerFeature]:
-    """(index, strength) × N_SLOTS → the features of the filled slots."""
-    pairs = [(slots[i], slots[i + 1]) for i in range(0, len(slots), 2)]
-    return [SteerFeature(int(i), float(s or 0.0)) for i, s in pairs if i is not None and str(i) != ""]
+    """(index, strength) × N_SLOTS → the features of the filled slots (an empty index box is an unused slot)."""
+    feats = []
+    for k in range(0, len(slots), 2):
+        index, strength = slots[k], slots[k + 1]
+        if _empty(index):
+            continue
+        try:
+            feats.append(SteerFeature(int(str(index).strip()), float(strength or 0.0)))
+        except ValueError:
+            raise ValidationError(f"Feature slot {k // 2 + 1} holds {str(index)!r}, not a feature index. Type a "
+                                  "whole number such as 123, or empty the box to leave the slot unused.") from None
+    return feats
 
 
 def _configs(method, positions, normalize, max_new, temperature, top_p, seed, chat, slots):
@@ -73,8 +86,8 @@ def add(ctx: AppContext, sae_id: str | None, index, *slots) -> tuple:
         raise ValidationError("Pick a feature from the search results first.")
     slots = list(slots)
     for k in range(N_SLOTS):
-        if slots[2 * k] is None or slots[2 * k] == "":
-            slots[2 * k], slots[2 * k + 1] = int(index), 4.0
+        if _empty(slots[2 * k]):
+            slots[2 * k], slots[2 * k + 1] = str(int(index)), 4.0
             label = feature_label(ctx.store, sae_id, int(index)) if sae_id else ""
             return (ok(f"Added feature {index}{f' ({label})' if label else ''} to slot {k + 1}."), *slots)
     raise ValidationError(f"All {N_SLOTS} slots are in use. Clear one (empty its index) first.")
@@ -161,9 +174,9 @@ def load_session(ctx: AppContext, session_id) -> tuple:
         raise ValidationError("Pick a saved session first.")
     rec = ss.load_session(ctx.store, session_id)
     st, sa = SteeringConfig.from_dict(rec["steering"]), SamplingConfig.from_dict(rec.get("sampling") or {})
-    slots: list = [None, 0.0] * N_SLOTS
+    slots: list = ["", 0.0] * N_SLOTS
     for k, f in enumerate(st.features[:N_SLOTS]):
-        slots[2 * k], slots[2 * k + 1] = f.index, f.strength
+        slots[2 * k], slots[2 * k + 1] = str(f.index), f.strength
     out = rec.get("outputs") or {}
     return (ok(f"Loaded session `{rec['name']}`."), rec["sae_id"], rec["prompt"], st.method, st.positions,
             st.normalize, sa.max_new_tokens, sa.temperature, sa.top_p, sa.seed, sa.chat,
@@ -188,7 +201,8 @@ def load_prompt_set(ctx: AppContext, set_id) -> tuple:
 
 def _slot_row(k: int):
     with gr.Row():
-        idx = gr.Number(label=f"feature {k + 1}", precision=0, value=None, minimum=0, scale=1)
+        # A Textbox, not a Number: Gradio's Number shows and sends 0 when empty, which would read as feature 0.
+        idx = gr.Textbox(label=f"feature {k + 1}", value="", placeholder="index", scale=1)
         strength = gr.Slider(-100, 100, value=0.0, step=0.5, label="strength (negative suppresses)", scale=4)
     return idx, strength
 
@@ -230,21 +244,23 @@ def build(ctx: AppContext) -> None:
                                    value="-8, 0, 4, 8, 16, 32", scale=4)
             sweep_btn = gr.Button("Run sweep", scale=1)
         sweep_plot = gr.Plot(label="feature activation and perplexity vs strength")
-        sweep_table = gr.Dataframe(label="outputs per strength", interactive=False, wrap=True)
+        sweep_table = gr.Dataframe(label="outputs per strength", interactive=False, wrap=True,
+                                   headers=["strength", "feature activation", "perplexity", "output"])
     with gr.Accordion("sessions and prompt sets", open=False):
         with gr.Row():
             session_name = gr.Textbox(label="session name", scale=2)
             save_btn = gr.Button("Save session", scale=1)
             session = gr.Dropdown(label="saved sessions", choices=[], scale=2)
-            load_btn = gr.Button("Load", scale=1)
+            load_btn = gr.Button("Load", scale=1, elem_id="steering-load-session")
         prompts = gr.Textbox(label="prompt set (one prompt per line)", lines=4)
         with gr.Row():
             set_name = gr.Textbox(label="prompt set name", scale=2)
             save_set_btn = gr.Button("Save prompt set", scale=1)
             prompt_set = gr.Dropdown(label="saved prompt sets", choices=[], scale=2)
-            load_set_btn = gr.Button("Load", scale=1)
+            load_set_btn = gr.Button("Load", scale=1, elem_id="steering-load-prompt-set")
         batch_btn = gr.Button("Run prompt set (baseline vs steered)")
-        batch_table = gr.Dataframe(label="batch results", interactive=False, wrap=True)
+        batch_table = gr.Dataframe(label="batch results", interactive=False, wrap=True,
+                                   headers=["prompt", "baseline", "steered"])
 
     knobs = [method, positions, normalize, max_new, temperature, top_p, seed, chat]
     query.submit(bind(find, ctx), [sae, query], [status, hits], api_name="steering_find")

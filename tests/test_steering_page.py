@@ -36,9 +36,10 @@ def ctx(store, target, monkeypatch):
 
 
 def _slots(*pairs):
-    flat = [None, 0.0] * page.N_SLOTS
+    """Slot values as the browser sends them: index boxes hold text, "" is an unused slot."""
+    flat = ["", 0.0] * page.N_SLOTS
     for k, (i, s) in enumerate(pairs):
-        flat[2 * k], flat[2 * k + 1] = i, s
+        flat[2 * k], flat[2 * k + 1] = str(i), s
     return flat
 
 
@@ -55,6 +56,12 @@ def test_generate_without_features_explains(ctx):
     assert "No feature selected" in status
 
 
+def test_a_slot_that_is_not_an_index_is_named(ctx):
+    bad = _slots((5, 1.0), ("five", 2.0))
+    (status, *_), = list(page.generate(ctx, "tiny", "Hi", *KNOBS, *bad))
+    assert status.startswith(FAILED) and "slot 2" in status and "'five'" in status
+
+
 def test_sweep_gives_a_table_and_a_chart(ctx):
     status, df, fig = page.run_sweep(ctx, "tiny", "We the people", "0, 10, 40", *KNOBS, *_slots((2, 1.0)))
     assert status.startswith(OK) and list(df["strength"]) == [0.0, 10.0, 40.0]
@@ -63,7 +70,7 @@ def test_sweep_gives_a_table_and_a_chart(ctx):
 
 def test_add_fills_the_next_free_slot_and_search_by_index(ctx):
     out = page.add(ctx, None, 9, *_slots((1, 2.0)))
-    assert out[0].startswith(OK) and out[3:5] == (9, 4.0)
+    assert out[0].startswith(OK) and out[3:5] == ("9", 4.0)
     full = page.add(ctx, None, 9, *_slots(*[(i, 1.0) for i in range(page.N_SLOTS)]))
     assert "slots are in use" in full[0]
 
@@ -74,7 +81,7 @@ def test_session_save_and_load_round_trip(ctx):
     assert status.startswith(OK)
     loaded = page.load_session(ctx, dd["value"])
     assert loaded[1:4] == ("tiny", "Hello", "additive") and loaded[11:13] == ("base text", "steered text")
-    assert list(loaded[13:17]) == [7, -3.5, 2, 1.0]
+    assert list(loaded[13:17]) == ["7", -3.5, "2", 1.0] and loaded[17] == ""
 
 
 def test_prompt_set_save_load_and_batch(ctx):
