@@ -203,7 +203,9 @@ def _slot_row(k: int):
     with gr.Row():
         # A Textbox, not a Number: Gradio's Number shows and sends 0 when empty, which would read as feature 0.
         idx = gr.Textbox(label=f"feature {k + 1}", value="", placeholder="index", scale=1)
-        strength = gr.Slider(-100, 100, value=0.0, step=0.5, label="strength (negative suppresses)", scale=4)
+        # Wide enough for unit-norm decoders (Gemma Scope, or "unit-norm vector"), where useful strengths reach the
+        # hundreds; on our SAEs (decoder rows at activation scale) 4-16 is typical, typed into the number box.
+        strength = gr.Slider(-300, 300, value=0.0, step=0.5, label="strength (negative suppresses)", scale=4)
     return idx, strength
 
 
