@@ -213,7 +213,9 @@ def build(ctx: AppContext) -> None:
     bind = functools.partial
     gr.Markdown("Steer generation with SAE features (Neuronpedia semantics): **additive** h += c·W_dec[f]; "
                 "**orthogonal** h → (I−P)h + c·Ph; **projection cap** caps h's component along W_dec[f] at c; "
-                "**clamp** sets the feature's activation to c in feature space (0 ablates it). Baseline and steered "
+                "**clamp** sets the feature's activation to c in feature space (0 ablates it); **clamp_exact** scales "
+                "that change so the SAE re-reads exactly c (trained SAEs' encoders read back only part of a "
+                "decoder step). Baseline and steered "
                 "share the seed, so the difference is the steering alone.")
     status = gr.Markdown(elem_id="steering-status")
     with gr.Row():

@@ -97,6 +97,47 @@ def test_suppression_through_the_hook_zeroes_the_reencoded_activation():
     assert sae.encode(seen["a"])[..., f].abs().max() < 1e-4
 
 
+def _untied(overlap: float = 0.6) -> TinySAE:
+    """A TinySAE whose encoder reads back only `overlap` of each decoder step, as trained SAEs do (d_f < 1)."""
+    sae = TinySAE()
+    with torch.no_grad():
+        sae.W_enc.mul_(overlap)
+    return sae
+
+
+def test_plain_clamp_leaves_activation_on_an_untied_sae_and_clamp_exact_zeroes_it():
+    model, sae = llama(), _untied(0.6)
+    ids = _ids(9, seed=3)
+    base = capture(model, ids, [HOOK])[HOOK]
+    f = int(sae.encode(base).sum((0, 1)).argmax())
+    before = sae.encode(base)[..., f]
+    after = {}
+    for method in ("clamp", "clamp_exact"):
+        seen = {}
+        with intervene(model, HOOK, Steerer(SteeringConfig([SteerFeature(f, 0.0)], method=method), sae)), \
+                intervene(model, HOOK, lambda a: seen.setdefault("a", a)):
+            model(input_ids=ids)
+        after[method] = sae.encode(seen["a"])[..., f]
+    torch.testing.assert_close(after["clamp"], 0.4 * before, atol=1e-4, rtol=1e-4)  # (1 − d_f) survives
+    assert after["clamp_exact"].abs().max() < 1e-4
+
+
+def test_clamp_exact_lands_on_a_positive_target():
+    sae = _untied(0.5)
+    h = torch.randn(3, 32, generator=torch.Generator().manual_seed(1)) + 4.0 * sae.W_dec[3].detach()
+    assert (sae.encode(h)[..., 3] > 0).all()
+    out = Steerer(SteeringConfig([SteerFeature(3, 2.5)], method="clamp_exact"), sae)(h[None])
+    torch.testing.assert_close(sae.encode(out)[0, :, 3], torch.full((3,), 2.5), atol=1e-4, rtol=0)
+
+
+def test_clamp_exact_refuses_a_feature_the_encoder_cannot_read_back():
+    sae = TinySAE()
+    with torch.no_grad():
+        sae.W_enc[:, 4] = 0.0
+    with pytest.raises(ValidationError, match="feature 4.*Use clamp instead"):
+        Steerer(SteeringConfig([SteerFeature(4, 0.0)], method="clamp_exact"), sae)
+
+
 def test_rows_and_row_scale():
     sae = TinySAE()
     v = sae.W_dec[0].detach()

@@ -4,7 +4,8 @@
     steer my-sae "I think" --feature 123:1 --sweep "0,4,8,16" --json      # strength sweep with scores
 
 Strengths follow Neuronpedia: additive adds strength × W_dec[f]; `clamp` sets the feature's activation to the
-strength in feature space (0 ablates it). `--positions generated` leaves the prompt unsteered.
+strength in feature space (0 ablates it); `clamp_exact` scales that change so the SAE re-reads exactly the
+strength. `--positions generated` leaves the prompt unsteered.
 """
 from __future__ import annotations
 

@@ -11,6 +11,10 @@ The formulas follow Neuronpedia's inference server so a strength here means what
 - clamp:           z = SAE.encode(h); z' = z with z_f := c;  h ← h + decode(z') − decode(z)
                    Works in feature space: only the change of the SAE's reconstruction is added, so the SAE's
                    reconstruction error (h − decode(z)) is never injected. c = 0 ablates the feature.
+- clamp_exact:     the clamp's change divided by d_f = W_dec[f]·W_enc[:, f], so the activation re-encoded from the
+                   steered h is c (for an active feature). Not a Neuronpedia method: on trained SAEs d_f < 1
+                   (median 0.67 on our SmolLM2 layer-18 TopK SAE), and the plain clamp to 0 leaves about a third of
+                   the activation when the SAE re-reads the hook. Equal to `clamp` when d_f = 1 (tied weights).
 
 Several features apply one after another, in the order given (as Neuronpedia does).
 
@@ -22,8 +26,9 @@ Batch rows: `rows` (bool [B]) limits steering to some rows, so the baseline and 
 batched forward; `row_scale` ([B]) multiplies every strength per row, so a whole strength sweep is one batch.
 
 Limits: the clamp's re-encoded activation is exactly the clamped value only when the encoder's column for f and
-the decoder's row are dual (W_dec[f]·W_enc[:, f] = 1); on a trained SAE it lands close, and the sweep reports the
-measured value.
+the decoder's row are dual (W_dec[f]·W_enc[:, f] = 1); on a trained SAE it does not (see clamp_exact), and the
+sweep reports the measured value. clamp_exact is exact for one feature; several features clamped together
+interact through their encoder columns, so each lands near, not on, its target.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ import torch
 
 from ..errors import ValidationError
 
-METHODS = ("additive", "orthogonal", "projection_cap", "clamp")
+METHODS = ("additive", "orthogonal", "projection_cap", "clamp", "clamp_exact")
 POSITIONS = ("all", "generated")
 
 
@@ -61,7 +66,7 @@ class SteeringConfig:
     features: list[SteerFeature] = field(default_factory=list)
     """The (feature, strength) pairs, applied in order."""
     method: str = "additive"
-    """One of `additive`, `orthogonal`, `projection_cap`, `clamp` (see the module docstring for formulas)."""
+    """One of `additive`, `orthogonal`, `projection_cap`, `clamp`, `clamp_exact` (formulas: module docstring)."""
     normalize: bool = False
     """Use the unit-normed decoder row v/‖v‖ (additive only; the other methods use the direction anyway)."""
     positions: str = "all"
@@ -112,13 +117,19 @@ def projection_cap(h: torch.Tensor, v: torch.Tensor, c: torch.Tensor | float,
     return h + (capped - proj) * u
 
 
-def clamp_feature(h: torch.Tensor, sae, index: int, c: torch.Tensor | float) -> torch.Tensor:
-    """h + decode(z with z_index := c) − decode(z), in the SAE's dtype; the reconstruction error stays as it was.
-    `c` is a float or broadcasts to h's leading dims (e.g. [B, 1] for one target per batch row)."""
+def clamp_feature(h: torch.Tensor, sae, index: int, c: torch.Tensor | float, gain: float = 1.0) -> torch.Tensor:
+    """h + gain·(decode(z with z_index := c) − decode(z)), in the SAE's dtype; the reconstruction error stays as
+    it was. `c` is a float or broadcasts to h's leading dims (e.g. [B, 1] for one target per batch row); `gain`
+    1/d_f makes the re-encoded activation land on c (`clamp_exact`)."""
     z = sae.encode(h.to(sae.W_dec.dtype))
     z2 = z.clone()
     z2[..., index] = torch.as_tensor(c, dtype=z.dtype, device=z.device).expand(z.shape[:-1])
-    return h + (sae.decode(z2) - sae.decode(z)).to(h.dtype)
+    return h + (gain * (sae.decode(z2) - sae.decode(z))).to(h.dtype)
+
+
+def encoder_decoder_overlap(sae, index: int) -> float:
+    """d_f = W_dec[f]·W_enc[:, f]: how much of a step along the decoder row the encoder reads back."""
+    return float(sae.W_dec[index].detach().float() @ sae.W_enc[:, index].detach().float())
 
 
 class Steerer:
@@ -136,6 +147,9 @@ class Steerer:
         self.rows, self.row_scale = rows, row_scale
         self.pos = 0
         self._vectors: dict = {}
+        self._gains: dict = {}
+        for f in cfg.features:  # refuse an unusable clamp_exact now, not inside the model's forward
+            self._gain(f.index)
 
     def reset(self) -> None:
         """Start a new sequence (positions count from 0 again)."""
@@ -149,6 +163,19 @@ class Steerer:
                 v = v / v.norm()
             self._vectors[key] = v.to(like.device, like.dtype)
         return self._vectors[key]
+
+    def _gain(self, index: int) -> float:
+        """1 for `clamp`; 1/d_f for `clamp_exact` (refused when the encoder barely reads the decoder row)."""
+        if self.cfg.method != "clamp_exact":
+            return 1.0
+        if index not in self._gains:
+            d = encoder_decoder_overlap(self.sae, index)
+            if d < 0.05:
+                raise ValidationError(f"clamp_exact cannot steer feature {index}: its encoder reads back only "
+                                      f"{d:.3f} of its decoder direction (W_dec·W_enc), so the correction would "
+                                      "explode. Use clamp instead.")
+            self._gains[index] = 1.0 / d
+        return self._gains[index]
 
     def _span(self, T: int) -> int:
         """Index (within this call's T positions) of the first position to steer; updates the position count.
@@ -174,7 +201,7 @@ class Steerer:
             elif self.cfg.method == "projection_cap":
                 h = projection_cap(h, self._vector(f.index, act), c)
             else:  # clamp: c is [B, 1, 1] or a float; the target activation per row is [B, 1]
-                h = clamp_feature(h, self.sae, f.index, c[..., 0] if torch.is_tensor(c) else c)
+                h = clamp_feature(h, self.sae, f.index, c[..., 0] if torch.is_tensor(c) else c, self._gain(f.index))
         if self.rows is not None:
             h = torch.where(self.rows.to(act.device).view(-1, 1, 1), h, act[:, first:])
         if first == 0:
