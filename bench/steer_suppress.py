@@ -67,10 +67,11 @@ def forward(model, sae, hook: str, ids: list[int], peak: int, steer: Steerer | N
     return torch.log_softmax(logits, -1), sae.encode(seen["act"].to(sae.W_dec.dtype)[None])[0]
 
 
-def measure(model, sae, hook, ctxs, features: list[int], class_mask: torch.Tensor | None) -> dict:
+def measure(model, sae, hook, ctxs, features: list[int], class_mask: torch.Tensor | None,
+            method: str = "clamp") -> dict:
     """Means over contexts (and over the horizon's positions) of activation (summed over `features`), P(true
     token), class mass and KL, with `features` all clamped to 0."""
-    steer = Steerer(SteeringConfig([SteerFeature(f, 0.0) for f in features], method="clamp"), sae)
+    steer = Steerer(SteeringConfig([SteerFeature(f, 0.0) for f in features], method=method), sae)
     rows = {"act": [], "act_sup": [], "p_next": [], "p_next_sup": [], "p_class": [], "p_class_sup": [], "kl": []}
     for ids, peak in ctxs:
         truth = torch.tensor(ids[peak + 1:])[:, None]
@@ -95,6 +96,7 @@ def main() -> None:
     ap.add_argument("--pattern", help=r"token class as a regex on decoded tokens, e.g. '^\s*\d' (digits)")
     ap.add_argument("--n", type=int, default=40, help="top contexts to use")
     ap.add_argument("--control", type=int, default=5, help="random active features suppressed for reference")
+    ap.add_argument("--method", default="clamp", choices=["clamp", "clamp_exact"])
     ap.add_argument("--horizon", type=int, default=3, help="corpus tokens after the peak to score (teacher-forced)")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
@@ -109,7 +111,7 @@ def main() -> None:
         rx = re.compile(args.pattern)
         mask = torch.tensor([bool(rx.search(tok.decode([i]))) for i in range(len(tok))])
         mask = torch.nn.functional.pad(mask, (0, model.config.vocab_size - len(mask)))[:model.config.vocab_size]
-    target = measure(model, sae, hook, ctxs, feats, mask)
+    target = measure(model, sae, hook, ctxs, feats, mask, args.method)
 
     # Controls: as many features, active at the first context's peak and not targets, chosen at random.
     _, z = forward(model, sae, hook, *ctxs[0], None)
@@ -118,12 +120,12 @@ def main() -> None:
     controls = []
     for _ in range(args.control):
         pick = [active[int(i)] for i in torch.randperm(len(active), generator=g)[:len(feats)]]
-        controls.append((",".join(map(str, pick)), measure(model, sae, hook, ctxs, pick, mask)))
+        controls.append((",".join(map(str, pick)), measure(model, sae, hook, ctxs, pick, mask, args.method)))
 
-    print(f"\n{args.sae} at {hook}: suppress (clamp to 0) on feature {feats[0]}'s top {len(ctxs)} contexts, "
+    print(f"\n{args.sae} at {hook}: suppress ({args.method} to 0) on feature {feats[0]}'s top {len(ctxs)} contexts, "
           f"prediction of the {args.horizon} corpus tokens after the peak (teacher-forced; means over positions)\n")
     cls = f" | {'P(class ' + args.pattern + ')':>22} | {'suppressed':>10}" if mask is not None else ""
-    w = max(18, len(args.feature) + 9)
+    w = max(19, len(args.feature) + 9)
     print(f"| {'suppressed features':>{w}} | {'act. at peak (sum)':>12} | {'after':>6} | {'P(true next)':>12} | "
           f"{'suppressed':>10}{cls} | {'KL':>6} |")
     print(f"|{'-' * (w + 2)}|{'-' * 20}|{'-' * 8}|{'-' * 14}|{'-' * 12}|" + (f"{'-' * 24}|{'-' * 12}|" if cls else "")
