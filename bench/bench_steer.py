@@ -23,7 +23,7 @@ from mistudio_core.models import BUILTIN_ID, load_model
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.model import SAE
 from mistudio_core.steering.generate import SamplingConfig, iter_rows
-from mistudio_core.steering.methods import Steerer, SteerFeature, SteeringConfig
+from mistudio_core.steering.methods import METHODS, Steerer, SteerFeature, SteeringConfig
 from mistudio_core.store import Store
 
 PROMPT = "The history of the city begins in the early middle ages, when"
@@ -69,7 +69,7 @@ def main() -> None:
     feats = [SteerFeature(123, 8.0)]
     rows = [("transformers generate (reference)", hf, 1),
             ("our loop, unsteered", ours(), 1)]
-    for method in ("additive", "orthogonal", "projection_cap", "clamp"):
+    for method in METHODS:
         rows.append((f"steered: {method}", ours(1, Steerer(SteeringConfig(feats, method=method), sae)), 1))
     rows.append(("pair: baseline + steered (batch 2), per row",
                  ours(2, Steerer(SteeringConfig(feats), sae, rows=torch.tensor([False, True]))), 2))
@@ -105,7 +105,7 @@ def hook_cost(model, sae, ids, device, n: int = 200) -> None:
                    for _ in range(5))
         print(f"\none decode step: {step * 1e3:.1f} ms")
         print(f"| {'hook (one call, [1,1,d])':<28} | {'us/call':>8} | {'share of a step':>15} |")
-        for method in ("additive", "orthogonal", "projection_cap", "clamp"):
+        for method in METHODS:
             st = Steerer(SteeringConfig([SteerFeature(123, 8.0)], method=method), sae)
             st(act)
             secs = _timed(lambda: [st(act) for _ in range(n)], 3) / n
