@@ -290,7 +290,9 @@ def _load(store: Store, model_id: str, device: str, dtype: str, quantization: st
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     folder = model_folder(store, model_id)
-    kwargs: dict[str, Any] = {"dtype": _DTYPES[dtype], "attn_implementation": "sdpa"}
+    # No attn_implementation: transformers picks SDPA where the architecture supports it and eager where it does
+    # not (Gemma-2, the home of Gemma Scope SAEs, refuses a forced "sdpa").
+    kwargs: dict[str, Any] = {"dtype": _DTYPES[dtype]}
     if quantization:
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=quantization == "8bit",
                                                            load_in_4bit=quantization == "4bit")

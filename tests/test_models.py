@@ -39,6 +39,14 @@ def test_add_local_folder_describes_the_model(store, tiny_folders, family, layer
     assert [x["id"] for x in store.list("models")] == [f"tiny-{family}"]
 
 
+@pytest.mark.parametrize("family", ["gemma2", "gemma3", "qwen3", "phi3", "gpt_neox"])
+def test_every_family_loads_including_those_without_sdpa(store, tmp_path, family):
+    save_tiny_model(family, tmp_path / family)  # Gemma-2 refuses a forced SDPA; it must still load (eager)
+    md.add_local_model(store, tmp_path / family)
+    loaded = md.load_model(store, family)
+    assert loaded.model(input_ids=loaded.tokenizer("hello world", return_tensors="pt").input_ids).logits.ndim == 3
+
+
 def test_load_model_defaults_and_cache(store, tiny_folders):
     md.add_local_model(store, tiny_folders / "tiny-llama")
     loaded = md.load_model(store, "tiny-llama")
