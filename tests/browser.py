@@ -12,6 +12,7 @@ Import from tests as `from browser import AppServer, Browser` (pytest puts `test
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -87,6 +89,18 @@ class AppServer:
         from gradio_client import Client
 
         return Client(self.url, verbose=False, **kwargs)
+
+
+@contextlib.contextmanager
+def served(demo) -> Iterator[str]:
+    """Serve a `gr.Blocks` (one page built in-process, e.g. with a model swapped for a tiny one) on a free port;
+    yields its URL and closes it afterwards."""
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
 
 
 class Browser:

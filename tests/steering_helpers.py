@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from tiny_models import tiny_model
+from tiny_models import tiny_config, tiny_model
 
 
 class TinySAE(torch.nn.Module):
@@ -37,3 +37,19 @@ def llama(seed: int = 0):
 
 
 HOOK = "blocks.1.hook_resid_post"
+
+
+def tiny_target(tokenizer_dir):
+    """A `SteeringTarget` (what `load_target` returns) over a tiny Llama with a real tokenizer and a TinySAE."""
+    import transformers as tf
+
+    from mistudio_core.steering.loader import SteeringTarget
+    from tiny_tokenizer import make_tiny_tokenizer
+
+    tok = make_tiny_tokenizer(tokenizer_dir)
+    cfg = tiny_config("llama")
+    cfg.vocab_size, cfg.eos_token_id = len(tok), tok.eos_token_id
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
+    return SteeringTarget(sae=TinySAE(), hook_name=HOOK, model=model, tokenizer=tok,
+                          manifest={"id": "tiny", "d_sae": 64})

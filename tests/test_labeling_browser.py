@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from browser import CHROMIUM, CHROMIUM_ARGS, IGNORED_CONSOLE, free_port
+from browser import Browser, served
 from fake_openai_server import FakeFeatures, FakeOpenAI
 from mistudio_core.jobs import JobRegistry, Runner
 from pages import labeling
@@ -15,8 +15,6 @@ pytestmark = pytest.mark.browser
 
 
 def test_labeling_tab_from_nothing_to_scored_labels(store, monkeypatch, artifacts_dir):
-    from playwright.sync_api import sync_playwright
-
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with store.create("saes", "demo-sae", {"model_id": "m"}, artifact_id="demo-sae"):
         pass
@@ -26,16 +24,9 @@ def test_labeling_tab_from_nothing_to_scored_labels(store, monkeypatch, artifact
     server = FakeOpenAI().start()
     with gr.Blocks() as demo:
         labeling.build(AppContext(store=store, jobs=registry))
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    errors: list[str] = []
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1300, "height": 1300})
-            page.on("console", lambda m: m.type == "error" and not any(s in m.text for s in IGNORED_CONSOLE)
-                    and errors.append(m.text))
-            page.goto(f"http://127.0.0.1:{port}/")
+        with served(demo) as url, Browser(artifacts_dir, width=1300, height=1300) as b:
+            page = b.open(url, wait_for=None)  # the empty status is hidden; clicks wait for the page
             page.get_by_role("button", name="Start labeling").click()
             status = page.locator("#labeling-status")
             status.get_by_text("OPENAI_API_KEY").wait_for(timeout=15_000)  # OpenAI preset, no key: say so
@@ -47,10 +38,8 @@ def test_labeling_tab_from_nothing_to_scored_labels(store, monkeypatch, artifact
             page.get_by_role("button", name="Start labeling").click()
             page.locator("#labeling-job").get_by_text("done").wait_for(timeout=30_000)
             page.get_by_text("word5").wait_for(timeout=15_000)
-            page.screenshot(path=str(artifacts_dir / "labeling_tab.png"), full_page=True)
-            browser.close()
+            b.screenshot(page, "labeling_tab")
     finally:
-        demo.close()
         server.stop()
         runner.stop()
-    assert errors == []
+    assert b.console_errors == []

@@ -3,16 +3,11 @@ from __future__ import annotations
 
 import gradio as gr
 import pytest
-import torch
-import transformers as tf
 
 import pages.steering as page
 from pages.common import failed, ok
-from mistudio_core.steering.loader import SteeringTarget
 from pages.context import AppContext
-from steering_helpers import HOOK, TinySAE
-from tiny_models import tiny_config
-from tiny_tokenizer import make_tiny_tokenizer
+from steering_helpers import tiny_target
 
 OK, FAILED = ok(""), failed("")
 KNOBS = ("additive", "all", False, 8, 0.8, 0.9, 3, False)
@@ -20,13 +15,7 @@ KNOBS = ("additive", "all", False, 8, 0.8, 0.9, 3, False)
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
-    tok = make_tiny_tokenizer(tmp_path_factory.mktemp("tok"))
-    cfg = tiny_config("llama")
-    cfg.vocab_size, cfg.eos_token_id = len(tok), tok.eos_token_id
-    torch.manual_seed(0)
-    model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
-    return SteeringTarget(sae=TinySAE(), hook_name=HOOK, model=model, tokenizer=tok,
-                          manifest={"id": "tiny", "d_sae": 64})
+    return tiny_target(tmp_path_factory.mktemp("tok"))
 
 
 @pytest.fixture
