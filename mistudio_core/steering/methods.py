@@ -147,9 +147,9 @@ class Steerer:
         self.rows, self.row_scale = rows, row_scale
         self.pos = 0
         self._vectors: dict = {}
-        self._gains: dict = {}
-        for f in cfg.features:  # refuse an unusable clamp_exact now, not inside the model's forward
-            self._gain(f.index)
+        # Per-feature multiplier of the clamp's change, computed (and an unusable clamp_exact refused) here rather
+        # than inside the model's forward.
+        self._gains = {f.index: self._clamp_gain(f.index) for f in cfg.features}
 
     def reset(self) -> None:
         """Start a new sequence (positions count from 0 again)."""
@@ -164,18 +164,16 @@ class Steerer:
             self._vectors[key] = v.to(like.device, like.dtype)
         return self._vectors[key]
 
-    def _gain(self, index: int) -> float:
+    def _clamp_gain(self, index: int) -> float:
         """1 for `clamp`; 1/d_f for `clamp_exact` (refused when the encoder barely reads the decoder row)."""
         if self.cfg.method != "clamp_exact":
             return 1.0
-        if index not in self._gains:
-            d = encoder_decoder_overlap(self.sae, index)
-            if d < 0.05:
-                raise ValidationError(f"clamp_exact cannot steer feature {index}: its encoder reads back only "
-                                      f"{d:.3f} of its decoder direction (W_dec·W_enc), so the correction would "
-                                      "explode. Use clamp instead.")
-            self._gains[index] = 1.0 / d
-        return self._gains[index]
+        d = encoder_decoder_overlap(self.sae, index)
+        if d < 0.05:
+            raise ValidationError(f"clamp_exact cannot steer feature {index}: its encoder reads back only {d:.3f} "
+                                  "of its decoder direction (W_dec·W_enc), so the correction would explode. Use "
+                                  "clamp instead.")
+        return 1.0 / d
 
     def _span(self, T: int) -> int:
         """Index (within this call's T positions) of the first position to steer; updates the position count.
@@ -201,7 +199,7 @@ class Steerer:
             elif self.cfg.method == "projection_cap":
                 h = projection_cap(h, self._vector(f.index, act), c)
             else:  # clamp: c is [B, 1, 1] or a float; the target activation per row is [B, 1]
-                h = clamp_feature(h, self.sae, f.index, c[..., 0] if torch.is_tensor(c) else c, self._gain(f.index))
+                h = clamp_feature(h, self.sae, f.index, c[..., 0] if torch.is_tensor(c) else c, self._gains[f.index])
         if self.rows is not None:
             h = torch.where(self.rows.to(act.device).view(-1, 1, 1), h, act[:, first:])
         if first == 0:
