@@ -103,6 +103,17 @@ def _token_ids(tokens, bos_token_id):
     return tokens, bos_token_id
 
 
+def _context_ids(ids, n: int) -> torch.Tensor:
+    """`context_ids` as a LongTensor of valid, distinct rows (None: all n rows, in order)."""
+    if ids is None:
+        return torch.arange(n)
+    ids = torch.as_tensor(ids).long().reshape(-1)
+    if len(ids) == 0 or int(ids.min()) < 0 or int(ids.max()) >= n or len(torch.unique(ids)) != len(ids):
+        raise ValidationError(f"context_ids must be distinct row indices in 0..{n - 1}, at least one (got "
+                              f"{len(ids)} ids); pass the train split of the tokenization (tokenize.split_ids).")
+    return ids
+
+
 def _config_pad(cfg) -> int | None:
     # Many tokenizers reuse EOS as PAD; packed contexts hold real EOS separators, so only a distinct pad id
     # is treated as padding unless the caller names one.
@@ -116,7 +127,8 @@ class ActivationStream(_Batcher):
 
     def __init__(self, model, tokens, hook_names, batch_tokens: int = 4096, contexts_per_forward: int = 32,
                  buffer_contexts: int = 512, skip_bos: bool = True, seed: int = 0, start_batch: int = 0,
-                 device=None, bos_token_id: int | None = None, pad_token_id: int | None = None):
+                 device=None, bos_token_id: int | None = None, pad_token_id: int | None = None,
+                 context_ids=None):
         self.model = unwrap(model)
         self.hook_names = [hook_names] if isinstance(hook_names, str) else list(dict.fromkeys(hook_names))
         for name in self.hook_names:
@@ -130,8 +142,10 @@ class ActivationStream(_Batcher):
         self.contexts_per_forward, self.buffer_contexts = contexts_per_forward, buffer_contexts
         self.skip_bos, self.seed = skip_bos, seed
         self.device = torch.device(device) if device is not None else self.model.device
+        self.context_ids = _context_ids(context_ids, self.tokens.shape[0])
+        """The only rows of `tokens` this stream ever reads (training passes the train split's ids)."""
         self._kept = self.keep_mask(self.tokens).sum(1)
-        self.tokens_per_epoch = int(self._kept.sum())
+        self.tokens_per_epoch = int(self._kept[self.context_ids].sum())
         if self.tokens_per_epoch == 0:
             raise ValidationError("No tokens left to train on after skipping BOS/position 0 and padding; "
                                   "use longer contexts or skip_bos=False.")
@@ -151,8 +165,8 @@ class ActivationStream(_Batcher):
         return keep
 
     def _contexts(self, r: int) -> torch.Tensor:
-        """Context indices of refill r: a window of the endless chain of per-epoch permutations."""
-        n = self.tokens.shape[0]
+        """Context indices of refill r: a window of the endless chain of per-epoch permutations of `context_ids`."""
+        n = len(self.context_ids)
         start, stop = r * self.buffer_contexts, (r + 1) * self.buffer_contexts
         parts = []
         for epoch in range(start // n, (stop - 1) // n + 1):
@@ -162,7 +176,7 @@ class ActivationStream(_Batcher):
                 self._perms[epoch] = _perm(n, derived_seed(self.seed, "epoch", epoch))
             lo, hi = max(start - epoch * n, 0), min(stop - epoch * n, n)
             parts.append(self._perms[epoch][lo:hi])
-        return torch.cat(parts)
+        return self.context_ids[torch.cat(parts)]
 
     def _segment_len(self, r: int) -> int:
         return int(self._kept[self._contexts(r)].sum())

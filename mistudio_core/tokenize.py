@@ -10,11 +10,20 @@ Speed: documents go to the Rust tokenizer in batches (it encodes a batch on all 
 packing is a numpy concatenate + reshape. With `max_tokens`, tokenizing stops as soon as enough tokens exist.
 
 Writes `datasets/<id>/tokenized/<model_id>/` = `tokens.safetensors` (key `tokens`, int32 [n_contexts,
-context_size]), `config.json` (TokenizeConfig + `bos_token_id`, `separator_token_id`, `tokenizer`), `stats.json`.
+context_size]), `config.json` (TokenizeConfig + `bos_token_id`, `separator_token_id`, `tokenizer`, `heldout`),
+`stats.json`.
+
+Held-out split: the last `heldout["n_contexts"]` contexts of every tokenization (method "tail", see
+`heldout_split`) are kept out of training — `split_ids` gives the train and held-out context indices, training
+streams read only the train ones, evaluations the held-out ones. A contiguous tail, not a random sample, because
+packed contexts cut documents into neighbours: a random held-out context would have the rest of its document in
+training; the tail shares at most one document with it. Tokenizations written before the split existed get the
+same default from their `n_contexts`, so their held-out slice is the one a fresh tokenization would record.
 """
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -30,6 +39,9 @@ BATCH_DOCS = 1024
 BATCH_CHARS = 2_000_000
 TOP_TOKENS = 30
 HIST_BINS = 20
+HELDOUT_FRACTION = 0.05
+HELDOUT_MIN = 16
+HELDOUT_MAX = 4096
 Progress = Callable[[float, str], None] | None
 
 
@@ -45,8 +57,13 @@ class TokenizeConfig:
     """Skip documents shorter than this many characters (after stripping whitespace)."""
     max_tokens: int | None = None
     """Stop once this many tokens (contexts × context_size) are stored; None = the whole dataset."""
+    heldout_fraction: float = HELDOUT_FRACTION
+    """Fraction of contexts (the last ones) never trained on, for evaluation: at least min(16, n/4) contexts, at
+    most 4096, always leaving one to train on (see `heldout_split`)."""
 
     def __post_init__(self):
+        if not isinstance(self.heldout_fraction, (int, float)) or not 0 <= self.heldout_fraction < 1:
+            raise ValidationError(f"heldout_fraction must be from 0 to below 1 (got {self.heldout_fraction!r}).")
         if not isinstance(self.prepend_bos, bool) or not isinstance(self.pack, bool):
             raise ValidationError("prepend_bos and pack must be true or false.")
         if self.max_tokens is not None and not isinstance(self.max_tokens, int):
@@ -75,6 +92,48 @@ class Tokenized:
     tokens: "torch.Tensor"  # noqa: F821  LongTensor [n_contexts, context_size]
     config: dict
     stats: dict
+
+    @property
+    def heldout(self) -> dict:
+        """The held-out record (`method`, `n_contexts`, `first_context`, `fraction`), recorded or the default."""
+        return heldout_of(self.config, int(self.tokens.shape[0]))
+
+    def split_ids(self) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
+        """`(train_ids, heldout_ids)`: LongTensors of context indices; see the module docstring."""
+        return split_ids(self)
+
+    def heldout_tokens(self, n: int | None = None):
+        """The held-out contexts (the first `n` of them; all when None), a [n, context_size] slice of `tokens`."""
+        h = self.heldout
+        stop = h["first_context"] + (h["n_contexts"] if n is None else min(n, h["n_contexts"]))
+        return self.tokens[h["first_context"]:stop]
+
+
+def heldout_split(n_contexts: int, fraction: float = HELDOUT_FRACTION) -> dict:
+    """The held-out record of a tokenization of `n_contexts` contexts: the last ceil(fraction·n), raised to
+    min(16, n // 4), capped at 4096 and at n − 1 (one context always trains). Deterministic in (n, fraction)."""
+    n = int(n_contexts)
+    k = min(max(math.ceil(fraction * n), min(HELDOUT_MIN, n // 4)) if fraction > 0 else 0, HELDOUT_MAX, max(n - 1, 0))
+    return {"method": "tail", "n_contexts": k, "first_context": n - k, "fraction": fraction,
+            "rule": "last ceil(fraction*n) contexts, at least min(16, n//4), at most min(4096, n-1)"}
+
+
+def heldout_of(config: dict, n_contexts: int) -> dict:
+    """The tokenization's recorded held-out slice, or the default for one written before splits existed."""
+    recorded = (config or {}).get("heldout")
+    if recorded and recorded.get("method") == "tail":
+        return recorded
+    return heldout_split(n_contexts, (config or {}).get("heldout_fraction", HELDOUT_FRACTION))
+
+
+def split_ids(tokenized: "Tokenized") -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
+    """`(train_ids, heldout_ids)` of a tokenization: context indices (LongTensors) a training stream may read
+    and those only evaluations read. Independent of how the token grid is stored."""
+    import torch
+
+    h = heldout_of(tokenized.config, int(tokenized.tokens.shape[0]))
+    first, n = h["first_context"], h["first_context"] + h["n_contexts"]
+    return torch.arange(first), torch.arange(first, n)
 
 
 @functools.lru_cache(maxsize=4)
@@ -221,7 +280,8 @@ def tokenize_dataset(store: Store, dataset_id: str, model_id: str, cfg: Tokenize
     tokens, stats = tokenize_texts(tokenizer, load_texts(store, dataset_id), cfg, progress)
     bos, sep = _special_ids(tokenizer, cfg)
     config = {**cfg.to_dict(), "bos_token_id": bos, "separator_token_id": sep, "tokenizer": model_id,
-              "dataset_id": dataset_id, "model_id": model_id, "created": time.time()}
+              "dataset_id": dataset_id, "model_id": model_id, "created": time.time(),
+              "heldout": heldout_split(len(tokens), cfg.heldout_fraction)}
     with atomic_dir(tokenized_dir(store, dataset_id, model_id)) as tmp:
         save_file({"tokens": tokens}, str(tmp / "tokens.safetensors"))
         write_json_atomic(tmp / "config.json", config)
