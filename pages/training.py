@@ -141,6 +141,7 @@ def compare(ctx: AppContext, job_ids: list[str], metric: str) -> Any:
 
 @guarded(2)
 def template_save(ctx: AppContext, name: str, *values) -> tuple[str, Any]:
+    require_writable(ctx)
     slug = save_template(ctx.store, name, train_config(list(values)).to_dict())
     return ok(f"Saved template `{slug}`."), gr.update(choices=list(PRESETS) + list_templates(ctx.store), value=slug)
 
@@ -160,6 +161,7 @@ def template_export(ctx: AppContext, name: str, *values) -> tuple[str, str]:
 
 @guarded(2)
 def template_import(ctx: AppContext, file: str | None) -> tuple[str, Any]:
+    require_writable(ctx)
     if not file:
         raise ValidationError("No file uploaded. Drop an exported template (.json) on the box.")
     with open(file, encoding="utf-8") as f:
