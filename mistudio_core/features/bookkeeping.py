@@ -16,6 +16,10 @@ k / d_sae of the batch, e.g. 0.2%); everything below is computed from S:
 - quantile reservoir: the same merge on uniform random keys gives, per feature, a uniform random sample of R
   contexts in which it fired (a bottom-k sketch); quantile examples are drawn from it at the end.
 - co-occurrence (optional): token-level co-firing counts among the N features that fired most in the first batch.
+- example windows (optional, `window=W`): each top/reservoir slot also keeps the W activations around its peak,
+  cut from the batch's codes when the slot is taken, so extraction needs no second pass over the examples'
+  contexts (which re-ran the model on up to as many contexts as pass 1). Cost: F·(k+R)·W float16 (the output's
+  own size) plus a gather of the newly taken slots per batch.
 """
 from __future__ import annotations
 
@@ -32,14 +36,22 @@ class TopSlots:
     values: torch.Tensor
     ctx: torch.Tensor
     pos: torch.Tensor
+    win: torch.Tensor | None = None
+    """[F, S, W] float16 activations of the window around each slot's peak (None when windows are off)."""
 
     @classmethod
-    def empty(cls, n_features: int, k: int, device) -> "TopSlots":
+    def empty(cls, n_features: int, k: int, device, window: int = 0) -> "TopSlots":
         return cls(
             torch.full((n_features, k), -math.inf, device=device),
             torch.full((n_features, k), -1, dtype=torch.long, device=device),
             torch.zeros((n_features, k), dtype=torch.long, device=device),
+            torch.zeros((n_features, k, window), dtype=torch.float16, device=device) if window else None,
         )
+
+    def gather(self, idx: torch.Tensor) -> "TopSlots":
+        """The slots `idx [F, S']` of every row (windows included)."""
+        win = None if self.win is None else self.win.gather(1, idx[..., None].expand(-1, -1, self.win.shape[2]))
+        return TopSlots(self.values.gather(1, idx), self.ctx.gather(1, idx), self.pos.gather(1, idx), win)
 
     def merge(self, keys: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor, ranks: torch.Tensor | None = None):
         """Merge candidates `keys/ctx/pos [F, B]`, keeping the k largest keys per feature. `ranks` (the current
@@ -68,8 +80,9 @@ class FeatureAccumulator:
 
     def __init__(self, n_features: int, k: int = 100, threshold: float = 0.0, reservoir: int = 64,
                  n_bins: int = 64, hist_min: float = 1e-3, hist_max: float = 1e3, cooc_features: int = 0,
-                 seed: int = 0, device: str | torch.device = "cpu"):
+                 seed: int = 0, device: str | torch.device = "cpu", window: int = 0, window_before: int = 0):
         self.n_features, self.k, self.threshold = n_features, k, threshold
+        self.window, self.window_before = window, window_before  # W tokens kept per slot, W_b of them before
         self.n_bins, self.hist_min, self.hist_max = n_bins, hist_min, hist_max
         self.device = torch.device(device)
         self.n_tokens = 0
@@ -77,8 +90,9 @@ class FeatureAccumulator:
         self.sum = torch.zeros(n_features, dtype=torch.float64, device=self.device)
         self.max = torch.zeros(n_features, device=self.device)
         self.hist = torch.zeros(n_features * n_bins, dtype=torch.long, device=self.device)
-        self.top = TopSlots.empty(n_features, k, self.device)
-        self.res = TopSlots.empty(n_features, reservoir, self.device)
+        self.top = TopSlots.empty(n_features, k, self.device, window)
+        self.res = TopSlots.empty(n_features, reservoir, self.device, window)
+        self._flat: torch.Tensor | None = None  # the current batch's codes [B*T, F], read by the window gather
         self.res_keys = torch.full((n_features, reservoir), -math.inf, device=self.device)
         self.cooc_n = cooc_features
         self.cooc_ids: torch.Tensor | None = None
@@ -92,11 +106,14 @@ class FeatureAccumulator:
         src = codes
         codes = codes.detach().to(self.device, torch.float32)
         ctx_ids = ctx_ids.to(self.device, torch.long)
+        restore = None
         if mask is not None:
             mask = mask.to(self.device)
             if not bool(mask.all()):
                 if codes is src and not inplace:
                     codes = codes.clone()
+                if self.window:  # windows show the raw activations, filtered positions included
+                    restore = (~mask, codes[~mask])
                 codes[~mask] = 0.0  # only the few filtered positions are written
             self.n_tokens += int(mask.sum())
         else:
@@ -107,8 +124,12 @@ class FeatureAccumulator:
         vals = flat[tok, feat]
         self._update_stats(feat, vals)
         cmax, cpos = self._context_peaks(tok, feat, vals, B, T)
+        if restore is not None:
+            codes[restore[0]] = restore[1]
+        self._flat, self._T = (flat, T) if self.window else (None, T)
         self._update_top(cmax, cpos, ctx_ids)
         self._update_reservoir(cmax, cpos, ctx_ids)
+        self._flat = None
         if self.cooc_n:
             self._update_cooc(tok, feat, B * T)
 
@@ -130,8 +151,7 @@ class FeatureAccumulator:
         cpos.scatter_reduce_(0, key[at_peak], (tok % T)[at_peak], reduce="amin")
         return cmax.view(B, F), cpos.clamp_max_(T - 1).view(B, F)
 
-    @staticmethod
-    def _merge_rows(slots: TopSlots, ranks: torch.Tensor, keys, ctx_ids, cpos, vals=None):
+    def _merge_rows(self, slots: TopSlots, ranks: torch.Tensor, keys, ctx_ids, cpos, vals=None):
         """Merge only the features with a candidate that beats their current worst slot (after the first
         batches, most features have none, so most of the [F, k+B] top-k is skipped). Updates in place."""
         need = keys.amax(1) > ranks.amin(1)
@@ -139,7 +159,7 @@ class FeatureAccumulator:
         if n_need == 0:
             return
         rows = slice(None) if n_need > 0.5 * len(need) else torch.nonzero(need).flatten()  # skip gathers if most
-        sub = TopSlots(slots.values[rows], slots.ctx[rows], slots.pos[rows])
+        sub = TopSlots(slots.values[rows], slots.ctx[rows], slots.pos[rows], None)
         ctx = ctx_ids[None, :].expand(sub.ctx.shape[0], -1)
         top, idx, c, p = sub.merge(keys[rows], ctx, cpos.T[rows], ranks=None if vals is None else ranks[rows])
         if vals is None:
@@ -148,6 +168,21 @@ class FeatureAccumulator:
             slots.values[rows] = torch.cat([sub.values, vals[rows]], 1).gather(1, idx)
             ranks[rows] = top
         slots.ctx[rows], slots.pos[rows] = c, p
+        if slots.win is not None:
+            feats = torch.arange(len(need), device=self.device)[rows]
+            slots.win[rows] = self._windows(slots.win[rows], idx, p, feats)
+
+    def _windows(self, old: torch.Tensor, idx: torch.Tensor, pos: torch.Tensor, feats: torch.Tensor):
+        """Windows after a merge: kept slots move with `idx`; slots taken from the batch (idx >= S) are cut from
+        the batch's codes around their peak (start clamped so the window stays inside the context)."""
+        S, W, T = old.shape[1], old.shape[2], self._T
+        out = old.gather(1, idx.clamp_max(S - 1)[..., None].expand(-1, -1, W))
+        r, j = (idx >= S).nonzero(as_tuple=True)
+        if len(r):
+            start = (pos[r, j] - self.window_before).clamp(0, max(T - W, 0))
+            tok = ((idx[r, j] - S) * T + start)[:, None] + torch.arange(W, device=self.device)
+            out[r, j] = self._flat[tok, feats[r][:, None]].half()
+        return out
 
     def _update_top(self, cmax, cpos, ctx_ids) -> None:
         keys = cmax.T.masked_fill(cmax.T <= self.threshold, -math.inf)  # [F, B]; non-firing never enter
@@ -175,8 +210,7 @@ class FeatureAccumulator:
     # ---- results -------------------------------------------------------------------------------------------
     def sorted_top(self) -> TopSlots:
         """The top-k slots, best first (slots are kept unsorted while streaming)."""
-        vals, order = self.top.values.sort(dim=1, descending=True)
-        return TopSlots(vals, self.top.ctx.gather(1, order), self.top.pos.gather(1, order))
+        return self.top.gather(self.top.values.argsort(dim=1, descending=True))
 
     def mean(self) -> torch.Tensor:
         """Mean activation over the tokens where the feature fired (0 for dead features)."""
@@ -209,6 +243,6 @@ class FeatureAccumulator:
         from_bottom = torch.where(width >= per_quantile, spread, lo + j[None])
         idx = (n_valid - 1 - from_bottom).clamp_min(0)
         ok = (width > 0) & (j[None] < width)  # fewer samples than picks: keep only distinct ones
-        out_v = vals.gather(1, idx).masked_fill(~ok, -math.inf)
-        out_c = ctx.gather(1, idx).masked_fill(~ok, -1)
-        return TopSlots(out_v, out_c, pos.gather(1, idx))
+        out = self.res.gather(order.gather(1, idx))  # windows follow their slots
+        out.values, out.ctx = vals.gather(1, idx).masked_fill(~ok, -math.inf), ctx.gather(1, idx).masked_fill(~ok, -1)
+        return out

@@ -1,13 +1,15 @@
-"""Feature extraction: one streaming pass over a tokenized dataset, then a small second pass for example windows.
+"""Feature extraction: one streaming pass over a tokenized dataset.
 
-Pass 1 (the cost): for each batch of contexts, run the model up to the SAE's hook (`hooks.capture` stops the
-forward there), encode with the SAE, and feed the codes to `FeatureAccumulator` (counts, sums, maxima, log-binned
-histograms, running top-k contexts, a random reservoir for quantile examples). Nothing per token is kept.
+For each batch of contexts, run the model up to the SAE's hook (`hooks.capture` stops the forward there), encode
+with the SAE, and feed the codes to `FeatureAccumulator` (counts, sums, maxima, log-binned histograms, running
+top-k contexts, a random reservoir for quantile examples, and each kept example's window of activations, cut
+from the batch when the example is taken). Nothing per token is kept, and no context is run twice: the old
+second pass that re-encoded every example context cost as much as the first on wide SAEs.
 Contexts are visited in a seeded random order, so `n_tokens` smaller than the dataset is a fair sample of it.
 
-Pass 2 (cheap): re-encode only the contexts that ended up as an example of some feature, and gather each
-example's window of activations around its peak. Its cost is bounded by pass 1 (at most the same contexts) and
-is small whenever the dataset is much larger than the examples kept.
+Memory: the batch is encoded in chunks of contexts of at most MAX_CODE_ELEMENTS dense codes, so the working set
+does not grow with the SAE's width; what does is the output itself (F × (top_k + reservoir) slots and windows).
+Tokens may be an int32 (memory-mapped) grid: only the batch's rows are read and widened to int64.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from .token_filters import eligible, excluded_vocab, special_ids, validate_filte
 
 Progress = Callable[[float, str], None]
 HIST_BINS, HIST_MIN, HIST_MAX = 80, 1e-4, 1e4  # 10 log bins per decade over 8 decades
+MAX_CODE_ELEMENTS = 1 << 24  # dense codes per encode call (64 MB fp32), so memory does not grow with d_sae
 
 
 @dataclass
@@ -60,6 +63,8 @@ class ExtractConfig:
     """Contexts per forward pass."""
     seed: int = 0
     """Seed of the context order and of the quantile sampling."""
+    autocast: bool = False
+    """Run the model and SAE under bf16 autocast on CUDA (faster; ~3 significant digits); ignored on CPU."""
 
     def __post_init__(self):
         checks = [
@@ -90,65 +95,37 @@ def _device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _encoder(model, sae, hook: str):
-    """tokens [B, T] -> codes [B, T, d_sae] on the SAE's device."""
+def _autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when asked (a no-op elsewhere: CPU bf16 matmuls are slower than fp32 here)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+def _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop) -> int:
+    """Pass 1: capture B contexts at a time, then encode + account them in chunks of contexts small enough
+    that a chunk's dense codes stay under MAX_CODE_ELEMENTS whatever the SAE's width."""
     from ..hooks import capture
 
-    sae_param = next(sae.parameters())
-
-    @torch.no_grad()
-    def encode(ids: torch.Tensor) -> torch.Tensor:
-        acts = capture(model, ids.to(_device_of(model)), [hook])[hook]
-        return sae.encode(acts.to(sae_param.device, sae_param.dtype))
-    return encode
-
-
-def _main_pass(encode, tokens, order, excluded, acc, cfg, progress, should_stop) -> int:
     B, T, t0 = cfg.batch_contexts, tokens.shape[1], time.time()
-    done = 0
+    sae_param = next(sae.parameters())
+    sub = max(1, MAX_CODE_ELEMENTS // (T * sae.W_dec.shape[0]))
+    dev, done = _device_of(model), 0
     for s in range(0, len(order), B):
         if should_stop and should_stop():
             break
         ids = order[s:s + B]
-        batch = tokens[ids]
-        acc.update(encode(batch), ids, eligible(batch, excluded), inplace=True)
+        batch = tokens[ids].long()  # rows read on demand from the (int32, memory-mapped) grid
+        keep = eligible(batch, excluded)
+        with torch.no_grad(), _autocast(dev, cfg.autocast):
+            acts = capture(model, batch.to(dev), [hook])[hook].to(sae_param.device, sae_param.dtype)
+            for c in range(0, len(ids), sub):
+                acc.update(sae.encode(acts[c:c + sub]).float(), ids[c:c + sub], keep[c:c + sub], inplace=True)
         done = s + len(ids)
         if progress:
             rate = done * T / max(time.time() - t0, 1e-9)
             eta = (len(order) - done) * T / max(rate, 1e-9)
-            progress(0.85 * done / len(order),
-                     f"pass 1: {done * T:,}/{len(order) * T:,} tokens · {rate:,.0f} tok/s · ETA {eta:,.0f}s")
+            progress(0.95 * done / len(order),
+                     f"{done * T:,}/{len(order) * T:,} tokens · {rate:,.0f} tok/s · ETA {eta:,.0f}s")
     return done
-
-
-def _window_pass(encode, tokens, ctx, pos, W: int, before: int, B: int, progress=None):
-    """Activations of each (feature, slot) example in a W-token window around its peak.
-    `ctx/pos [F, S]` (ctx -1 = empty slot). Returns (acts [F, S, W] float16, start [F, S])."""
-    F, S = ctx.shape
-    T = tokens.shape[1]
-    start = (pos - before).clamp(0, max(T - W, 0))
-    out = torch.zeros(F * S, W, dtype=torch.float16)
-    flat = ctx.flatten().cpu()
-    slot = torch.nonzero(flat >= 0).flatten()
-    order = torch.argsort(flat[slot], stable=True)
-    slot = slot[order]  # example slots sorted by context, so each chunk of contexts is a contiguous range
-    sctx, feat = flat[slot], slot // S
-    sstart = start.flatten().cpu()[slot]
-    uniq = torch.unique(sctx)
-    offs = torch.arange(W)
-    for c in range(0, len(uniq), B):
-        chunk = uniq[c:c + B]
-        lo, hi = torch.searchsorted(sctx, chunk[0]), torch.searchsorted(sctx, chunk[-1], right=True)
-        codes = encode(tokens[chunk])
-        dev = codes.device
-        local = torch.searchsorted(chunk, sctx[lo:hi]).to(dev)
-        win = (sstart[lo:hi, None] + offs[None]).to(dev)
-        vals = codes[local[:, None], win, feat[lo:hi, None].to(dev)]
-        out[slot[lo:hi]] = vals.half().cpu()
-        if progress:
-            progress(0.85 + 0.12 * (c + len(chunk)) / len(uniq), f"pass 2: example windows, "
-                     f"{c + len(chunk):,}/{len(uniq):,} contexts")
-    return out.view(F, S, W), start
 
 
 def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig, progress: Progress | None = None,
@@ -159,7 +136,7 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     if not hook:
         raise ValidationError("The SAE does not say which hook point it reads; pass hook_name (e.g. "
                               "blocks.8.hook_resid_post) or set cfg.metadata['hook_name'].")
-    tokens = torch.as_tensor(tokens).long().cpu()
+    tokens = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(tokens)  # int32 stays int32
     n_ctx_all, T = tokens.shape
     W = min(cfg.window_before + cfg.window_after + 1, T)
     vocab = vocab_strings(tokenizer, model.get_output_embeddings().weight.shape[0])
@@ -170,14 +147,13 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     d_sae = sae.W_dec.shape[0]
     reservoir = max(64, 2 * cfg.n_quantiles * cfg.quantile_examples)
     acc = FeatureAccumulator(d_sae, cfg.top_k, cfg.threshold, reservoir, HIST_BINS, HIST_MIN, HIST_MAX,
-                             cfg.cooc_features, cfg.seed, sae_dev)
-    encode = _encoder(model, sae, hook)
-    done = _main_pass(encode, tokens, order, excluded, acc, cfg, progress, should_stop)
+                             cfg.cooc_features, cfg.seed, sae_dev, window=W, window_before=cfg.window_before)
+    done = _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop)
     quant = acc.quantile_picks(cfg.n_quantiles, cfg.quantile_examples)
     top = acc.sorted_top()
     ctx = torch.cat([top.ctx, quant.ctx], 1)
-    pos = torch.cat([top.pos, quant.pos], 1)
-    acts, start = _window_pass(encode, tokens, ctx, pos, W, cfg.window_before, cfg.batch_contexts, progress)
+    start = (torch.cat([top.pos, quant.pos], 1) - cfg.window_before).clamp(0, max(T - W, 0))
+    acts = torch.cat([top.win, quant.win], 1).cpu()
     if progress:
         progress(0.97, "decoder logits")
     logit_t = decoder_logits(model, sae.W_dec, cfg.n_logits)
@@ -194,7 +170,7 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     if acc.cooc is not None:
         tensors.update(cooc_ids=acc.cooc_ids, cooc=acc.cooc)
     meta = {"config": cfg.to_dict(), "hook_name": hook, "d_sae": d_sae, "n_tokens": acc.n_tokens,
-            "n_contexts": done, "pass2_contexts": int(len(used)), "stopped_early": done < n_ctx, "window": W,
+            "n_contexts": done, "pass2_contexts": 0, "stopped_early": done < n_ctx, "window": W,
             "n_quantiles": cfg.n_quantiles, "quantile_examples": cfg.quantile_examples,
             "model_id": getattr(loaded_model, "model_id", None), "created": time.time()}
     windows = {"top_acts": acts[:, :k].contiguous(), "quant_acts": acts[:, k:].contiguous()}
