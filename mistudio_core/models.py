@@ -23,6 +23,7 @@ import torch
 
 from . import hooks
 from .errors import MistudioError, NotFoundError, OfflineError, UnsupportedError, ValidationError
+from .memory_guard import memory_plan
 from .store import Store, slugify
 
 BUILTIN_ID = "smollm2-135m-instruct"
@@ -51,6 +52,8 @@ class LoadedModel:
     """Weight dtype name (`float32`, `bfloat16`, `float16`)."""
     quantization: str | None = None
     """None, `8bit` or `4bit` (bitsandbytes)."""
+    memory: dict | None = None
+    """The resource guard's plan for this load (`MemoryPlan.to_dict()`): need vs available, and where."""
 
 
 def _say(progress: Progress, frac: float, msg: str) -> None:
@@ -272,13 +275,20 @@ def _resolve(device, dtype, quantization) -> tuple[str, str, str | None]:
 
 def load_model(store: Store, model_id: str, device=None, dtype=None, quantization: str | None = None
                ) -> LoadedModel:
-    """Load a registered model for inference (cached in-process: the same arguments return the same object)."""
+    """Load a registered model for inference (cached in-process: the same arguments return the same object).
+    Before loading, the resource guard compares the memory it needs with what is free and refuses rather than
+    letting the machine swap (`UnsupportedError` with the numbers and what to change)."""
     device, dtype, quantization = _resolve(device, dtype, quantization)
-    created = store.manifest("models", model_id).get("created")  # a re-added model under the same id reloads
+    manifest = store.manifest("models", model_id)
+    created = manifest.get("created")  # a re-added model under the same id reloads
     key = (str(store.home), model_id, created, device, dtype, quantization)
     with _LOAD_LOCK:  # two threads asking for the same model load it once
         if key not in _CACHE:
+            plan = memory_plan(manifest, device, dtype, quantization)
+            if not plan.fits:
+                raise UnsupportedError(plan.message)
             _CACHE[key] = _load(store, model_id, device, dtype, quantization)
+            _CACHE[key].memory = plan.to_dict()
         _CACHE.move_to_end(key)
         loaded = _CACHE[key]
         while len(_CACHE) > max(CACHE_SIZE, 1):
@@ -308,6 +318,13 @@ def _load(store: Store, model_id: str, device: str, dtype: str, quantization: st
     return LoadedModel(model.eval(), tokenizer, model_id, device, dtype, quantization)
 
 
+def check_quantization(quantization: str | None, device: str | None = None) -> str | None:
+    """The quantization a job may ask for here (None for none), or the `UnsupportedError` explaining why not
+    (4/8-bit need a CUDA GPU and bitsandbytes): jobs call this before queueing."""
+    quantization = None if quantization in (None, "", "none") else quantization
+    return _resolve(device, None, quantization)[2]
+
+
 def clear_cache() -> None:
     """Forget every loaded model (frees memory once no one else holds a reference)."""
     _CACHE.clear()
@@ -319,7 +336,8 @@ def model_summary(loaded_or_manifest: LoadedModel | dict) -> dict:
         info = _describe(loaded_or_manifest.model, {})
         info.pop("source")
         info.update(id=loaded_or_manifest.model_id, device=loaded_or_manifest.device,
-                    dtype=loaded_or_manifest.dtype, quantization=loaded_or_manifest.quantization)
+                    dtype=loaded_or_manifest.dtype, quantization=loaded_or_manifest.quantization,
+                    memory_plan=loaded_or_manifest.memory)
     else:
         info = {k: loaded_or_manifest.get(k) for k in ("id", "name", "source", "architecture", "model_type",
                                                        "n_layers", "d_model", "n_params", "vocab_size",

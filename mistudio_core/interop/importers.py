@@ -13,6 +13,7 @@ Formats, as each project defines its encoder (x the raw activation):
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -33,6 +34,16 @@ _GEMMA_MODELS = {"2b-pt": "gemma-2-2b", "9b-pt": "gemma-2-9b", "27b-pt": "gemma-
                  "9b-it": "gemma-2-9b-it"}
 
 
+def published_width(number: int, unit: str) -> int:
+    """A width as Gemma Scope writes it in paths: '16k' is 16384 and '65k' 65536 (the power of two nearest the
+    rounded number), '1m' is 1048576; a number that is no rounded power of two is taken as written (k = 1000)."""
+    value = number * {"": 1, "k": 1000, "m": 1000 ** 2}[unit]
+    if not unit:
+        return value
+    power = 1 << max(round(math.log2(value)), 0)
+    return power if abs(power - value) <= 0.05 * value else value
+
+
 def gemma_scope_config(repo_id: str, path_in_repo: str) -> dict:
     """Hook name, d_sae and model name derived from a Gemma Scope repo id and path."""
     m = _GEMMA_PATH.search(path_in_repo.strip("/") + "/")
@@ -40,7 +51,7 @@ def gemma_scope_config(repo_id: str, path_in_repo: str) -> dict:
         raise ValidationError(f"Cannot read layer and width from {path_in_repo!r}; expected a Gemma Scope path like "
                               "'layer_20/width_16k/average_l0_71'.")
     layer, width, unit = int(m.group(1)), int(m.group(2)), m.group(3)
-    d_sae = width * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
+    d_sae = published_width(width, unit)
     site = next((s for key, s in _GEMMA_SITES.items() if repo_id.rstrip("/").endswith(f"-{key}")), "hook_resid_post")
     model = next((name for key, name in _GEMMA_MODELS.items() if f"-{key}-" in repo_id + "-"), None)
     return {"hook_name": f"blocks.{layer}.{site}", "d_sae": d_sae, "model_name": model, "layer": layer}

@@ -3,8 +3,13 @@
 File format (compact JSON, rewritten atomically on every change; shown indented here)::
 
     {"version": 1, "labels": {"12": {"label": "...", "category": "...", "description": "...",
-                                     "source": "manual" | "auto", "score": {...} | null,
-                                     "model": "gpt-4o-mini" | null, "updated": 1732350000.0, ...}}}
+                                     "source": "manual" | "auto" | "neuronpedia", "score": {...} | null,
+                                     "model": "gpt-4o-mini" | null, "updated": 1732350000.0,
+                                     "neuronpedia": {"description", "model", "scores", "source"}?, ...}}}
+
+Neuronpedia's explanations (`interop/np_explanations.py`) live beside ours: a feature with no label gets an entry
+with source "neuronpedia"; a feature we labelled keeps its label and carries the explanation under `neuronpedia`,
+which later manual or LLM labels keep too. Nothing imported ever replaces a manual or LLM label.
 
 Two writers can be live at once: the Features tab (manual edits) and a labeling job (auto labels). Each change
 is a read-modify-write of the file under a lock (a thread lock per file plus an advisory `flock` across
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -31,7 +37,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 FILENAME = "labels.json"
-SOURCES = ("manual", "auto")
+SOURCES = ("manual", "auto", "neuronpedia")
+_SEARCH_FIELDS = (("label", 3.0), ("category", 1.0), ("description", 1.5))
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 # Parsed files keyed by path, valid while (inode, mtime, size) match: at 16k labels parsing costs ~0.4 s, and a
@@ -98,6 +105,35 @@ class LabelStore:
                 if any(needle in str(e.get(k) or "").lower() for k in ("label", "category", "description"))]
         return sorted(hits)
 
+    def search_hits(self, text: str, limit: int | None = None) -> list[dict]:
+        """Word search, best first: `{index, label, source, score, matched}`. Each word of `text` matches a word of
+        the label, category, description or Neuronpedia explanation when they share a stem ("yelling" finds
+        "yell", "YELLS"; "capital" finds "capitalized"); features matching more query words rank first, then by
+        where they matched (label over description) and how exactly, and the whole phrase gives a bonus."""
+        words = _words(text)
+        if not words:
+            return []
+        phrase = " ".join(words)
+        hits = []
+        for i, e in self.all().items():
+            fields = [(_field_text(e, k), w) for k, w in _SEARCH_FIELDS]
+            fields.append((str((e.get("neuronpedia") or {}).get("description") or ""), 1.5))
+            matched, score = 0, 0.0
+            for q in words:
+                best = max((w * _word_match(q, _words(t)) for t, w in fields if t), default=0.0)
+                matched += best > 0
+                score += best
+            if matched:
+                score += sum(2.0 * w for t, w in fields if t and phrase in " ".join(_words(t)))
+                hits.append({"index": i, "label": e.get("label", ""), "source": e.get("source", ""),
+                             "score": round(score, 3), "matched": matched})
+        hits.sort(key=lambda h: (-h["matched"], -h["score"], h["index"]))
+        return hits[:limit] if limit else hits
+
+    def search_words(self, text: str, limit: int | None = None) -> list[int]:
+        """Feature indices of `search_hits(text)`, best match first."""
+        return [h["index"] for h in self.search_hits(text, limit)]
+
     # -- writing ---------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, dict]]:
@@ -133,7 +169,8 @@ class LabelStore:
         description); the replaced LLM label is kept as `replaced_auto` for provenance."""
         with self._locked() as labels:
             old = labels.get(str(int(index))) or {}
-            extra = {"replaced_auto": old["label"]} if old.get("source") == "auto" else None
+            extra = {"replaced_auto": old["label"]} if old.get("source") == "auto" else {}
+            extra.update(_carried(old))
             entry = self._entry(label, old.get("category", "") if category is None else category,
                                 old.get("description", "") if description is None else description,
                                 source, score, model, extra)
@@ -160,12 +197,90 @@ class LabelStore:
                     continue
                 base = {k: fields.pop(k, d) for k, d in
                         (("label", ""), ("category", ""), ("description", ""), ("score", None), ("model", None))}
+                fields = {**_carried(labels.get(key) or {}), **fields}
                 labels[key] = self._entry(base["label"], base["category"], base["description"], "auto",
                                           base["score"], base["model"], fields)
                 written.append(True)
         return written
 
+    def set_imported_many(self, items: Iterable[tuple[int, dict]], source: str = "neuronpedia") -> dict:
+        """Store explanations from another tool (`{description, model, scores, source}` per feature) in one
+        rewrite. A feature without a label, or with one from the same tool, gets an entry with `source`; a feature
+        with a manual or LLM label keeps it and carries the explanation under `source`'s key. Returns counts
+        `{new, beside, updated}`."""
+        counts = {"new": 0, "beside": 0, "updated": 0}
+        with self._locked() as labels:
+            for index, fields in items:
+                key, old = str(int(index)), labels.get(str(int(index))) or {}
+                note = {k: fields.get(k) for k in ("description", "model", "scores", "source")}
+                if old.get("source") in ("manual", "auto"):
+                    labels[key] = {**old, source: note}
+                    counts["beside"] += 1
+                    continue
+                text = (fields.get("description") or "").strip()
+                labels[key] = self._entry(_short(text), "", text, source, fields.get("scores"), fields.get("model"),
+                                          {source: note})
+                counts["updated" if old else "new"] += 1
+        return counts
+
     def delete(self, index: int) -> bool:
         """Remove the label of feature `index`; returns whether there was one."""
         with self._locked() as labels:
             return labels.pop(str(int(index)), None) is not None
+
+
+def _carried(old: dict) -> dict:
+    """What a new manual/LLM label keeps from the entry it replaces: an imported explanation."""
+    note = old.get("neuronpedia")
+    return {"neuronpedia": note} if note else {}
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A label from an explanation: the text itself when short, else cut at a word boundary."""
+    if len(text) <= limit:
+        return text or "(empty explanation)"
+    return text[:limit].rsplit(" ", 1)[0] + "…"
+
+
+def _field_text(entry: dict, key: str) -> str:
+    return str(entry.get(key) or "")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", str(text or "").lower())
+
+
+def _stem(word: str) -> str:
+    """A crude stem: common English endings dropped, doubled final consonant undone ("yelling" = "yells" =
+    "yell", "capitalized" ≈ "capital")."""
+    for end in ("ization", "ized", "izes", "ize", "ing", "ers", "er", "ed", "es", "ly", "s"):
+        if word.endswith(end) and len(word) - len(end) >= 3:
+            word = word[: -len(end)]
+            break
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+        word = word[:-1]
+    return word
+
+
+# Words a search should treat as one concept (stems): "capital letters" finds "ALL CAPS", "yelling" finds "shouting".
+_ALIASES = {"cap": "capital", "uppercase": "capital", "allcap": "capital", "upper": "capital", "shout": "yell",
+            "scream": "yell"}
+
+
+def _concept(word: str) -> str:
+    stem = _stem(word)
+    return _ALIASES.get(stem, stem)
+
+
+def _word_match(query: str, words: list[str]) -> float:
+    """1 for the same word, 0.8 for the same stem, 0.5 when one stem starts the other (4+ letters), else 0."""
+    best, qs = 0.0, _concept(query)
+    for w in words:
+        if w == query:
+            return 1.0
+        ws = _concept(w)
+        if ws == qs:
+            best = max(best, 0.8)
+        elif min(len(ws), len(qs)) >= 4 and (ws.startswith(qs) or qs.startswith(ws)):
+            best = max(best, 0.5)
+    return best
