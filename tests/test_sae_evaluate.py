@@ -72,16 +72,20 @@ def test_cli_train_then_eval(tmp_path, capsys):
     out = capsys.readouterr()
     assert rc == 0, out.err
     summary = json.loads(out.out)
-    assert "[30/30] sae1 blocks.0.hook_resid_post" in out.err
+    assert "[30/30]" in out.err and summary["job_id"] in out.err  # progress on stderr, summary alone on stdout
     assert [s["hook_name"] for s in summary["saes"]] == [HOOK, "blocks.0.hook_resid_post"]
     first = summary["saes"][0]
     assert 0.3 < first["metrics"]["explained_variance"] <= 1 and first["metrics"]["l0"] <= 4
-    assert "ce_loss_recovered" in first["metrics"]
+    assert "ce_loss_recovered" in first["metrics"] and summary["tokens_per_s"] > 0
+    assert first["metrics_source"] == {"dataset_id": "tiny-ds", "split": "heldout", "n_contexts": 8,
+                                       "n_tokens": 8 * 15}
+    assert first["train_batch_metrics"]["step"] == 30 and "explained_variance" in first["train_batch_metrics"]
     rc = main(["--home", home, "--json", "eval", "--sae", first["sae_id"], "--dataset", "tiny-ds",
-               "--n-contexts", "8", "--device", "cpu"])
+               "--n-contexts", "8", "--split", "train", "--device", "cpu"])
     out = capsys.readouterr()
     assert rc == 0, out.err
-    assert json.loads(out.out)["explained_variance"]["formula"].startswith("1 −")
+    record = json.loads(out.out)
+    assert record["split"] == "train" and record["metrics"]["explained_variance"]["formula"].startswith("1 −")
     rc = main(["--home", home, "train", "--model", "tiny-llama", "--dataset", "tiny-ds", "--hook", "blocks.9.x",
                "--steps", "2", "--device", "cpu"])
     assert rc == 2 and "blocks.1.hook_resid_post" in capsys.readouterr().err  # lists the valid hooks

@@ -1,22 +1,27 @@
-"""`python -m mistudio_core train ...` and `... eval ...` — train SAEs on a model's activations, evaluate one.
+"""`python -m mistudio_core train ...` and `... eval ...`: the CLI face of the "train" and "evaluate" jobs.
 
     train --model smollm2-135m-instruct --dataset sotu --hook blocks.8.hook_resid_post [--hook ...]
           [--architecture topk --k 32 --expansion-factor 8 --steps 300 ...every TrainConfig field...]
-          [--name NAME] [--eval-contexts 32] [--no-downstream] [--resume]
-    eval  --sae ID --dataset ID [--n-contexts 64] [--no-downstream]
+          [--name NAME] [--eval-contexts 64] [--eval-dataset OTHER] [--no-downstream]
+    train --resume [JOB_ID | NAME]
+    eval  --sae ID --dataset ID [--split heldout|train] [--n-contexts 64] [--no-downstream]
 
-Progress lines go to stderr, so `--json` prints only the final summary. A checkpoint lives in
-`runs/train-<name>/checkpoint`; `--resume` continues it (same flags) and gives the weights an uninterrupted run
-would have given.
+Both submit the same job the app submits (same registry record, `runs/<id>/metrics.jsonl`, checkpoints, final
+evaluation, library entries) and run it here in the foreground, printing progress to stderr, so `--json` prints
+only the summary. Ctrl-C checkpoints and leaves the job interrupted; `train --resume` (the job id, the run name,
+or nothing: the latest stopped training) continues it with the weights an uninterrupted run would have given.
+If the app is running on this data directory, its runner executes the job and this command follows it.
 """
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
+import threading
 import time
 import typing
 
-from ..errors import ValidationError
+from ..errors import MistudioError, NotFoundError, ValidationError
 from ..sae.config import TrainConfig, field_docs
 
 _SKIP = {"device", "adam_betas"}
@@ -48,97 +53,180 @@ def _train_config(args) -> TrainConfig:
     return TrainConfig(**given, device=args.device)
 
 
-def _progress_line(row: dict) -> None:
-    print(f"[{row['step']}/{row['total_steps']}] sae{row['sae']} {row['hook_name']}: loss={row['loss']:.4g} "
-          f"ev={row['explained_variance']:.3f} l0={row['l0']:.1f} dead={row['dead_fraction']:.1%} "
-          f"lr={row['lr']:.2g} {row['tokens_per_s']:.0f} tok/s", file=sys.stderr, flush=True)
-
-
-def _train(args):
-    from .. import hooks
-    from ..activations import ActivationStream
-    from ..models import load_model
-    from ..sae.checkpoint import checkpoint_to, load_checkpoint
-    from ..sae.evaluate import evaluate_sae
-    from ..sae.library import register_sae
-    from ..sae.metrics import flat_values
-    from ..sae.trainer import train_saes
-    from ..tokenize import load_tokenized
-
+def train_spec(args) -> dict:
+    """The "train" job spec the flags describe (the Training tab builds the same shape)."""
+    if not args.model or not args.dataset:
+        raise ValidationError("Give --model and --dataset (or --resume JOB to continue a stopped training).")
     if not args.hook:
         raise ValidationError("Give at least one --hook, e.g. --hook blocks.8.hook_resid_post.")
     tcfg = _train_config(args)
-    loaded = load_model(args.store, args.model, device=args.device)
-    tok = load_tokenized(args.store, args.dataset, args.model)
-    n_eval = min(args.eval_contexts, tok.tokens.shape[0] // 10)
-    train_tokens, eval_tokens = tok.tokens[n_eval:], tok.tokens[:n_eval]  # held-out contexts never trained on
-    width = hooks.d_model(loaded.model)
-    meta = dict(model_name=args.model, context_size=int(tok.tokens.shape[1]),
-                prepend_bos=bool((tok.config or {}).get("prepend_bos", True)), dataset_path=args.dataset)
-    configs = [tcfg.sae_config(width, h, **meta) for h in args.hook]
-    name = args.name or f"{args.model}-{tcfg.architecture}"
-    ckpt_dir = args.store.path("runs", f"train-{name}".replace("/", "_")) / "checkpoint"
-    resume = load_checkpoint(ckpt_dir) if args.resume else None
+    return {"model_id": args.model, "dataset_id": args.dataset, "hook_names": list(args.hook),
+            "train": tcfg.to_dict(), "name": args.name or f"{args.model}-{tcfg.architecture}",
+            "device": args.device, "eval_contexts": args.eval_contexts, "eval_datasets": args.eval_dataset or [],
+            "eval_downstream": args.downstream, "stream": {"seed": tcfg.seed}}
 
-    def stream(start):
-        return ActivationStream(loaded.model, tok, args.hook, batch_tokens=tcfg.batch_tokens, seed=tcfg.seed,
-                                start_batch=start, device=args.device)
 
-    t0 = time.perf_counter()
-    saes = train_saes(stream, configs, tcfg, on_metrics=_progress_line, checkpoint=checkpoint_to(ckpt_dir),
-                      resume_from=resume)
-    elapsed = time.perf_counter() - t0
-    out = []
-    for hook, sae in zip(args.hook, saes):
-        metrics = evaluate_sae(loaded, sae, hook, eval_tokens, n_contexts=n_eval, downstream=args.downstream) \
-            if n_eval else {}
-        prov = dict(model_id=args.model, hook_name=hook, dataset_id=args.dataset, source="trained",
-                    tokens_seen=sae.train_summary["tokens_seen"])
-        man = register_sae(args.store, sae, f"{name}-{hook}", provenance=prov, metrics=metrics,
-                           record=dict(train_config=tcfg.to_dict(), train_summary=sae.train_summary,
-                                       eval_contexts=n_eval))
-        out.append(dict(sae_id=man["id"], hook_name=hook, metrics=flat_values(metrics),
-                        final_train_metrics=sae.train_summary["final_metrics"]))
-    return dict(saes=out, seconds=round(elapsed, 1),
-                tokens_per_s=round(saes[0].train_summary["tokens_seen"] / max(elapsed, 1e-9)) if saes else 0)
+def _resume_target(reg, target: str | None) -> str:
+    """The job `train --resume` means: a job id, else the latest stopped training with that name (or any)."""
+    try:
+        return reg.get(target)["id"] if target else _latest_stopped(reg, None)
+    except NotFoundError:
+        return _latest_stopped(reg, target)
+
+
+def _latest_stopped(reg, name: str | None) -> str:
+    from ..jobs import RESUMABLE
+
+    jobs = [r for r in reg.list("train") if r["status"] in RESUMABLE and (name is None or r["name"] == name)]
+    if not jobs:
+        what = f"named {name!r} " if name else ""
+        raise NotFoundError(f"No interrupted, cancelled or failed training {what}to resume. See `jobs list "
+                            "--kind train`, then `train --resume JOB_ID`.")
+    return jobs[-1]["id"]
+
+
+def run_foreground(store, kind: str, spec: dict | None = None, name: str | None = None,
+                   resume: str | None = None, watch=None) -> dict:
+    """Submit (or resume) a job and run it in this process; returns its final record. When another process is
+    the runner, it runs the job and this one waits. Ctrl-C stops the job at its next check (it checkpoints)."""
+    from ..jobs import JobRegistry, Runner
+
+    reg = JobRegistry(store)
+    reg.recover()
+    if resume:
+        job_id = resume
+        reg.resume(job_id)
+    else:
+        job_id = reg.submit(kind, spec, owner="cli", name=name)
+    print(f"job {job_id} ({kind})", file=sys.stderr, flush=True)
+    runner = Runner(store, registry=reg)
+    follower = _Follower(reg, job_id, watch)
+
+    def interrupt(*_):  # Ctrl-C: the job checkpoints at its next check and stays resumable
+        print("Stopping: the job saves a checkpoint; resume it with --resume.", file=sys.stderr, flush=True)
+        runner.stop(timeout=0)
+        try:
+            reg.cancel(job_id)
+        except MistudioError:
+            pass  # it ended meanwhile
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        follower.start()
+        record = runner.run_here(job_id)
+        if record is None:
+            owner = reg.runner_owner() or {}
+            print(f"The app (pid {owner.get('pid')}) runs jobs for this data directory; following the job there.",
+                  file=sys.stderr, flush=True)
+            while (record := reg.get(job_id))["status"] in ("queued", "running"):
+                time.sleep(1.0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        follower.stop()
+    return record
+
+
+class _Follower(threading.Thread):
+    """Prints the job's new progress to stderr every second (from its record: works for any runner)."""
+
+    def __init__(self, reg, job_id: str, fmt=None):
+        super().__init__(daemon=True)
+        self.reg, self.job_id, self.fmt = reg, job_id, fmt or _progress_line
+        self.halt, self.last = threading.Event(), None
+
+    def run(self) -> None:
+        while not self.halt.wait(1.0):
+            self.poll()
+
+    def poll(self) -> None:
+        try:
+            line = self.fmt(self.reg.get(self.job_id))
+        except MistudioError:
+            return
+        if line and line != self.last:
+            print(line, file=sys.stderr, flush=True)
+            self.last = line
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.poll()
+
+
+def _progress_line(r: dict) -> str:
+    p, m = r.get("progress") or {}, r.get("metrics") or {}
+    shown = " ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, (int, float))
+                     and k.split("/")[0] in ("loss", "explained_variance", "l0", "dead_fraction", "tokens_per_s"))
+    return f"[{p.get('step', 0)}/{p.get('total') or '?'}] {shown}  {r.get('message') or ''}".rstrip()
+
+
+def _outcome(record: dict) -> dict:
+    """A finished job's result, or a clear error for a failed one (with how to continue)."""
+    status = record["status"]
+    if status == "failed":
+        raise ValidationError(f"{record['kind']} job {record['id']} failed: {record.get('error')} "
+                              f"(log: jobs show {record['id']} --log)")
+    if status != "done":
+        again = (f"Continue it with: python -m mistudio_core train --resume {record['id']}"
+                 if record["kind"] == "train" else "Run it again to evaluate.")
+        raise ValidationError(f"{record['kind']} job {record['id']} is {status}: {record.get('message')} {again}")
+    return record["result"] or {}
+
+
+def _train(args):
+    from ..jobs import JobRegistry
+
+    resume = _resume_target(JobRegistry(args.store), args.resume) if args.resume is not None else None
+    spec = None if resume else train_spec(args)
+    record = run_foreground(args.store, "train", spec, name=spec and spec["name"], resume=resume)
+    result = _outcome(record)
+    saes = []
+    for sae_id in result.get("sae_ids", []):
+        m = args.store.manifest("saes", sae_id)
+        saes.append(dict(sae_id=sae_id, hook_name=m.get("hook_name"), metrics=m.get("metrics"),
+                         metrics_source=m.get("metrics_source"), train_batch_metrics=m.get("train_batch_metrics")))
+    return dict(job_id=record["id"], saes=saes, seconds=round((record["ended"] or 0) - (record["started"] or 0), 1),
+                train_seconds=result.get("train_seconds"), tokens_per_s=result.get("tokens_per_s"),
+                tokens_trained=result.get("tokens_trained"), eval_seconds=result.get("eval_seconds"))
 
 
 def _eval(args):
-    from ..models import load_model
-    from ..sae.evaluate import evaluate_sae
-    from ..sae.library import load_library_sae
-    from ..tokenize import load_tokenized
+    from ..jobs.eval_job import EvalJobSpec, check_inputs
 
-    manifest = args.store.manifest("saes", args.sae)
-    model_id = args.model or manifest.get("model_id")
-    if not model_id:
-        raise ValidationError(f"SAE {args.sae} does not say which model it belongs to; pass --model ID.")
-    loaded = load_model(args.store, model_id, device=args.device)
-    sae = load_library_sae(args.store, args.sae, device=args.device)
-    tokens = load_tokenized(args.store, args.dataset, model_id).tokens
-    return evaluate_sae(loaded, sae, manifest["hook_name"], tokens, n_contexts=args.n_contexts,
-                        downstream=args.downstream)
+    spec = EvalJobSpec(sae_id=args.sae, dataset_id=args.dataset, split=args.split, n_contexts=args.n_contexts,
+                       downstream=args.downstream, model_id=args.model, device=args.device)
+    check_inputs(args.store, spec)  # refuse a mismatched model, width or too small a split before queueing
+    record = run_foreground(args.store, "evaluate", spec.to_dict(), name=f"{args.sae}-{args.dataset}")
+    result = _outcome(record)
+    from ..sae.evals import load_eval
+
+    return load_eval(args.store, result["sae_id"], result["dataset_id"], result["split"])
 
 
 def _human_eval(result: dict) -> str:
-    return "\n".join(f"{k:20} {v['value']:.4g}   {v['formula']}" for k, v in result.items())
+    head = (f"{result['sae_id']} on {result['dataset_id']} ({result['split']}, {result['n_contexts']} contexts, "
+            f"{result['n_tokens']} tokens)")
+    return "\n".join([head] + [f"{k:20} {v['value']:.4g}   {v['formula']}" for k, v in result["metrics"].items()])
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train SAEs on a model's activations")
-    p.add_argument("--model", required=True, help="model id in the store")
-    p.add_argument("--dataset", required=True, help="dataset id (tokenized for --model)")
+    p = subparsers.add_parser("train", help="train SAEs on a model's activations (a 'train' job, run here)")
+    p.add_argument("--model", help="model id in the store")
+    p.add_argument("--dataset", help="dataset id (tokenized for --model); its held-out slice is never trained on")
     p.add_argument("--hook", action="append", help="hook point, repeatable (one SAE per hook)")
     p.add_argument("--name", help="library name prefix for the trained SAEs")
-    p.add_argument("--device", help="cpu, cuda, ... (default: the model's)")
-    p.add_argument("--eval-contexts", type=int, default=32, help="held-out contexts evaluated after training")
+    p.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    p.add_argument("--eval-contexts", type=int, help="held-out contexts of the final evaluation (default: up to 64)")
+    p.add_argument("--eval-dataset", action="append", help="also evaluate on this dataset's held-out slice "
+                   "(out-of-domain; repeatable)")
     p.add_argument("--no-downstream", dest="downstream", action="store_false", help="skip CE/KL splicing")
-    p.add_argument("--resume", action="store_true", help="continue this name's last checkpoint")
+    p.add_argument("--resume", nargs="?", const="", metavar="JOB_OR_NAME",
+                   help="continue a stopped training (job id or name; empty: the latest)")
     _add_train_flags(p)
     p.set_defaults(func=_train)
-    e = subparsers.add_parser("eval", help="evaluate a library SAE on held-out contexts")
+    e = subparsers.add_parser("eval", help="evaluate a library SAE on a tokenized dataset (an 'evaluate' job)")
     e.add_argument("--sae", required=True)
     e.add_argument("--dataset", required=True)
+    e.add_argument("--split", default="heldout", choices=("heldout", "train"),
+                   help="the tokenization's held-out slice (default) or its training contexts")
     e.add_argument("--model", help="model id (default: the SAE's)")
     e.add_argument("--device")
     e.add_argument("--n-contexts", type=int, default=64)

@@ -21,6 +21,7 @@ BUILTIN_MODULES = {
     "extract": "mistudio_core.features.job",
     "label": "mistudio_core.labeling.job",
     "export": "mistudio_core.interop.job",
+    "evaluate": "mistudio_core.jobs.eval_job",
 }
 
 

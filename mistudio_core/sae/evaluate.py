@@ -6,6 +6,12 @@ replaced by the reconstruction (`hooks.intervene`), and with it zero-ablated —
 CE loss recovered = (CE_zero − CE_spliced) / (CE_zero − CE_clean) and KL(p_clean ‖ p_spliced).
 Position 0 (BOS, ~4.6× the typical norm) is excluded from reconstruction metrics when `skip_bos` (the SAE is
 trained without it) and always spliced as the clean activation, so CE numbers measure the SAE where it was trained.
+
+Formulas (each result carries its own): EV = 1 − Σ‖x−x̂‖² / Σ‖x−x̄‖²; FVU = 1 − EV; NMSE = Σ‖x−x̂‖² / Σ‖x‖²;
+L0 = mean #{i: z_i > 0}; dead = fraction of latents that never fire on the evaluated tokens; CE clean / spliced /
+zero-ablated = mean next-token cross-entropy of the model as is / with x̂ at the hook / with 0 at the hook;
+CE loss recovered = (CE_zero − CE_spliced) / (CE_zero − CE_clean); KL = mean KL(p_clean ‖ p_spliced).
+Which contexts to evaluate on (the tokenization's held-out slice) is the caller's choice: see `sae/evals.py`.
 """
 from __future__ import annotations
 
@@ -27,22 +33,26 @@ def _model(loaded):
 
 def evaluate_sae(loaded_model, sae: SAE, hook_name: str, tokens: torch.Tensor, n_contexts: int = 64,
                  batch_size: int = 8, skip_bos: bool = True, downstream: bool = True,
-                 progress: Callable[[float, str], None] | None = None) -> dict:
-    """Metrics `{name: {"value", "formula"}}` on the first `n_contexts` rows of `tokens` [N, T]."""
+                 progress: Callable[[float, str], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> dict | None:
+    """Metrics `{name: {"value", "formula"}}` on the first `n_contexts` rows of `tokens` [N, T]; None when
+    `should_stop()` turned true between batches."""
     model = _model(loaded_model)
-    tokens = tokens[:n_contexts].long()
+    tokens = torch.as_tensor(tokens[:n_contexts]).long()
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise ValidationError(f"tokens must be a non-empty [n_contexts, context_size] grid (got "
                               f"{tuple(tokens.shape)}); tokenize the dataset first.")
     width = hooks.d_model(model)
     if width != sae.cfg.d_in:
-        raise ValidationError(f"The SAE reads d_in={sae.cfg.d_in} but {hook_name} has width {width}; pick the "
-                              f"SAE trained for this model.")
+        raise ValidationError(f"The SAE reads d_in={sae.cfg.d_in} but {hook_name} of this model has width {width}; "
+                              f"evaluate it with the model it was trained on, or pick an SAE trained for this one.")
     acc = ReconstructionAccumulator(sae.cfg.d_sae)
     ce = dict(clean=0.0, spliced=0.0, zero=0.0, kl=0.0, n=0)
     start = 1 if skip_bos else 0
     sae_device = sae.device
     for i in range(0, tokens.shape[0], batch_size):
+        if should_stop is not None and should_stop():
+            return None
         batch = tokens[i:i + batch_size]
         with torch.no_grad():
             x = hooks.capture(model, batch, [hook_name])[hook_name][:, start:]

@@ -1,7 +1,8 @@
 """The SAE library: `saes/<id>/` = SAELens files + manifest + `training_record.json`.
 
-The manifest is what listings show (model, hook, architecture, widths, headline metrics); the training record
-keeps the full story (training config, final metrics with formulas, provenance: model, hook, dataset, tokens).
+The manifest is what listings show (model, hook, architecture, widths, headline metrics with `metrics_source`,
+`train_batch_metrics` apart); the training record keeps the full story (training config, metrics with formulas,
+provenance: model, hook, dataset, tokens); `evals/` holds one evaluation per (dataset, split) — see `evals.py`.
 """
 from __future__ import annotations
 
@@ -14,12 +15,21 @@ RECORD = "training_record.json"
 
 
 def register_sae(store: Store, sae: SAE, name: str, provenance: dict | None = None, metrics: dict | None = None,
-                 record: dict | None = None) -> dict:
-    """Save `sae` into the library; returns its manifest.
+                 record: dict | None = None, *, sae_id: str | None = None, evals: list[dict] = (),
+                 train_batch_metrics: dict | None = None) -> dict:
+    """Save `sae` into the library (atomically: the folder appears complete or not at all); returns its manifest.
 
     `provenance`: model_id, hook_name, dataset_id, tokens_seen, source ("trained" | "imported"), ...;
-    `metrics`: `{name: value}` or `{name: {"value", "formula"}}`; `record`: anything else worth keeping
-    (e.g. the TrainConfig dict and the metric history summary)."""
+    `metrics`: `{name: value}` or `{name: {"value", "formula"}}` of unknown source (kept for callers that have
+    no stored evaluation); `evals`: evaluation records (`sae/evals.py`) written into `evals/` — the first one
+    becomes the headline `metrics` with its `metrics_source`; `train_batch_metrics`: the last training batch's
+    numbers, kept apart and labelled; `record`: anything else worth keeping (e.g. the TrainConfig dict).
+    `sae_id` fixes the folder name, so a job that registers again after a kill finds its SAE instead of adding
+    a second one (an existing id is returned as is)."""
+    from .evals import headline, write_eval
+
+    if sae_id and store.exists("saes", sae_id):
+        return store.manifest("saes", sae_id)
     provenance = dict(provenance or {})
     metrics = metrics or {}
     meta = sae.cfg.metadata
@@ -30,10 +40,17 @@ def register_sae(store: Store, sae: SAE, name: str, provenance: dict | None = No
                     d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, k=sae.cfg.k,
                     metrics=flat_values(metrics), dataset_id=provenance.get("dataset_id"),
                     tokens_seen=provenance.get("tokens_seen"), source=provenance.get("source", "trained"))
-    sae_id = new_id(name)
+    if evals:
+        manifest.update(headline(evals[0]))
+    if train_batch_metrics:
+        manifest["train_batch_metrics"] = flat_values(train_batch_metrics)
+    sae_id = sae_id or new_id(name)
     with store.create("saes", name, manifest, artifact_id=sae_id) as tmp:
         save_sae(sae, tmp)
+        for ev in evals:
+            write_eval(tmp, dict(ev, sae_id=sae_id))
         write_json_atomic(tmp / RECORD, dict(record or {}, provenance=provenance, final_metrics=metrics,
+                                             train_batch_metrics=train_batch_metrics,
                                              sae_config=sae.cfg.to_dict()))
     return store.manifest("saes", sae_id)
 
