@@ -40,9 +40,10 @@ def load_tokens_for(store, dataset_id: str, model_id: str):
 
 def run_extraction(store, cfg: ExtractConfig, progress: Callable[[float, str], None] | None = None,
                    should_stop: Callable[[], bool] | None = None, save_partial: Callable[[], bool] | None = None,
-                   device: str | None = None) -> FeatureResults | None:
+                   device: str | None = None, quantization: str | None = None) -> FeatureResults | None:
     """Extract features of `cfg.sae_id` on `cfg.dataset_id` and save them. If `should_stop` fires, results are
-    saved only when `save_partial()` says so (default: yes); otherwise returns None."""
+    saved only when `save_partial()` says so (default: yes); otherwise returns None. `quantization` ("8bit" /
+    "4bit", CUDA only) is passed to `load_model`."""
     if not cfg.sae_id or not cfg.dataset_id:
         raise ValidationError("Choose an SAE and a dataset to extract features from.")
     from ..models import load_model
@@ -50,7 +51,7 @@ def run_extraction(store, cfg: ExtractConfig, progress: Callable[[float, str], N
 
     model_id, hook = sae_model_and_hook(store, cfg.sae_id)
     tokens = load_tokens_for(store, cfg.dataset_id, model_id)
-    loaded = load_model(store, model_id, device=device)
+    loaded = load_model(store, model_id, device=device, quantization=quantization)
     sae = load_library_sae(store, cfg.sae_id, device=str(loaded.device))
     results = extract_features(loaded, sae, tokens, cfg, progress, should_stop, hook_name=hook)
     if results.meta["stopped_early"] and save_partial is not None and not save_partial():
@@ -62,7 +63,8 @@ def run_extraction(store, cfg: ExtractConfig, progress: Callable[[float, str], N
 
 @register_job("extract")
 def run(spec: dict, ctx) -> dict:
-    """Job kind "extract": spec is an `ExtractConfig` dict. Progress steps count tokens (pass 2 and the logits
+    """Job kind "extract": spec is an `ExtractConfig` dict, plus an optional `quantization` ("8bit"/"4bit"; the
+    submitter checks it with `models.check_quantization`). Progress steps count tokens (pass 2 and the logits
     are scaled onto the same axis), so the registry's rate and ETA cover the whole job."""
     cfg = ExtractConfig.from_dict(spec)
     total = cfg.n_tokens
@@ -72,7 +74,8 @@ def run(spec: dict, ctx) -> dict:
         ctx.report(int(frac * total), total, phase=msg.split(":")[0], elapsed_s=time.time() - t0)
 
     ctx.log(f"extracting features of {cfg.sae_id} on {cfg.dataset_id} ({cfg.n_tokens:,} tokens)")
-    res = run_extraction(ctx.store, cfg, progress, ctx.should_stop, save_partial=lambda: ctx.cancelled)
+    res = run_extraction(ctx.store, cfg, progress, ctx.should_stop, save_partial=lambda: ctx.cancelled,
+                         quantization=spec.get("quantization") or None)
     if res is None:
         ctx.log("stopped before the end; nothing saved")
         return {"saved": False}
