@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from .errors import NotFoundError, ValidationError
 
-KINDS = ("datasets", "models", "saes", "runs", "exports")
+KINDS = ("datasets", "models", "saes", "runs", "exports", "activations")
 MANIFEST = "manifest.json"
 _TMP_PREFIX = ".tmp-"
 

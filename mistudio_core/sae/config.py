@@ -97,9 +97,17 @@ class TrainConfig:
     lr_decay_steps: int = 0
     """Linear decay of the learning rate to 0 over the last this-many steps (Anthropic: last 20%)."""
     l1_warmup_steps: int = 0
-    """Linear warm-up of the L1 coefficient from 0 (standard only; Anthropic: first 5%)."""
-    dead_feature_window: int = 1_000_000
-    """A latent that has not fired in this many tokens counts as dead (and feeds AuxK for topk)."""
+    """Linear warm-up of the L1 coefficient from 0 (standard only; Anthropic: first 5%). Ignored with target_l0."""
+    target_l0: float | None = None
+    """Standard only: the L0 (active latents per token) to reach instead of a fixed λ. λ starts at l1_coefficient
+    and is adjusted multiplicatively every step of the first target_l0_steps steps (each step moves log λ by
+    0.02·log(L0/target), at most ±0.05), then frozen for the rest of the run."""
+    target_l0_steps: int | None = None
+    """Steps during which λ chases target_l0; None → 70% of the run (the rest trains at a fixed λ)."""
+    dead_feature_window: int | None = None
+    """A latent that has not fired in this many tokens counts as dead (and feeds AuxK for topk). None (default)
+    scales with the run: min(1M, training tokens / 4), so a short run still reports dead latents and AuxK acts
+    (a fixed 1M window never triggers in a run of 819k tokens)."""
     aux_k: int | None = None
     """Latents used by the AuxK loss on dead latents; None → d_in // 2 (Gao et al. 2024)."""
     aux_coefficient: float = 1 / 32
@@ -128,7 +136,8 @@ class TrainConfig:
         self.adam_betas = tuple(self.adam_betas)
         positive = dict(expansion_factor=self.expansion_factor, k=self.k, lr=self.lr,
                         batch_tokens=self.batch_tokens, metrics_every=self.metrics_every,
-                        dead_feature_window=self.dead_feature_window)
+                        dead_feature_window=self.dead_window, target_l0=self.target_l0 or 1,
+                        target_l0_steps=self.target_l0_steps or 1)
         for name, value in positive.items():
             if not value > 0:
                 raise ValidationError(f"{name} must be > 0 (got {value}).")
@@ -150,6 +159,23 @@ class TrainConfig:
             raise ValidationError(f"normalize_activations must be one of {NORMALIZATIONS}.")
         if self.b_dec_init not in B_DEC_INITS:
             raise ValidationError(f"b_dec_init must be one of {B_DEC_INITS}.")
+        if self.target_l0 is not None and self.architecture != "standard":
+            raise ValidationError(f"target_l0 is for standard SAEs ({self.architecture} fixes L0 with k); "
+                                  "leave it empty or choose architecture standard.")
+
+    @property
+    def dead_window(self) -> int:
+        """dead_feature_window, or the run-scaled default min(1M, training tokens / 4)."""
+        if self.dead_feature_window is not None:
+            return self.dead_feature_window
+        return max(self.batch_tokens, min(1_000_000, self.total_steps * self.batch_tokens // 4))
+
+    @property
+    def l1_adapt_steps(self) -> int:
+        """Steps during which λ chases target_l0 (0 without a target)."""
+        if self.target_l0 is None:
+            return 0
+        return min(self.total_steps, self.target_l0_steps or max(1, int(0.7 * self.total_steps)))
 
     @property
     def total_steps(self) -> int:
@@ -170,7 +196,7 @@ class TrainConfig:
         return self.lr * scale
 
     def l1_at(self, step: int) -> float:
-        if self.l1_warmup_steps and step < self.l1_warmup_steps:
+        if self.l1_warmup_steps and step < self.l1_warmup_steps and self.target_l0 is None:
             return self.l1_coefficient * (step + 1) / self.l1_warmup_steps
         return self.l1_coefficient
 

