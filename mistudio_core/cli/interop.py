@@ -1,4 +1,4 @@
-"""`python -m mistudio_core import|export|upload|compare`: community SAEs in, bundles out.
+"""`python -m mistudio_core import|catalog|explanations|export|upload|compare`: community SAEs in, bundles out.
 
 Hub tokens: `--token`, else `HF_TOKEN`; used for the one call, never written anywhere.
 """
@@ -8,18 +8,39 @@ import os
 from pathlib import Path
 
 from . import stderr_progress as _progress
+from ..interop import catalog
 from ..interop.compare import compare_saes
 from ..interop.hub import import_from_hub, upload_bundle
 from ..interop.importers import import_sae
 from ..interop.job import FORMATS, run_export
+from ..interop.np_explanations import import_explanations, import_explanations_hub
 
 
 def cmd_import(args):
+    if args.catalog:
+        token = args.token or os.environ.get("HF_TOKEN")
+        if args.register_model:
+            catalog.register_model(args.store, args.catalog, token=token, progress=_progress)
+        return catalog.import_entry(args.store, args.catalog, snapshot=args.snapshot or args.path, token=token,
+                                    model_id=args.model, name=args.name)
     if args.hub:
         return import_from_hub(args.store, args.hub, args.path or "", token=args.token or os.environ.get("HF_TOKEN"),
                                model_id=args.model, name=args.name, hook_name=args.hook)
     return import_sae(args.store, Path(args.path), model_id=args.model, name=args.name, hook_name=args.hook,
                       repo_id=args.repo_id or "", path_in_repo=args.path_in_repo or "")
+
+
+def cmd_catalog(args):
+    rows = catalog.list_entries(args.store, model=args.model, layer=args.layer, width=args.width)
+    keys = ("id", "model", "layer", "width", "l0", "hook_name", "download_bytes", "neuronpedia")
+    return {"count": len(rows), "entries": [{k: r.get(k) for k in keys} for r in rows[: args.top]]}
+
+
+def cmd_explanations(args):
+    if args.hub:
+        return import_explanations_hub(args.store, args.sae, args.hub, args.file,
+                                       token=args.token or os.environ.get("HF_TOKEN"))
+    return import_explanations(args.store, args.sae, Path(args.file))
 
 
 def cmd_export(args):
@@ -48,7 +69,25 @@ def register(sub) -> None:
     p.add_argument("--name", help="library name")
     p.add_argument("--repo-id", help="for a local Gemma Scope params.npz: the repo it came from")
     p.add_argument("--path-in-repo", help="for a local Gemma Scope params.npz: e.g. layer_20/width_16k/average_l0_71")
+    p.add_argument("--catalog", metavar="ID", help="a catalog entry (see `catalog`), e.g. "
+                   "gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_71 or gemma-2-2b/20-gemmascope-res-16k")
+    p.add_argument("--snapshot", help="with --catalog: a local snapshot folder of the repo (offline route)")
+    p.add_argument("--register-model", action="store_true", help="with --catalog: also register the model it needs")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("catalog", help="list pretrained SAEs the catalog knows (filter by model, layer, width)")
+    p.add_argument("--model", help="e.g. gemma-2-2b, gemma-2-9b, gpt2-small")
+    p.add_argument("--layer", type=int)
+    p.add_argument("--width", help="e.g. 16k, 65k, 1m")
+    p.add_argument("--top", type=int, default=50, help="how many entries to print")
+    p.set_defaults(func=cmd_catalog)
+
+    p = sub.add_parser("explanations", help="import Neuronpedia explanations (JSON/JSONL/gzip) as labels of an SAE")
+    p.add_argument("sae", help="library SAE id")
+    p.add_argument("file", help="local file; with --hub: the file's path in the dataset repo")
+    p.add_argument("--hub", metavar="DATASET_REPO", help="download the file from this Hub dataset repo")
+    p.add_argument("--token", help="Hub token (default: $HF_TOKEN)")
+    p.set_defaults(func=cmd_explanations)
 
     p = sub.add_parser("export", help="write an SAELens or Neuronpedia bundle under exports/")
     p.add_argument("sae", help="library SAE id")
