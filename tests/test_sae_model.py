@@ -86,3 +86,66 @@ def test_configs_validate_with_fixes():
     assert t.total_steps == 3 and t.lr_at(2) < t.lr and t.lr_at(1) == t.lr
     assert TrainConfig.from_dict(t.to_dict()) == t
     assert t.sae_config(576, "blocks.8.hook_resid_post").d_sae == 8 * 576
+
+
+def test_blocked_topk_selects_exactly_the_k_largest():
+    from mistudio_core.sae import kernels
+    torch.manual_seed(0)
+    pre = torch.randn(50, 32 * 16)
+    pre[:5] = 0.0  # ties everywhere: any k of them is a valid answer
+    pre[5:10, :40] = 7.0  # the k largest crowd into two blocks
+    rows, cols, vals = kernels.select_topk(pre, 8)
+    assert torch.equal(rows, torch.arange(50).repeat_interleave(8))
+    assert torch.equal(pre[rows, cols], vals)
+    got = vals.view(50, 8).sort(1, descending=True).values
+    torch.testing.assert_close(got, pre.topk(8, dim=1).values)
+    assert all(len(set(c.tolist())) == 8 for c in cols.view(50, 8))  # no latent picked twice
+
+
+def _dense_standard_loss(sae, x, l1):
+    xc = x - sae.b_dec if sae.cfg.apply_b_dec_to_input else x
+    z = torch.relu(xc @ sae.W_enc + sae.b_enc)
+    return ((z @ sae.W_dec + sae.b_dec) - x).pow(2).sum(-1).mean() + l1 * (z * sae.W_dec.norm(dim=1)).sum(-1).mean()
+
+
+@pytest.mark.parametrize("density", [0.0, 1.0])  # 0: dense kernel; 1: pair lists for any density
+@pytest.mark.parametrize("b_dec_in", [True, False])
+def test_standard_kernels_match_dense_autograd(monkeypatch, density, b_dec_in):
+    from mistudio_core.sae import model
+    monkeypatch.setattr(model, "SPARSE_DENSITY", density)
+    torch.manual_seed(0)
+    sae = SAE(SAEConfig("standard", 16, 96, dtype="float64", apply_b_dec_to_input=b_dec_in), seed=1)
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.b_enc.normal_(-0.5, 0.5)
+        sae.W_dec.mul_(torch.rand(96, 1, dtype=torch.float64) + 0.5)  # rows of unequal norm: the L1 sees them
+    x = torch.randn(40, 16, dtype=torch.float64)
+    out = sae.training_losses(x, l1_coefficient=0.3)
+    out["loss"].backward()
+    fast = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    ref = _dense_standard_loss(sae, x, 0.3)
+    ref.backward()
+    torch.testing.assert_close(out["loss"].detach(), ref.detach())
+    for name, p in sae.named_parameters():
+        torch.testing.assert_close(fast[name], p.grad, atol=1e-10, rtol=1e-8, msg=name)
+    assert float(out["l0"]) == pytest.approx(float((sae.encode(x) > 0).sum(-1).double().mean()))
+
+
+def test_topk_kernels_match_dense_autograd_at_blocked_width():
+    torch.manual_seed(0)
+    sae = SAE(SAEConfig("topk", 24, 32 * 12, k=5, dtype="float64"), seed=2)
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.b_enc.normal_()
+    x = torch.randn(64, 24, dtype=torch.float64)
+    dead = torch.arange(32 * 12) % 5 == 0
+    sae.training_losses(x, dead=dead, aux_k=7, aux_coefficient=0.25)["loss"].backward()
+    fast = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    _dense_topk_loss(sae, x, 5, dead, 7, 0.25).backward()
+    for name, p in sae.named_parameters():
+        torch.testing.assert_close(fast[name], p.grad, atol=1e-10, rtol=1e-8, msg=name)
+    pre = sae.pre_acts(x)
+    v, i = pre.topk(5, dim=1)
+    torch.testing.assert_close(sae.encode(x), torch.zeros_like(pre).scatter(1, i, v.relu()))

@@ -24,6 +24,8 @@ from torch import nn
 from .config import SAEConfig
 from . import kernels
 
+SPARSE_DENSITY = 0.05
+"""Standard SAEs train on pair lists once at most this fraction of codes is active (measured crossover ~8%)."""
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
            "float16": torch.float16}
 
@@ -69,8 +71,9 @@ class SAE(nn.Module):
         if arch == "standard":
             return torch.relu(pre)
         if arch == "topk":
-            values, idx = pre.topk(self.cfg.k, dim=-1)
-            return torch.zeros_like(pre).scatter_(-1, idx, torch.relu(values))
+            flat = pre.reshape(-1, pre.shape[-1]).contiguous()
+            rows, cols, values = kernels.select_topk(flat, self.cfg.k)
+            return kernels.to_dense(rows, cols, torch.relu(values), *flat.shape).view_as(pre)
         return torch.relu(pre) * (pre > self.threshold)  # jumprelu and batchtopk at inference
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -93,46 +96,71 @@ class SAE(nn.Module):
             return self._topk_losses(x, dead, aux_k, aux_coefficient)
         raise NotImplementedError("jumprelu SAEs are inference-only here; train batchtopk, which saves as jumprelu")
 
-    def _input(self, x):
-        return x - self.b_dec if self.cfg.apply_b_dec_to_input else x
+    def _centred(self, x):
+        """xc = x − b_dec as data (no autograd): the kernels route b_dec's input-side gradient themselves."""
+        return (x - self.b_dec.detach()) if self.cfg.apply_b_dec_to_input else x
+
+    @torch.no_grad()
+    def _pre_acts_buffer(self, xc):
+        """pre = xc @ W_enc + b_enc into a [B, d_sae] buffer kept across steps: a fresh tensor this size costs
+        a page fault per 4 KiB on every step. Valid until the next call; nothing may keep it."""
+        shape = (xc.shape[0], self.cfg.d_sae)
+        buf = self.__dict__.get("_pre_buf")
+        if buf is None or buf.shape != shape or buf.dtype != self.W_enc.dtype or buf.device != xc.device:
+            buf = torch.empty(shape, dtype=self.W_enc.dtype, device=xc.device)
+            self.__dict__["_pre_buf"] = buf
+        return torch.addmm(self.b_enc, xc, self.W_enc, out=buf)
+
+    def _autoencode(self, xc, rows, cols, pre_sel, output_bias=True):
+        return kernels.SparseAutoencode.apply(xc, self.W_enc, self.b_enc, self.W_dec, self.b_dec, rows, cols,
+                                              pre_sel, self.cfg.apply_b_dec_to_input, output_bias)
 
     def _standard_losses(self, x, l1_coefficient):
-        z = torch.relu(self._input(x) @ self.W_enc + self.b_enc)
-        x_hat = z @ self.W_dec + self.b_dec
+        n = x.shape[0]
+        xc = self._centred(x)
+        pre = self._pre_acts_buffer(xc)
+        active = pre > 0
+        n_active = int(active.sum())
+        norms = self.W_dec.norm(dim=1)
+        if n_active <= SPARSE_DENSITY * active.numel():  # pair lists beat the 4 dense products of the decoder
+            rows, cols = active.nonzero(as_tuple=True)
+            x_hat, acts = self._autoencode(xc, rows, cols, pre[rows, cols])
+            l1 = (acts * norms[cols]).sum() / n
+            fired = torch.bincount(cols, minlength=self.cfg.d_sae)
+        else:
+            x_hat, z = kernels.DenseAutoencode.apply(xc, self.W_enc, self.b_enc, self.W_dec, self.b_dec, pre,
+                                                     self.cfg.apply_b_dec_to_input, True)
+            l1 = (z.sum(0) * norms).sum() / n
+            fired = active.sum(0)
         mse = (x_hat - x).pow(2).sum(-1).mean()
-        l1 = (z * self.W_dec.norm(dim=1)).sum(-1).mean()
-        active = z > 0
         return dict(loss=mse + l1_coefficient * l1, mse=mse.detach(), l1=l1.detach(), aux=torch.zeros(()),
-                    x_hat=x_hat.detach(), fired=active.sum(0), l0=active.sum(-1).float().mean())
+                    x_hat=x_hat.detach(), fired=fired, l0=torch.tensor(n_active / n))
 
     def _topk_losses(self, x, dead, aux_k, aux_coefficient):
         n = x.shape[0]
-        xc = self._input(x)
-        with torch.no_grad():  # the one dense product; its backward is sparse (kernels.GatherPre)
-            pre = torch.addmm(self.b_enc, xc, self.W_enc)
+        xc = self._centred(x)
+        pre = self._pre_acts_buffer(xc)  # the one dense product; everything after it is sparse (kernels)
         select = kernels.select_topk if self.cfg.architecture == "topk" else kernels.select_batchtopk
         rows, cols, pre_sel = select(pre, self.cfg.k)
-        acts = torch.relu(kernels.GatherPre.apply(xc, self.W_enc, self.b_enc, pre_sel, rows, cols))
-        x_hat = kernels.decode_pairs(rows, cols, acts, self.W_dec, n) + self.b_dec
+        x_hat, acts = self._autoencode(xc, rows, cols, pre_sel)
         mse = (x_hat - x).pow(2).sum(-1).mean()
         loss, aux = mse, torch.zeros((), device=x.device)
         n_dead = 0 if dead is None else int(dead.sum())
         if aux_coefficient > 0 and aux_k > 0 and n_dead > 0:
             aux = self._aux_loss(x - x_hat.detach(), xc, pre, dead, min(aux_k, n_dead))
             loss = loss + aux_coefficient * aux
-        fired = torch.bincount(cols[acts.detach() > 0], minlength=self.cfg.d_sae)
+        acts = acts.detach()
+        fired = torch.bincount(cols[acts > 0], minlength=self.cfg.d_sae)
         if self.cfg.architecture == "batchtopk":
-            self._update_threshold(acts.detach())
-        return dict(loss=loss, mse=mse.detach(), l1=acts.detach().abs().sum() / n, aux=aux.detach(),
-                    x_hat=x_hat.detach(), fired=fired, l0=(acts.detach() > 0).sum().float() / n)
+            self._update_threshold(acts)
+        return dict(loss=loss, mse=mse.detach(), l1=acts.abs().sum() / n, aux=aux.detach(),
+                    x_hat=x_hat.detach(), fired=fired, l0=(acts > 0).sum().float() / n)
 
     def _aux_loss(self, residual, xc, pre, dead, aux_k):
         """AuxK: reconstruct the residual from the top aux_k dead latents, normalised by its variance."""
-        with torch.no_grad():
-            masked = pre.masked_fill(~dead, float("-inf"))
-        rows, cols, pre_sel = kernels.select_topk(masked, aux_k)
-        acts = torch.relu(kernels.GatherPre.apply(xc, self.W_enc, self.b_enc, pre_sel, rows, cols))
-        e_hat = kernels.decode_pairs(rows, cols, acts, self.W_dec, xc.shape[0])
+        dead_idx = dead.nonzero().squeeze(1)
+        rows, sub_cols, pre_sel = kernels.select_topk(pre.index_select(1, dead_idx), aux_k)  # dead columns only
+        e_hat, _ = self._autoencode(xc, rows, dead_idx[sub_cols], pre_sel, output_bias=False)
         total = (residual - residual.mean(0)).pow(2).sum()
         return (e_hat - residual).pow(2).sum() / total.clamp_min(1e-12)
 
@@ -151,9 +179,10 @@ class SAE(nn.Module):
     @torch.no_grad()
     def remove_parallel_decoder_grad(self) -> None:
         """Drop the part of grad W_dec along each (unit) row, which the renormalisation would undo anyway."""
-        if self.W_dec.grad is not None:
-            parallel = (self.W_dec.grad * self.W_dec).sum(1, keepdim=True)
-            self.W_dec.grad.sub_(parallel * self.W_dec)
+        grad = self.W_dec.grad
+        if grad is not None:  # row-wise dots as a batched [1, d]·[d, 1] product: no [d_sae, d_in] temporary
+            parallel = torch.bmm(grad.unsqueeze(1), self.W_dec.unsqueeze(2)).view(-1, 1)
+            grad.addcmul_(parallel, self.W_dec, value=-1)
 
     @torch.no_grad()
     def folded(self) -> "SAE":
