@@ -1,11 +1,19 @@
-"""Share tab: import community SAEs (SAELens, Gemma Scope, sparsify; folder, archive upload or Hub), export
-SAELens / Neuronpedia bundles, upload a bundle to the Hub, and compare two SAEs by decoder cosine.
+"""Share tab: the pretrained SAE catalog and Neuronpedia explanations (`share_catalog.py`), import community SAEs
+(SAELens, Gemma Scope, sparsify; folder, archive upload or Hub), export SAELens / Neuronpedia bundles and download
+them as one zip, upload a bundle to the Hub, and compare two SAEs by decoder cosine.
+
+A Neuronpedia export runs as a job: the page checks its precondition (extracted features) before queueing, then
+watches the job (a generator reading the registry) and shows its progress, failure or result until it ends.
 
 Hub tokens live only in the textbox and the one request that uses them; nothing here writes them anywhere.
 """
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +21,22 @@ import gradio as gr
 import plotly.graph_objects as go
 from gradio.utils import get_upload_folder
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.features.results import features_dir
+from mistudio_core.interop.bundle_zip import bundle_zip
 from mistudio_core.interop.compare import compare_saes
 from mistudio_core.interop.export_saelens import export_saelens
 from mistudio_core.interop.hub import import_from_hub, upload_bundle
 from mistudio_core.interop.importers import import_sae
 from mistudio_core.store import safe_user_path
 
-from .common import artifact_dropdown, bar_chart, dropdown_update, guarded, ok, on_show, require_writable, table
+from .common import (artifact_dropdown, bar_chart, dropdown_update, failed, guarded, ok, on_show, require_writable,
+                     table)
 from .context import AppContext
+from .share_catalog import build_catalog, build_explanations, catalog_import
+
+JOB_ENDED = ("done", "failed", "cancelled", "interrupted")
+WATCH_SECONDS = 0.5
 
 
 def _opt(text: str | None) -> str | None:
@@ -64,21 +79,87 @@ def import_hub(ctx: AppContext, repo_id: str, path_in_repo: str, token: str, mod
     return _imported(ctx, m)
 
 
-@guarded(3)
-def export(ctx: AppContext, sae_id: str | None, fmt: str) -> tuple[str, Any, str | None]:
-    """SAELens bundle now; a Neuronpedia bundle as a background job (it reads every feature's dashboard)."""
-    require_writable(ctx)
+def _servable(path: Path) -> str:
+    """A path Gradio will hand out: under the working or temp directory as is, else a copy in Gradio's own output
+    cache (Gradio copies returned files there anyway; the data directory itself is not served)."""
+    path = Path(path).resolve()
+    roots = [Path.cwd().resolve(), Path(tempfile.gettempdir()).resolve()]
+    if any(r == path or r in path.parents for r in roots):
+        return str(path)
+    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "mistudio-exports"
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, cache / path.name)
+    return str(cache / path.name)
+
+
+def _check_exportable(ctx: AppContext, sae_id: str | None, fmt: str) -> None:
+    """Refuse before queueing what the export job would fail on."""
     if not sae_id:
         raise ValidationError("No SAE selected. Pick one from the library first.")
+    ctx.store.manifest("saes", sae_id)
     if fmt == "neuronpedia":
+        if not (features_dir(ctx.store, sae_id) / "meta.json").is_file():
+            raise ValidationError(f"A Neuronpedia bundle needs extracted features (dashboards) and {sae_id!r} has "
+                                  "none yet: open the Features tab, pick this SAE, run Extract, then export again.")
         if ctx.jobs is None:
-            raise ValidationError("The job runner is not available; export from the command line instead.")
+            raise ValidationError("The job runner is not available; export from the command line instead "
+                                  f"(`python -m mistudio_core export {sae_id} --format neuronpedia`).")
+
+
+@guarded(5)
+def export(ctx: AppContext, sae_id: str | None, fmt: str) -> tuple[str, Any, str | None, str | None, str]:
+    """SAELens bundle now (with its zip); a Neuronpedia bundle as a background job (it reads every feature's
+    dashboard) whose id goes to the watcher. Outputs: status, bundle, model card, zip, job id."""
+    require_writable(ctx)
+    _check_exportable(ctx, sae_id, fmt)
+    if fmt == "neuronpedia":
         job_id = ctx.jobs.submit("export", {"format": "neuronpedia", "sae_id": sae_id}, name=f"neuronpedia {sae_id}")
-        return ok(f"Neuronpedia export queued as job `{job_id}`; the bundle appears below when it is done."), \
-            dropdown_update(ctx.store.list("exports"), None), None
+        return ok(f"Neuronpedia export queued as job `{job_id}`; progress shows here until it ends."), \
+            dropdown_update(ctx.store.list("exports"), None), None, None, job_id
     out = export_saelens(ctx.store, sae_id)
     readme = str(Path(out["path"]) / "README.md")
-    return ok(f"SAELens bundle written to `{out['path']}`."), dropdown_update(ctx.store.list("exports"), out["id"]), readme
+    zipped = bundle_zip(ctx.store, out["id"])
+    return ok(f"SAELens bundle `{out['id']}` written; download it as one zip below."), \
+        dropdown_update(ctx.store.list("exports"), out["id"]), readme, _servable(zipped), ""
+
+
+def export_watch(ctx: AppContext, job_id: str):
+    """Follow an export job until it ends: progress lines, then the bundle's zip, or the job's error."""
+    if not (job_id or "").strip() or ctx.jobs is None:
+        return
+    while True:
+        try:
+            job = ctx.jobs.get(job_id)
+        except MistudioError as e:
+            yield failed(str(e)), gr.skip(), gr.skip()
+            return
+        if job["status"] not in JOB_ENDED:
+            frac = (job.get("progress") or {}).get("fraction") or 0.0
+            yield ok(f"Export job `{job_id}`: {job['status']} {frac:.0%} — {job.get('message') or ''}"), \
+                gr.skip(), gr.skip()
+            time.sleep(WATCH_SECONDS)
+            continue
+        if job["status"] != "done":
+            yield failed(f"Export job `{job_id}` {job['status']}: {job.get('error') or job.get('message') or ''}"), \
+                gr.skip(), gr.skip()
+            return
+        export_id = (job.get("result") or {}).get("export_id")
+        try:
+            zipped = _servable(bundle_zip(ctx.store, export_id))
+        except MistudioError as e:
+            yield failed(str(e)), gr.skip(), gr.skip()
+            return
+        yield ok(f"Neuronpedia bundle `{export_id}` is ready; download it as one zip below."), \
+            dropdown_update(ctx.store.list("exports"), export_id), zipped
+        return
+
+
+@guarded(2)
+def download(ctx: AppContext, export_id: str | None) -> tuple[str, str | None]:
+    """The zip of an existing bundle."""
+    if not export_id:
+        raise ValidationError("No bundle selected. Export an SAE first.")
+    return ok(f"`{export_id}.zip` is ready below."), _servable(bundle_zip(ctx.store, export_id))
 
 
 @guarded(1)
@@ -95,6 +176,8 @@ def compare(ctx: AppContext, sae_a: str | None, sae_b: str | None) -> tuple[str,
     if not sae_a or not sae_b:
         raise ValidationError("Pick two SAEs to compare.")
     r = compare_saes(ctx.store, sae_a, sae_b)
+    if r.get("same"):
+        return failed(r["warning"]), gr.skip(), gr.skip()
     head = (f"Mean best-match cosine **{r['mean_best_cosine']:.3f}**; {r['fraction_above_0.9']:.1%} of {sae_a}'s "
             f"{r['n_features']} features have a match ≥ 0.9 in {sae_b}.")
     if r["warning"]:
@@ -106,14 +189,26 @@ def compare(ctx: AppContext, sae_a: str | None, sae_b: str | None) -> tuple[str,
 
 def refresh(ctx: AppContext, *current: str | None) -> tuple[Any, ...]:
     saes, exports = ctx.store.list("saes"), ctx.store.list("exports")
+    model_ids = [m["id"] for m in ctx.store.list("models")]
     return (dropdown_update(saes, current[0]), dropdown_update(saes, current[1]), dropdown_update(saes, current[2]),
-            dropdown_update(exports, current[3]), gr.update(choices=[m["id"] for m in ctx.store.list("models")]))
+            dropdown_update(exports, current[3]), gr.update(choices=model_ids), dropdown_update(saes, current[4]),
+            gr.update(choices=model_ids))
 
 
 def build(ctx: AppContext) -> None:
     bind = functools.partial
     status = gr.Markdown(elem_id="share-status")
-    with gr.Accordion("Import an SAE", open=True):
+    cat_model = gr.Dropdown(label="Model the catalog SAE belongs to (empty: the matching registered model)",
+                            choices=[], allow_custom_value=True, render=False)
+    cat_imported = artifact_dropdown("Imported SAE", interactive=False, render=False)
+    cat_import_btn, cat_inputs = build_catalog(ctx, status)
+    with gr.Row():
+        cat_model.render()
+        cat_imported.render()
+    expl_sae = build_explanations(ctx, status)
+    cat_import_btn.click(bind(catalog_import, ctx), [*cat_inputs, cat_model], [status, cat_imported, expl_sae],
+                         api_name="share_catalog_import")
+    with gr.Accordion("Import an SAE from a folder, an archive or any Hub repo", open=False):
         gr.Markdown("SAELens folders (v6 or older), Gemma Scope `params.npz`, EleutherAI sparsify folders. "
                     "Pickle files (`.pt`, `.pkl`) are refused: they can run code.")
         with gr.Row():
@@ -138,9 +233,13 @@ def build(ctx: AppContext) -> None:
             sae = artifact_dropdown("SAE")
             fmt = gr.Radio(["saelens", "neuronpedia"], value="saelens", label="Format")
             export_btn = gr.Button("Export", variant="primary")
-        card = gr.File(label="Model card of the SAELens bundle")
+        with gr.Row():
+            card = gr.File(label="Model card of the SAELens bundle")
+            zipped = gr.File(label="Bundle as one zip", elem_id="share-zip")
+        export_job = gr.Textbox(label="Export job", visible=False)
         with gr.Row():
             bundle = artifact_dropdown("Bundle")
+            zip_btn = gr.Button("Download as zip")
             hub_repo = gr.Textbox(label="Hub repo id", placeholder="you/my-sae")
             hub_token = gr.Textbox(label="Write token (never stored)", type="password")
             private = gr.Checkbox(label="Private")
@@ -156,10 +255,14 @@ def build(ctx: AppContext) -> None:
     local_btn.click(bind(import_local, ctx), [local_path, model, hook, local_repo, local_repo_path], [status, imported],
                     api_name="share_import_local")
     upload_btn.click(bind(import_upload, ctx), [archive, model, hook], [status, imported], api_name="share_import_upload")
-    export_btn.click(bind(export, ctx), [sae, fmt], [status, bundle, card], api_name="share_export")
+    export_btn.click(bind(export, ctx), [sae, fmt], [status, bundle, card, zipped, export_job],
+                     api_name="share_export").then(bind(export_watch, ctx), [export_job], [status, bundle, zipped],
+                                                   api_name="share_export_watch", show_progress="hidden")
+    zip_btn.click(bind(download, ctx), [bundle], [status, zipped], api_name="share_download")
     push_btn.click(bind(upload, ctx), [bundle, hub_repo, hub_token, private], [status], api_name="share_upload")
     cmp_btn.click(bind(compare, ctx), [sae_a, sae_b], [status, cmp_plot, cmp_table], api_name="share_compare")
-    on_show(ctx, bind(refresh, ctx), [sae, sae_a, sae_b, bundle], [sae, sae_a, sae_b, bundle, model], api_name="share_list")
+    on_show(ctx, bind(refresh, ctx), [sae, sae_a, sae_b, bundle, expl_sae],
+            [sae, sae_a, sae_b, bundle, model, expl_sae, cat_model], api_name="share_list")
 
 
 if __name__ == "__main__":  # a quick look at this page alone

@@ -27,7 +27,15 @@ def best_matches(w_a: torch.Tensor, w_b: torch.Tensor, chunk: int = 2048) -> tup
 
 
 def compare_saes(store: Store, sae_a: str, sae_b: str, bins: int = 20) -> dict:
+    """Best-match decoder cosines of A's features in B. Comparing an SAE with itself returns `same: True` and a
+    warning instead (every feature would match itself at 1.0, which says nothing); two ids holding identical
+    decoders are compared but say so."""
     ma, mb = store.manifest("saes", sae_a), store.manifest("saes", sae_b)
+    if sae_a == sae_b:
+        return {"a": sae_a, "b": sae_b, "same": True, "n_features": ma.get("d_sae"),
+                "warning": f"You compared {sae_a!r} with itself: every feature matches itself at cosine 1.0, which "
+                           "says nothing. Pick a different SAE B (another training run, or a Gemma Scope SAE of the "
+                           "same hook point)."}
     if ma["d_in"] != mb["d_in"]:
         raise ValidationError(f"SAEs have different d_in ({sae_a}: {ma['d_in']}, {sae_b}: {mb['d_in']}); they do not "
                               "read the same activations.")
@@ -40,7 +48,10 @@ def compare_saes(store: Store, sae_a: str, sae_b: str, bins: int = 20) -> dict:
     counts = torch.histc(cos, bins=bins, min=-1.0, max=1.0)
     edges = torch.linspace(-1, 1, bins + 1)
     order = torch.argsort(cos, descending=True)
-    return {"a": sae_a, "b": sae_b, "warning": warning, "n_features": len(cos),
+    if len(cos) and bool((cos > 0.9999).all()) and bool((idx == torch.arange(len(idx))).all()):
+        warning = (f"{sae_a!r} and {sae_b!r} have identical decoders (the same SAE twice?): every feature matches "
+                   "itself at cosine 1.0.")
+    return {"a": sae_a, "b": sae_b, "same": False, "warning": warning, "n_features": len(cos),
             "mean_best_cosine": float(cos.mean()), "fraction_above_0.9": float((cos >= 0.9).float().mean()),
             "fraction_above_0.7": float((cos >= 0.7).float().mean()),
             "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
