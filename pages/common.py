@@ -2,13 +2,18 @@
 
 Handlers follow one shape: their first output is a status Markdown. `guarded(n)` turns a `MistudioError` into
 that status (plus a toast) and leaves the handler's other `n - 1` outputs as they were, so a failed action shows
-what went wrong and changes nothing else on the page. Anything that is not a `MistudioError` is a bug and is left
-to Gradio (which logs it server-side and shows a generic error).
+what went wrong and changes nothing else on the page. Anything else is a bug: its traceback goes to the server log
+and the page gets a short message naming the action and the exception type, never a traceback (`unexpected`).
+
+Messages never show server paths: `scrub` rewrites the data directory to relative paths and drops the upload
+folder (the app registers both with `hide_paths` at start-up).
 """
 from __future__ import annotations
 
 import functools
 import html
+import logging
+import os
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
@@ -20,6 +25,40 @@ from gradio.context import LocalContext
 from mistudio_core.errors import MistudioError
 
 from .context import AppContext
+
+
+log = logging.getLogger("mistudio.app")
+_HIDDEN: list[tuple[str, str]] = []  # (server path prefix, what to show instead), longest first
+
+
+def hide_paths(*pairs: tuple[str, str]) -> None:
+    """Register server path prefixes that messages must not show, e.g. (data dir + '/', '') for relative paths."""
+    for prefix, instead in pairs:
+        for variant in {str(prefix), os.path.realpath(str(prefix))}:
+            if variant and (variant, instead) not in _HIDDEN:
+                _HIDDEN.append((variant.rstrip("/") + "/", instead))
+    _HIDDEN.sort(key=lambda p: -len(p[0]))
+
+
+def scrub(text: str) -> str:
+    """`text` with registered server paths made relative (data dir) or dropped (upload folders)."""
+    if not isinstance(text, str):
+        return text
+    for prefix, instead in _HIDDEN:
+        if prefix in text:
+            text = text.replace(prefix, instead)
+        bare = prefix.rstrip("/")
+        if bare in text:
+            text = text.replace(bare, instead.rstrip("/") or ".")
+    return text
+
+
+def unexpected(action: str, err: BaseException) -> str:
+    """The page's message for a bug: the traceback goes to the server log, the user gets what and where."""
+    log.error("%s failed", action, exc_info=err)
+    detail = scrub(str(err)).splitlines()[0][:200] if str(err) else ""
+    return (f"Unexpected error in {action} ({type(err).__name__}{': ' + detail if detail else ''}). Nothing was "
+            "changed that you can see; check the inputs, and if it happens again report it with the server log.")
 
 
 class ReadOnlyError(MistudioError):
@@ -50,9 +89,12 @@ def guarded(n_outputs: int) -> Callable:
             try:
                 return fn(*args, **kwargs)
             except MistudioError as e:
-                _toast(str(e))
-                rest = tuple(gr.skip() for _ in range(n_outputs - 1))
-                return (failed(str(e)), *rest) if rest else failed(str(e))
+                message = scrub(str(e))
+            except Exception as e:  # a bug: logged with its traceback, reported without it
+                message = unexpected(fn.__name__.strip("_").replace("_", " "), e)
+            _toast(message)
+            rest = tuple(gr.skip() for _ in range(n_outputs - 1))
+            return (failed(message), *rest) if rest else failed(message)
         return run
     return wrap
 
@@ -83,8 +125,20 @@ def choices(manifests: Iterable[dict]) -> list[tuple[str, str]]:
     out = []
     for m in manifests:
         name, mid = m.get("name") or m["id"], m["id"]
+        if m.get("hook_name"):  # SAEs: long ids were cut off; show name · hook · short id (value stays the id)
+            out.append((sae_choice_label(m), mid))
+            continue
         out.append((name if name == mid else f"{name} ({mid})", mid))
     return out
+
+
+def sae_choice_label(m: dict, width: int = 36) -> str:
+    """`name · hook · #suffix` for an SAE manifest; the suffix is the id's random tail (unique enough to tell
+    two SAEs of the same name apart), the name is shortened in the middle past `width` characters."""
+    name, mid, hook = m.get("name") or m["id"], m["id"], m["hook_name"]
+    tail = mid.rsplit("-", 1)[-1] if "-" in mid else mid
+    short = name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width // 2):]
+    return f"{short} · {hook} · #{tail[:8]}"
 
 
 def pick(choice_list: list[tuple[str, str]], current: str | None) -> str | None:

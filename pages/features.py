@@ -6,7 +6,6 @@ one page of it is sent to the browser, so sorting, filtering and paging stay fas
 """
 from __future__ import annotations
 
-import functools
 import json
 import tempfile
 import time
@@ -14,48 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 import pandas as pd
 
 from mistudio_core.errors import ValidationError
 from mistudio_core.features import render
 from mistudio_core.features.extract import ExtractConfig
-from mistudio_core.features.results import FeatureResults, features_dir
-from mistudio_core.features.token_filters import FILTERS
 
+from . import features_data as data
 from .common import choices, guarded, ok, pick, require_writable
 from .context import AppContext
+from .features_detail import open_feature, save_label  # noqa: F401  (one feature's page; re-exported)
 
 SORTS = {"frequency": "frequency", "max activation": "max_activation", "mean activation": "mean_activation",
          "index": "index"}
 SHOW = ("all", "alive", "dead", "dense", "labelled")
-_CACHE: dict[tuple[str, str], tuple[tuple, FeatureResults, pd.DataFrame]] = {}
-_SAES: dict[tuple[str, str], Any] = {}
-
-
-def _need_sae(sae_id: str | None) -> str:
-    if not sae_id:
-        raise ValidationError("No SAE selected. Train or import one (Training / SAEs tabs), then pick it here.")
-    return sae_id
-
-
-def results(ctx: AppContext, sae_id: str | None) -> tuple[FeatureResults, pd.DataFrame]:
-    """The SAE's results and table frame, cached until `meta.json` (a new extraction) or `labels.json` (labels
-    written by the Labeling tab or job) changes."""
-    sae_id = _need_sae(sae_id)
-    files = (features_dir(ctx.store, sae_id) / "meta.json", ctx.store.path("saes", sae_id) / "labels.json")
-    mtime = tuple(f.stat().st_mtime if f.is_file() else -1.0 for f in files)
-    key = (str(ctx.store.home), sae_id)
-    if key not in _CACHE or _CACHE[key][0] != mtime:
-        res = FeatureResults.load(ctx.store, sae_id)
-        dense_at = res.meta["config"]["dense_threshold"]
-        freq = res.frequencies().numpy()
-        df = pd.DataFrame({"index": np.arange(res.n_features), "label": [res.label(i) for i in range(res.n_features)],
-                           "frequency": freq, "mean_activation": res.means().numpy(),
-                           "max_activation": res.t["max"].double().numpy(), "dead": freq == 0,
-                           "dense": freq > dense_at})
-        _CACHE[key] = (mtime, res, df)
-    return _CACHE[key][1], _CACHE[key][2]
+_need_sae, results = data.need_sae, data.results  # the names other modules and tests know
 
 
 def refresh(ctx: AppContext, sae_id: str | None, dataset_id: str | None) -> tuple[Any, Any]:
@@ -125,9 +97,9 @@ def latest_job(ctx: AppContext, sae_id: str | None) -> tuple[str, str | None]:
     return job_line(newest), newest["id"]
 
 
-@guarded(4)
-def overview(ctx: AppContext, sae_id: str | None) -> tuple[str, str, Any, Any]:
-    """Summary, frequency histogram and the first page of the table."""
+@guarded(5)
+def overview(ctx: AppContext, sae_id: str | None) -> tuple[str, str, Any, Any, str]:
+    """Summary, feature-density histogram, the first page of the table and its page counter."""
     res, df = results(ctx, sae_id)
     m = res.meta
     summary = (f"**{res.n_features:,} features** from {res.n_tokens:,} tokens of `{m.get('dataset_id', '?')}` at "
@@ -135,7 +107,7 @@ def overview(ctx: AppContext, sae_id: str | None) -> tuple[str, str, Any, Any]:
                + (" · *stopped early*" if m.get("stopped_early") else ""))
     fig = render.frequency_histogram(df.frequency.tolist(), m["config"]["dense_threshold"], res.n_tokens)
     _, page, info = feature_table(ctx, sae_id, "", "", "frequency", "all", 1, 50)
-    return ok(f"Loaded features of `{sae_id}`."), summary + "\n\n" + info, fig, page
+    return ok(f"Loaded features of `{sae_id}`."), summary, fig, page, info
 
 
 @guarded(3)
@@ -150,8 +122,10 @@ def feature_table(ctx: AppContext, sae_id: str | None, label_query: str, token_q
                                   "leading space (tokens often start with one, e.g. ' Congress').")
         df = df.set_index("index").loc[hits["index"]].reset_index()
         df.insert(2, "examples_on_token", hits["n_examples"].to_numpy())
-    if label_query:
-        df = df[df.label.str.contains(label_query, case=False, regex=False)]
+    if label_query.strip():  # words in labels, categories and descriptions (ours and imported ones)
+        from mistudio_core.labeling.store import LabelStore
+
+        df = df[df["index"].isin(LabelStore(ctx.store, sae_id).search(label_query))]
     masks = {"alive": ~df.dead, "dead": df.dead, "dense": df.dense, "labelled": df.label != ""}
     if show in masks:
         df = df[masks[show]]
@@ -165,58 +139,12 @@ def feature_table(ctx: AppContext, sae_id: str | None, label_query: str, token_q
     return ok(f"{len(df):,} features match."), out, f"Page {page_i} of {n_pages} ({len(df):,} features)"
 
 
-@guarded(8)
-def open_feature(ctx: AppContext, sae_id: str | None, index: float) -> tuple:
-    """(status, summary, top examples HTML, quantile examples HTML, histogram, top logits, bottom logits, label)"""
-    res, _ = results(ctx, sae_id)
-    f = res.feature(int(index))
-    flags = " · **dead**" if f["dead"] else " · **dense**" if f["dense"] else ""
-    co = ", ".join(f"#{c['index']} ({c['jaccard']:.2f})" for c in f["cooccurring"][:5])
-    summary = (f"### Feature {f['index']}{': ' + f['label'] if f['label'] else ''}\nFires on "
-               f"**{f['frequency']:.3%}** of tokens ({f['count']:,}) · mean {f['mean_activation']:.3g} · max "
-               f"{f['max_activation']:.3g}{flags}" + (f"\n\nCo-fires most with: {co}" if co else ""))
-    scale = f["max_activation"] or 1.0
-    logits = [pd.DataFrame([[repr(t)[1:-1], round(v, 4)] for t, v in f[k]], columns=["token", "logit"])
-              for k in ("top_logits", "bottom_logits")]
-    return (ok(f"Feature {f['index']}."), summary, render.examples_html(f["top_examples"], scale, "Top examples"),
-            render.quantiles_html(f["quantile_examples"], scale), render.feature_histogram(f["histogram"], f["index"]),
-            logits[0], logits[1], f["label"])
-
-
-@guarded(1)
-def save_label(ctx: AppContext, sae_id: str | None, index: float, label: str) -> str:
-    require_writable(ctx)
-    from mistudio_core.labeling.store import LabelStore
-
-    res, df = results(ctx, sae_id)
-    i = int(index)
-    if not 0 <= i < res.n_features:
-        raise ValidationError(f"Feature {i} does not exist; pick 0..{res.n_features - 1}.")
-    LabelStore(ctx.store, sae_id).set(i, label.strip(), source="manual")
-    return ok(f"Saved label of feature {i}.")  # labels.json changed: the next read rebuilds the table
-
-
-def _model_and_sae(ctx: AppContext, sae_id: str):
-    """The SAE's model (cached by `load_model`) and the SAE (cached here); tests replace this seam."""
-    from mistudio_core.features.job import sae_model_and_hook
-    from mistudio_core.models import load_model
-    from mistudio_core.sae.library import load_library_sae
-
-    model_id, hook = sae_model_and_hook(ctx.store, sae_id)
-    loaded = load_model(ctx.store, model_id)
-    key = (str(ctx.store.home), sae_id)
-    if key not in _SAES:
-        _SAES.clear()  # keep one SAE in memory
-        _SAES[key] = load_library_sae(ctx.store, sae_id, device=str(loaded.device))
-    return loaded, _SAES[key], hook
-
-
 @guarded(3)
 def analyze_prompt(ctx: AppContext, sae_id: str | None, text: str) -> tuple[str, str, pd.DataFrame]:
     """Per token, the features that fire most; a table of the strongest features over the prompt."""
     from mistudio_core.features.prompt import prompt_features
 
-    loaded, sae, hook = _model_and_sae(ctx, _need_sae(sae_id))
+    loaded, sae, hook = data.model_and_sae(ctx, _need_sae(sae_id))
     out = prompt_features(loaded, sae, hook, text)
     labels = {}
     try:
@@ -236,15 +164,15 @@ def _export_path(name: str) -> Path:
 
 
 @guarded(2)
-def export_table(ctx: AppContext, sae_id: str | None, fmt: str) -> tuple[str, str]:
+def export_table(ctx: AppContext, sae_id: str | None, fmt: str) -> tuple[str, Any]:
     _, df = results(ctx, sae_id)
     path = _export_path(f"{sae_id}-features.{'csv' if fmt == 'CSV' else 'json'}")
     df.to_csv(path, index=False) if fmt == "CSV" else df.to_json(path, orient="records", indent=1)
-    return ok(f"Exported {len(df):,} features."), str(path)
+    return ok(f"Exported {len(df):,} features."), gr.update(value=str(path), visible=True)
 
 
 @guarded(2)
-def export_feature(ctx: AppContext, sae_id: str | None, index: float, fmt: str) -> tuple[str, str]:
+def export_feature(ctx: AppContext, sae_id: str | None, index: float, fmt: str) -> tuple[str, Any]:
     res, _ = results(ctx, sae_id)
     f = res.feature(int(index))
     if fmt == "CSV":
@@ -256,7 +184,7 @@ def export_feature(ctx: AppContext, sae_id: str | None, index: float, fmt: str) 
     else:
         path = _export_path(f"{sae_id}-feature-{f['index']}.json")
         path.write_text(json.dumps(f, indent=1), encoding="utf-8")
-    return ok(f"Exported feature {f['index']}."), str(path)
+    return ok(f"Exported feature {f['index']}."), gr.update(value=str(path), visible=True)
 
 
 def _selected_index(frame: pd.DataFrame, column: str, evt: gr.SelectData) -> int:
@@ -270,6 +198,10 @@ def _selected_index_table(frame: pd.DataFrame, evt: gr.SelectData) -> int:
 
 
 def _selected_index_prompt(frame: pd.DataFrame, evt: gr.SelectData) -> int:
+    return _selected_index(frame, "feature", evt)
+
+
+def _selected_index_neighbour(frame: pd.DataFrame, evt: gr.SelectData) -> int:
     return _selected_index(frame, "feature", evt)
 
 

@@ -7,7 +7,8 @@
     server.stop(); FakeOpenAI(port=server.port).start()   # restart on the same port
 
 Default answers: a labeling prompt ("Feature N fires ...") gets `{"label": "word<N>", ...}`; a scoring prompt
-gets the snippets that contain the label's word, so a correct label scores 100%. Every request is recorded
+gets the snippets that contain the label's word, so a correct label scores 100%; a fuzzing prompt gets the
+snippets whose <<highlights>> contain it. Every request is recorded
 (`server.requests`: path, headers, JSON body) so tests can check what the client sent.
 """
 from __future__ import annotations
@@ -31,6 +32,11 @@ def default_answer(messages: list[dict]) -> str:
         hits = [int(n) for n, text in re.findall(r"^(\d+)\. (.*)$", prompt, re.M)
                 if re.search(rf"\b{re.escape(word)}\b", text)]
         return json.dumps({"activating": hits})
+    if "highlighted correctly" in prompt:  # fuzzing: correct where a <<highlight>> holds the label's word
+        word = re.search(r'described as: "([^"]+)"', prompt).group(1)
+        hits = [int(n) for n, text in re.findall(r"^(\d+)\. (.*)$", prompt, re.M)
+                if any(re.search(rf"\b{re.escape(word)}\b", span) for span in re.findall(r"<<(.*?)>>", text))]
+        return json.dumps({"correct": hits})
     index = re.search(r"Feature (\d+) fires", prompt)
     n = index.group(1) if index else "?"
     return f'Sure! Here it is:\n```json\n{{"label": "word{n}", "category": "lexical", ' \

@@ -52,7 +52,8 @@ def test_labels_and_scores_every_live_feature_with_tokens_and_cost(server, store
         score = entry["score"]
         assert score["method"] == "detection" and score["accuracy"] == 1.0 and score["chance"] == 0.5
         assert score["n"] == 10  # 5 held-out activating + 5 non-activating
-    assert totals.labeled == 5 and totals.failed == 0 and totals.requests == 10  # label + score each
+        assert entry["fuzzing"]["method"] == "fuzzing" and entry["fuzzing"]["accuracy"] == 1.0
+    assert totals.labeled == 5 and totals.failed == 0 and totals.requests == 15  # label, detection, fuzzing
     assert totals.prompt_tokens > 500 and totals.completion_tokens > 0
     assert totals.cost_usd == pytest.approx((totals.prompt_tokens + 2 * totals.completion_tokens) / 1e6)
     assert seen[-1][0] == seen[-1][1] == 5 and seen[-1][2]["labeled"] == 5

@@ -1,7 +1,8 @@
 """HTML and plotly views of feature results (no gradio: usable from a notebook as well as from the page).
 
-Token highlighting: each token's background is orange with opacity act / scale (scale = the feature's max
-activation, so intensities compare across examples); the peak token is outlined; hovering shows the value.
+Token highlighting: every token's background is orange with opacity 0.12 + 0.88 · act / scale for act > 0
+(scale = the feature's max activation, so intensities compare across examples; the floor keeps weak but
+non-zero activations visible), none at 0; the peak token is outlined; hovering shows the value.
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ def _tok(text: str) -> str:
 def example_html(ex: dict, scale: float) -> str:
     spans = []
     for j, (t, a) in enumerate(zip(ex["tokens"], ex["acts"])):
-        alpha = max(0.0, min(1.0, a / scale)) if scale > 0 else 0.0
+        alpha = 0.12 + 0.88 * max(0.0, min(1.0, a / scale)) if a > 0 and scale > 0 else 0.0
         border = "outline:2px solid #c2410c;" if j == ex["peak"] else ""
-        spans.append(f'<span style="background:rgba(249,115,22,{alpha:.2f});{border}border-radius:2px;color:#111" '
-                     f'title="{a:.3f}">{_tok(t)}</span>')
+        spans.append(f'<span class="tok" style="background:rgba(249,115,22,{alpha:.2f});{border}border-radius:2px;'
+                     f'color:#111" title="{html.escape(repr(t))}: {a:.3f}" data-act="{a:.4g}">{_tok(t)}</span>')
     return f'<div style="{_CSS}"><b>{ex["value"]:.3g}</b> · ctx {ex["context_id"]} │ {"".join(spans)}</div>'
 
 
@@ -80,3 +81,38 @@ def frequency_histogram(freqs: list[float], dense_threshold: float, n_tokens: in
                       yaxis_title="features", yaxis_type="log", height=300, template="plotly_white",
                       margin=dict(l=50, r=20, t=45, b=45), barmode="overlay")
     return fig
+
+
+def logit_histogram(hist: dict, index: int) -> go.Figure:
+    """How the feature's decoder direction moves *every* vocabulary logit (the top/bottom lists are its tails)."""
+    edges, counts = hist.get("edges") or [], hist.get("counts") or []
+    mids = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    fig = go.Figure(go.Bar(x=mids, y=counts, width=[b - a for a, b in zip(edges[:-1], edges[1:])],
+                           marker_line_width=0, marker_color="#8b5cf6"))
+    fig.update_layout(title=f"Feature {index}: effect on every output logit", xaxis_title="logit change per unit "
+                      "activation (W_dec[f]·W_U)", yaxis_title="vocabulary tokens", yaxis_type="log", height=300,
+                      bargap=0.02, template="plotly_white", margin=dict(l=50, r=20, t=45, b=45))
+    return fig
+
+
+def score_card_html(entry: dict | None) -> str:
+    """A label's score card: each scorer's accuracy beside its chance level, as bars."""
+    if not entry:
+        return "<p>No label yet.</p>"
+    rows = []
+    for name, score in (("detection", entry.get("score")), ("fuzzing", entry.get("fuzzing"))):
+        if not score:
+            rows.append(f"<tr><td>{name}</td><td colspan=3>not scored</td></tr>")
+            continue
+        acc, chance = float(score.get("accuracy") or 0), float(score.get("chance") or 0)
+        bar = (f'<div style="position:relative;width:160px;height:12px;background:#e5e7eb;border-radius:3px">'
+               f'<div style="width:{acc * 100:.0f}%;height:12px;background:#22c55e;border-radius:3px"></div>'
+               f'<div style="position:absolute;left:{chance * 100:.0f}%;top:-2px;width:2px;height:16px;'
+               f'background:#111" title="chance {chance:.0%}"></div></div>')
+        rows.append(f"<tr><td>{name}</td><td>{acc:.0%}</td><td>{chance:.0%}</td><td>{bar}</td>"
+                    f"<td>balanced {float(score.get('balanced_accuracy') or 0):.0%} · n {score.get('n', 0)}</td></tr>")
+    head = (f"<b>{html.escape(entry.get('label', ''))}</b> <small>({html.escape(entry.get('source', ''))}"
+            f"{', ' + html.escape(str(entry.get('model'))) if entry.get('model') else ''})</small>")
+    desc = f"<div>{html.escape(entry.get('description') or '')}</div>" if entry.get("description") else ""
+    return (f'<div class="score-card">{head}{desc}<table><tr><th>scorer</th><th>accuracy</th><th>chance</th>'
+            f'<th></th><th></th></tr>{"".join(rows)}</table></div>')

@@ -105,9 +105,26 @@ class FeatureResults:
     def _rows(self, ctx: torch.Tensor) -> torch.Tensor:
         return torch.searchsorted(self.t["ctx_ids"], ctx.long())
 
-    def _examples(self, prefix: str, i: int, cols=slice(None)) -> list[dict]:
+    def start_token_id(self) -> int | None:
+        """The id every stored context starts with (BOS, when the tokenization prepends one), else None."""
+        first = self.t["ctx_tokens"][:, 0] if len(self.t["ctx_tokens"]) else None
+        return int(first[0]) if first is not None and bool((first == first[0]).all()) else None
+
+    def _at_start(self, ctx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Whether each peak is at position 0 or right after the start token (BOS, also one inside a context):
+        tokens whose residual norm is several times the typical one and that dominate many features' tops."""
+        rows = self._rows(ctx)
+        prev = self.t["ctx_tokens"][rows, (pos.long() - 1).clamp_min(0)]
+        start = self.start_token_id()
+        return (pos <= 0) | ((prev == start) if start is not None else torch.zeros_like(pos, dtype=torch.bool))
+
+    def _examples(self, prefix: str, i: int, cols=slice(None), skip_start: bool = False) -> list[dict]:
         ctx = self.t[f"{prefix}_ctx"][i, cols]
-        keep = torch.nonzero(ctx >= 0).flatten()
+        valid = ctx >= 0
+        if skip_start and bool(valid.any()):
+            idx = torch.nonzero(valid).flatten()
+            valid[idx[self._at_start(ctx[idx], self.t[f"{prefix}_pos"][i, cols][idx])]] = False
+        keep = torch.nonzero(valid).flatten()
         if not len(keep):
             return []
         acts = self._window_tensor(f"{prefix}_acts", i)[cols][keep].float()
@@ -120,12 +137,13 @@ class FeatureResults:
                         "peak": int(pos[j] - start[j]), "context_id": int(ctx[keep[j]]), "value": float(vals[j])})
         return out
 
-    def _quantile_examples(self, i: int) -> list[dict]:
+    def _quantile_examples(self, i: int, skip_start: bool = False) -> list[dict]:
         Q, E = self.meta["n_quantiles"], self.meta["quantile_examples"]
         groups = []
         for q in range(Q):
             name = f"{100 * q // Q}–{100 * (q + 1) // Q}%"
-            groups.append({"quantile": name, "examples": self._examples("quant", i, slice(q * E, (q + 1) * E))})
+            groups.append({"quantile": name,
+                           "examples": self._examples("quant", i, slice(q * E, (q + 1) * E), skip_start)})
         return groups
 
     def _histogram(self, i: int) -> dict:
@@ -154,15 +172,20 @@ class FeatureResults:
         top = jacc.topk(min(n, len(jacc)))
         return [{"index": int(self.t["cooc_ids"][j]), "jaccard": float(v)} for v, j in zip(*top) if v > 0]
 
-    def feature(self, i: int) -> dict:
+    def feature(self, i: int, skip_start: bool = False) -> dict:
+        """Everything about feature `i`. `skip_start` leaves out examples peaking at position 0 or on the first
+        token after BOS (`n_start_hidden` says how many top examples that hid); the statistics stay whole."""
         if not 0 <= i < self.n_features:
             raise ValidationError(f"Feature {i} does not exist; this SAE has features 0..{self.n_features - 1}.")
         freq = float(self.frequencies()[i])
+        top = self._examples("top", i, skip_start=skip_start)
+        n_top = int((self.t["top_ctx"][i] >= 0).sum())
         return {
             "index": i, "label": self.label(i), "frequency": freq, "count": int(self.t["count"][i]),
             "mean_activation": float(self.means()[i]), "max_activation": float(self.t["max"][i]),
             "dead": freq == 0, "dense": freq > self.meta["config"]["dense_threshold"],
-            "top_examples": self._examples("top", i), "quantile_examples": self._quantile_examples(i),
+            "top_examples": top, "n_start_hidden": n_top - len(top),
+            "quantile_examples": self._quantile_examples(i, skip_start),
             "histogram": self._histogram(i), "top_logits": self._logits("top", i),
             "bottom_logits": self._logits("bottom", i), "cooccurring": self.cooccurring(i),
         }

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from diskcache import Cache, Index, JSONDisk
 
 from ..errors import NotFoundError, ValidationError
-from ..store import Store, new_id, write_json_atomic
+from ..store import Store, new_id, slugify, write_json_atomic
 from .kinds import get_kind
 from .lock import LOCK_NAME, RunnerLock
 
@@ -116,7 +116,9 @@ class JobRegistry:
         spec = _to_json(spec)
         if job_kind.validate is not None:
             job_kind.validate(spec)  # a bad spec is refused now, not minutes later in the runner
-        job_id = new_id(f"{kind}-{name}" if name else kind)
+        # A name that already starts with the kind ("extract tiny-sae") is not prefixed again ("extract-extract-…").
+        prefixed = name and (slugify(name) + "-").startswith(slugify(kind) + "-")
+        job_id = new_id(name if prefixed else f"{kind}-{name}" if name else kind)
         record = _new_record(job_id, kind, name or kind, owner, spec, job_kind.accelerator)
         run_dir = self.run_dir(job_id)
         run_dir.mkdir(parents=True, exist_ok=True)

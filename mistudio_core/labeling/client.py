@@ -21,6 +21,7 @@ from ..errors import MistudioError, ValidationError
 from .keys import redact
 
 OPENAI_URL = "https://api.openai.com/v1"
+LOCAL_URL = "local://in-process"  # a chat model registered in Models, run in this process (`local.py`)
 NO_KEY = "no-key-needed"  # local servers ignore the key, but the client insists on one
 PRESETS = {
     "OpenAI": (OPENAI_URL, "gpt-4o-mini"),
@@ -28,6 +29,7 @@ PRESETS = {
     "vLLM": ("http://localhost:8000/v1", ""),
     "llama.cpp server": ("http://localhost:8080/v1", ""),
     "LM Studio": ("http://localhost:1234/v1", ""),
+    "Local model (in-process, no server)": (LOCAL_URL, "smollm2-135m-instruct"),
 }
 
 
@@ -68,9 +70,10 @@ class ProviderConfig:
 
     def __post_init__(self):
         self.base_url = (self.base_url or "").strip().rstrip("/")
-        if not self.base_url.startswith(("http://", "https://")):
+        if not self.base_url.startswith(("http://", "https://", "local://")):
             raise ValidationError(f"Base URL {self.base_url!r} must start with http:// or https:// "
-                                  f"(e.g. {OPENAI_URL} or http://localhost:11434/v1 for Ollama).")
+                                  f"(e.g. {OPENAI_URL} or http://localhost:11434/v1 for Ollama), or be {LOCAL_URL} "
+                                  "for a model registered in the Models tab.")
         if not (self.model or "").strip():
             raise ValidationError("No model name given; type one (e.g. gpt-4o-mini, or llama3.2 for Ollama).")
         for name in ("timeout_s", "backoff_s", "max_backoff_s"):
@@ -80,6 +83,10 @@ class ProviderConfig:
             raise ValidationError("max_retries must be ≥ 0 and max_tokens ≥ 1.")
         if self.price_in_per_1m < 0 or self.price_out_per_1m < 0:
             raise ValidationError("Prices per million tokens cannot be negative; use 0 for local servers.")
+
+    @property
+    def is_local(self) -> bool:
+        return self.base_url.startswith("local://")
 
     @property
     def needs_key(self) -> bool:
@@ -208,3 +215,14 @@ class LLMClient:
         reply = self.chat([{"role": "user", "content": "Say OK."}], max_tokens=1)
         return {"ok": True, "method": "chat", "models": [], "model_found": True,
                 "note": f"1-token chat answered {reply.text!r}"}
+
+
+def make_client(cfg: ProviderConfig, api_key: str | None, stop: threading.Event | None = None, store=None):
+    """The client for `cfg`: `LLMClient` for a server, `LocalClient` (needs `store`) for `local://`."""
+    if cfg.is_local:
+        if store is None:
+            raise ValidationError("A local labeling model needs the data directory; pass the store.")
+        from .local import LocalClient
+
+        return LocalClient(cfg, store, stop=stop)
+    return LLMClient(cfg, api_key, stop=stop)

@@ -3,7 +3,7 @@
 - Plan: skip manual labels (never overwritten), features already auto-labeled with this spec's fingerprint
   (so a resumed job does not pay twice) and, with `only_unlabeled`, any labeled feature.
 - Per feature: one labeling request (+ one retry with a reminder when the answer is not usable JSON), then
-  one detection-scoring request. An unusable answer is a *failure of that feature*, recorded; the job goes on.
+  one detection-scoring and one fuzzing-scoring request. An unusable answer is a *failure of that feature*, recorded; the job goes on.
 - A `ProviderError` (server down after retries, bad key, unknown model) stops the job: what finished is saved
   first, then the error is raised, so the job ends failed and resuming it labels only the rest. A feature
   whose scoring request hit that error is redone on resume (label and score are saved together).
@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from ..errors import ValidationError
-from .client import LLMClient, Reply, Stopped
+from .client import LLMClient, Reply, Stopped, make_client
 from .prompts import REMINDER, build_messages, parse_label
-from .scoring import negatives_for, score_detection, split_examples
+from .scoring import negatives_for, score_detection, score_fuzzing, split_examples
 from .spec import LabelSpec
 from .store import LabelStore
 
@@ -61,6 +61,7 @@ class Outcome:
     replies: list
     score: dict | None = None
     error: str = ""
+    fuzz: dict | None = None
 
 
 def selected_indices(spec: LabelSpec, features: Any) -> list[int]:
@@ -115,7 +116,9 @@ def estimate(spec: LabelSpec, features: Any, labels: LabelStore) -> dict:
         per_snippet = chars / max(len(shown), 1)
         chars += 2 * min(len(held), spec.n_score_examples) * per_snippet + 600
     prompt = int(len(todo) * chars / 4)
-    completion = int(len(todo) * (1 + spec.score) * cfg.max_tokens / 3)
+    if spec.score and spec.fuzz:  # the fuzzing prompt: the same snippets once more, marked
+        chars += min(len(held), spec.n_score_examples) * per_snippet + 600
+    completion = int(len(todo) * (1 + spec.score * (1 + spec.fuzz)) * cfg.max_tokens / 3)
     return {"features": len(todo), "prompt_tokens": prompt, "completion_tokens": completion,
             "cost_usd": round(cfg.cost(prompt, completion), 4)}
 
@@ -141,6 +144,10 @@ def label_one(client: LLMClient, spec: LabelSpec, index: int, feature: dict, poo
         negatives = negatives_for(index, feature, pool, len(positives), rng)
         score, more = score_detection(client, label, positives, negatives, seed=rng.randrange(2**31))
         replies += more
+        if spec.fuzz:
+            fuzz, more = score_fuzzing(client, label, positives, seed=rng.randrange(2**31))
+            replies += more
+            return Outcome(index, label, replies, score, fuzz=fuzz)
     return Outcome(index, label, replies, score)
 
 
@@ -157,7 +164,7 @@ def label_features(store, spec: LabelSpec, api_key: str | None, features: Any, t
     if not todo:
         return totals
     stop = threading.Event()
-    client = LLMClient(cfg, api_key, stop=stop)
+    client = make_client(cfg, api_key, stop=stop, store=store)
     read_lock = threading.Lock()  # FeatureResults is not promised to be thread-safe
     pool = negative_pool(spec, features, todo) if spec.score else []
 
@@ -192,7 +199,7 @@ def label_features(store, spec: LabelSpec, api_key: str | None, features: Any, t
                     totals.failures.append({"index": out.index, "error": out.error})
                     log and log(f"feature {out.index}: {out.error}")
                     continue
-                batch.append((out.index, dict(out.label, score=out.score, model=cfg.model,
+                batch.append((out.index, dict(out.label, score=out.score, fuzzing=out.fuzz, model=cfg.model,
                                               fingerprint=fingerprint)))
             if batch:
                 totals.labeled += sum(labels.set_auto_many(batch))

@@ -1,4 +1,4 @@
-"""Detection scoring of a label (in the spirit of delphi's "detection" and SAEBench's auto-interp score).
+"""Detection and fuzzing scoring of a label (delphi's "detection" and "fuzzing" scorers; SAEBench's auto-interp).
 
 The LLM gets the label and a shuffled mix of snippets, unmarked: held-out activating examples of the feature
 (top/quantile examples *not* shown when the label was made) and non-activating ones, and says which snippets
@@ -21,6 +21,7 @@ import random
 import re
 
 from .client import LLMClient, Reply
+from .fuzzing import FUZZ_REMINDER, FUZZ_SYSTEM, FUZZ_TEMPLATE, ONE_SNIPPET, fuzz_items
 from .prompts import extract_json, format_example
 
 SCORE_SYSTEM = ("You judge whether a short description of a language-model feature predicts where it fires. "
@@ -56,10 +57,22 @@ def negatives_for(index: int, feature: dict, pool: list[tuple[int, dict]], n: in
     return candidates[:n]
 
 
-def _parse_numbers(text: str, n: int) -> set[int] | None:
+ONE_DETECT = """A feature of a language model is described as: "{label}" — {description}
+
+Snippet:
+{snippets}
+
+Would this feature fire somewhere in this snippet? Answer Yes or No."""
+_MODES = {  # method: (system, template, reminder, JSON key, one-snippet question)
+    "detection": (SCORE_SYSTEM, SCORE_TEMPLATE, SCORE_REMINDER, "activating", ONE_DETECT),
+    "fuzzing": (FUZZ_SYSTEM, FUZZ_TEMPLATE, FUZZ_REMINDER, "correct", ONE_SNIPPET),
+}
+
+
+def _parse_numbers(text: str, n: int, key: str = "activating") -> set[int] | None:
     obj = extract_json(text)
     if obj is not None:
-        values = obj.get("activating", obj.get("answer"))
+        values = obj.get(key, obj.get("answer"))
         if isinstance(values, list):
             return {int(v) for v in values if str(v).strip().isdigit() and 1 <= int(v) <= n}
         return None
@@ -69,14 +82,28 @@ def _parse_numbers(text: str, n: int) -> set[int] | None:
     return None
 
 
-def detection_messages(label: dict, snippets: list[str]) -> list[dict]:
-    body = "\n".join(f"{k + 1}. {s}" for k, s in enumerate(snippets))
-    user = (SCORE_TEMPLATE.replace("{label}", label.get("label", "")).replace("{snippets}", body)
+def _fill(template: str, label: dict, body: str) -> str:
+    return (template.replace("{label}", label.get("label", "")).replace("{snippets}", body)
             .replace("{description}", label.get("description") or label.get("category") or ""))
-    return [{"role": "system", "content": SCORE_SYSTEM}, {"role": "user", "content": user}]
 
 
-def metrics(truth: list[bool], said: set[int]) -> dict:
+def detection_messages(label: dict, snippets: list[str], method: str = "detection") -> list[dict]:
+    system, template = _MODES[method][:2]
+    body = "\n".join(f"{k + 1}. {s}" for k, s in enumerate(snippets))
+    return [{"role": "system", "content": system}, {"role": "user", "content": _fill(template, label, body)}]
+
+
+def auc(truth: list[bool], probs: list[float]) -> float | None:
+    """Probability that a random true item gets a higher P(yes) than a random false one (ties count half)."""
+    pos = [p for p, t in zip(probs, truth) if t]
+    neg = [p for p, t in zip(probs, truth) if not t]
+    if not pos or not neg:
+        return None
+    wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
+    return round(wins / (len(pos) * len(neg)), 4)
+
+
+def metrics(truth: list[bool], said: set[int], method: str = "detection", probs: list[float] | None = None) -> dict:
     """Accuracy, balanced accuracy and chance level of the answer `said` (1-based) against `truth`."""
     n = len(truth)
     pred = [(k + 1) in said for k in range(n)]
@@ -85,10 +112,44 @@ def metrics(truth: list[bool], said: set[int]) -> dict:
     tn = sum((not p) and (not t) for p, t in zip(pred, truth))
     rec_pos = tp / n_pos if n_pos else 0.0
     rec_neg = tn / (n - n_pos) if n - n_pos else 0.0
-    return {"method": "detection", "accuracy": round((tp + tn) / n, 4) if n else 0.0,
-            "balanced_accuracy": round((rec_pos + rec_neg) / 2, 4), "chance": round(max(n_pos, n - n_pos) / n, 4),
-            "n": n, "n_activating": n_pos, "recall_activating": round(rec_pos, 4),
-            "precision": round(tp / sum(pred), 4) if sum(pred) else 0.0}
+    out = {"method": method, "accuracy": round((tp + tn) / n, 4) if n else 0.0,
+           "balanced_accuracy": round((rec_pos + rec_neg) / 2, 4), "chance": round(max(n_pos, n - n_pos) / n, 4),
+           "n": n, "n_activating": n_pos, "recall_activating": round(rec_pos, 4),
+           "precision": round(tp / sum(pred), 4) if sum(pred) else 0.0}
+    if probs is not None:
+        out["auc"] = auc(truth, probs)
+    return out
+
+
+def judge(client, label: dict, snippets: list[str], method: str) -> tuple[set[int] | None, list[Reply], list | None]:
+    """(1-based numbers the judge said yes to, replies, P(yes) per snippet or None).
+
+    A remote LLM answers all snippets in one JSON reply (+ one reminder). A local model
+    (`client.judges_one_by_one`) is asked one Yes/No question per snippet and read by next-token probability,
+    so even a weak model always gives a usable answer."""
+    if getattr(client, "judges_one_by_one", False):
+        question = _MODES[method][4]
+        answers = [client.yes_probability([{"role": "system", "content": _MODES[method][0]},
+                                           {"role": "user", "content": _fill(question, label, s)}])
+                   for s in snippets]
+        probs = [p for p, _ in answers]
+        return {k + 1 for k, p in enumerate(probs) if p > 0.5}, [r for _, r in answers], probs
+    key, reminder = _MODES[method][3], _MODES[method][2]
+    messages = detection_messages(label, snippets, method)
+    replies = [client.chat(messages)]
+    said = _parse_numbers(replies[-1].text, len(snippets), key)
+    if said is None:
+        messages += [{"role": "assistant", "content": replies[-1].text}, {"role": "user", "content": reminder}]
+        replies.append(client.chat(messages))
+        said = _parse_numbers(replies[-1].text, len(snippets), key)
+    return said, replies, None
+
+
+def _score(client, label: dict, items: list[tuple[str, bool]], method: str) -> tuple[dict | None, list[Reply]]:
+    said, replies, probs = judge(client, label, [s for s, _ in items], method)
+    if said is None:
+        return None, replies
+    return metrics([t for _, t in items], said, method, probs), replies
 
 
 def score_detection(client: LLMClient, label: dict, positives: list[dict], negatives: list[dict],
@@ -100,13 +161,12 @@ def score_detection(client: LLMClient, label: dict, positives: list[dict], negat
     items = [(format_example(e, mark=False), True) for e in positives] + \
             [(format_example(e, mark=False), False) for e in negatives]
     random.Random(seed).shuffle(items)
-    messages = detection_messages(label, [s for s, _ in items])
-    replies = [client.chat(messages)]
-    said = _parse_numbers(replies[-1].text, len(items))
-    if said is None:
-        messages += [{"role": "assistant", "content": replies[-1].text}, {"role": "user", "content": SCORE_REMINDER}]
-        replies.append(client.chat(messages))
-        said = _parse_numbers(replies[-1].text, len(items))
-    if said is None:
-        return None, replies
-    return metrics([t for _, t in items], said), replies
+    return _score(client, label, items, "detection")
+
+
+def score_fuzzing(client: LLMClient, label: dict, positives: list[dict],
+                  seed: int = 0) -> tuple[dict | None, list[Reply]]:
+    """Ask the LLM which snippets are highlighted correctly (see `fuzzing.py`); (score or None, replies)."""
+    if len(positives) < 2:
+        return None, []
+    return _score(client, label, fuzz_items(positives, random.Random(seed)), "fuzzing")

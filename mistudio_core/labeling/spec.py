@@ -39,6 +39,8 @@ class LabelSpec:
     """Examples shown from each activation quantile (so the label covers weak activations too)."""
     score: bool = True
     """Run detection scoring after labeling (one more request per feature)."""
+    fuzz: bool = True
+    """Also run fuzzing scoring (are the highlighted tokens the right ones?) after detection."""
     n_score_examples: int = 5
     """Held-out activating snippets in the scoring prompt (as many non-activating ones are added)."""
     concurrency: int = 4
@@ -81,7 +83,8 @@ class LabelSpec:
         p = self.provider_config
         keyed = {"sae": self.sae_id, "url": p.base_url, "model": p.model, "temperature": p.temperature,
                  "system": self.system_prompt, "template": self.template, "top": self.n_top_examples,
-                 "quantile": self.n_quantile_examples, "score": self.score, "n_score": self.n_score_examples,
+                 "quantile": self.n_quantile_examples, "score": self.score, "fuzz": self.score and self.fuzz,
+                 "n_score": self.n_score_examples,
                  "seed": self.seed}
         return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
