@@ -35,7 +35,10 @@ class _Run:
         self.index, self.cfg, self.tcfg = index, cfg, tcfg
         self.sae = SAE(cfg, device=device, seed=tcfg.seed + index)
         self.sae.threshold_lr = tcfg.batchtopk_threshold_lr
-        self.opt = torch.optim.Adam(self.sae.parameters(), lr=tcfg.lr, betas=tcfg.adam_betas)
+        # fused: one pass per tensor instead of ~8 on CPU (a third of a TopK step); CPU only, where Adam's `step`
+        # stays a CPU tensor as checkpoints expect
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=tcfg.lr, betas=tcfg.adam_betas,
+                                    fused=self.sae.W_dec.device.type == "cpu")
         self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
         self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
         self.fire_tokens = 0
