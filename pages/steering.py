@@ -13,20 +13,19 @@ import threading
 from typing import Any
 
 import gradio as gr
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from mistudio_core.errors import MistudioError, ValidationError
 from mistudio_core.steering import sessions as ss
 from mistudio_core.steering.generate import SamplingConfig, compare_stream, run_prompt_set
-from mistudio_core.steering.loader import feature_label, load_target, search_features
-from mistudio_core.steering.methods import METHODS, POSITIONS, SteerFeature, SteeringConfig
+from mistudio_core.steering.loader import effect_tokens_for, feature_label, load_target, search_features
+from mistudio_core.steering.methods import SteerFeature, SteeringConfig
 from mistudio_core.steering.sweep import parse_strengths, sweep
 
 from .common import dropdown_update, failed, guarded, ok, on_show, progress_adapter, require_writable, table
 from .context import AppContext
+from .steering_layout import N_SLOTS, layout
+from .steering_sweep import readings_md, suggestion_md, sweep_figure, sweep_table
 
-N_SLOTS = 4
 # Steering hooks sit on the shared, cached model: one steered generation at a time keeps a second request's
 # forward passes from running through the first one's hook.
 _LOCK = threading.Lock()
@@ -67,6 +66,12 @@ def sae_list(ctx: AppContext, current: str | None) -> tuple[Any, Any, Any]:
             gr.update(choices=[(p["name"], p["id"]) for p in ss.list_prompt_sets(ctx.store)]))
 
 
+def _hit_label(hit: dict) -> str:
+    """'12 · shouting in capitals [neuronpedia]': index, label and where the label came from."""
+    source = f" [{hit['source']}]" if hit.get("source") else ""
+    return f"{hit['index']} · {hit['label'] or '(no label)'}{source}"
+
+
 @guarded(2)
 def find(ctx: AppContext, sae_id: str | None, text: str) -> tuple[str, Any]:
     """Features whose label matches `text`, or the feature with that index."""
@@ -74,8 +79,9 @@ def find(ctx: AppContext, sae_id: str | None, text: str) -> tuple[str, Any]:
         raise ValidationError("No SAE selected. Pick one first.")
     d_sae = ctx.store.manifest("saes", sae_id).get("d_sae")
     hits = search_features(ctx.store, sae_id, text, d_sae=d_sae)
-    items = [(f"{h['index']} · {h['label'] or '(no label)'}", h["index"]) for h in hits]
-    msg = f"{len(items)} feature(s) found." if items else "No feature matches; try another word or an index."
+    items = [(_hit_label(h), h["index"]) for h in hits]
+    msg = (f"{len(items)} feature(s) found; pick one to put it in a slot." if items
+           else "No feature matches; try another word or an index.")
     return ok(msg), gr.update(choices=items, value=items[0][1] if items else None)
 
 
@@ -85,17 +91,22 @@ def add(ctx: AppContext, sae_id: str | None, index, *slots) -> tuple:
     if index is None or index == "":
         raise ValidationError("Pick a feature from the search results first.")
     slots = list(slots)
+    index = int(index)
+    held = [k for k in range(N_SLOTS) if not _empty(slots[2 * k]) and str(slots[2 * k]).strip() == str(index)]
+    if held:  # picking a match adds it, so a later 'Add' of the same feature must not fill a second slot
+        return (ok(f"Feature {index} is already in slot {held[0] + 1}."), *slots)
     for k in range(N_SLOTS):
         if _empty(slots[2 * k]):
-            slots[2 * k], slots[2 * k + 1] = str(int(index)), 4.0
-            label = feature_label(ctx.store, sae_id, int(index)) if sae_id else ""
+            slots[2 * k], slots[2 * k + 1] = str(index), 4.0
+            label = feature_label(ctx.store, sae_id, index) if sae_id else ""
             return (ok(f"Added feature {index}{f' ({label})' if label else ''} to slot {k + 1}."), *slots)
     raise ValidationError(f"All {N_SLOTS} slots are in use. Clear one (empty its index) first.")
 
 
 def generate(ctx: AppContext, sae_id, prompt, method, positions, normalize, max_new, temperature, top_p, seed,
              chat, *slots):
-    """Stream (status, baseline, steered) as both columns grow."""
+    """Stream (status, baseline, steered, readings) as both columns grow; the readings (both activations, named,
+    and perplexities) come with the last update."""
     try:
         steering, sampling = _configs(method, positions, normalize, max_new, temperature, top_p, seed, chat, slots)
         t = load_target(ctx.store, sae_id)
@@ -105,42 +116,39 @@ def generate(ctx: AppContext, sae_id, prompt, method, positions, normalize, max_
                 rate = n / st["seconds"] if st["seconds"] > 0 else 0.0
                 status = (ok(f"done · {n} tokens · {rate:.1f} tokens/s (2 rows)") if st["done"] else
                           f"generating · {n} tokens · {rate:.1f} tokens/s (2 rows)")
-                yield status, st["baseline"], st["steered"]
+                yield status, st["baseline"], st["steered"], readings_md(st)
     except MistudioError as e:  # a generator cannot use `guarded`: report the problem as the status
-        yield failed(str(e)), gr.skip(), gr.skip()
+        yield failed(str(e)), gr.skip(), gr.skip(), gr.skip()
 
 
-def sweep_figure(result: dict) -> go.Figure:
-    """Feature activation and perplexity vs strength (two y axes)."""
-    xs = [r["strength"] for r in result["rows"]]
-    f0 = result["features"][0]
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=xs, y=[r["feature_mean"][f0] for r in result["rows"]], mode="lines+markers",
-                             name=f"feature {f0} mean activation"), secondary_y=False)
-    fig.add_trace(go.Scatter(x=xs, y=[r["perplexity"] for r in result["rows"]], mode="lines+markers",
-                             name="perplexity (unsteered model)"), secondary_y=True)
-    fig.update_layout(height=300, margin=dict(l=50, r=50, t=30, b=40), template="plotly_white",
-                      legend=dict(orientation="h", y=1.15), xaxis_title="strength")
-    fig.update_yaxes(title_text="activation", secondary_y=False)
-    fig.update_yaxes(title_text="perplexity", type="log", secondary_y=True)
-    return fig
-
-
-@guarded(3)
-def run_sweep(ctx: AppContext, sae_id, prompt, strengths, method, positions, normalize, max_new, temperature,
-              top_p, seed, chat, *slots, progress=gr.Progress()) -> tuple:
+@guarded(5)
+def run_sweep(ctx: AppContext, sae_id, prompt, strengths, seeds, method, positions, normalize, max_new,
+              temperature, top_p, seed, chat, *slots, progress=gr.Progress()) -> tuple:
+    """(status, table, chart, suggestion Markdown, suggested strength as text ('' when none))."""
     steering, sampling = _configs(method, positions, normalize, max_new, temperature, top_p, seed, chat, slots)
     t = load_target(ctx.store, sae_id)
     with _LOCK:
+        tokens = effect_tokens_for(ctx.store, t, sae_id, [f.index for f in steering.features])
         res = sweep(t.model, t.tokenizer, t.sae, t.hook_name, prompt, steering, parse_strengths(strengths),
-                    sampling, progress=progress_adapter(progress))
-    f0 = res["features"][0]
-    rows = [{"strength": r["strength"], "ppl": None if r["perplexity"] is None else round(r["perplexity"], 2),
-             "act": None if r["feature_mean"][f0] is None else round(r["feature_mean"][f0], 3), "text": r["text"]}
-            for r in res["rows"]]
-    df = table(rows, {"strength": "strength", "act": f"feature {f0} activation", "ppl": "perplexity",
-                      "text": "output"})
-    return ok(f"Swept {len(rows)} strengths in {res['seconds']:.1f} s."), df, sweep_figure(res)
+                    sampling, progress=progress_adapter(progress), seeds=int(seeds or 1), effect_tokens=tokens)
+    best = res["suggested_strength"]
+    return (ok(f"Swept {len(res['rows'])} strengths × {res['seeds']} seed(s) in {res['seconds']:.1f} s."),
+            sweep_table(res), sweep_figure(res), suggestion_md(res), "" if best is None else f"{best:g}")
+
+
+@guarded(1 + 2 * N_SLOTS)
+def use_suggested(ctx: AppContext, suggested, *slots) -> tuple:
+    """Set every filled slot's strength to the sweep's suggested strength."""
+    if _empty(suggested):
+        raise ValidationError("No suggested strength yet. Run a sweep with strength 0 and a few larger strengths "
+                              "first.")
+    value, slots = float(suggested), list(slots)
+    filled = [k for k in range(N_SLOTS) if not _empty(slots[2 * k])]
+    if not filled:
+        raise ValidationError("No feature in the slots. Add a feature first.")
+    for k in filled:
+        slots[2 * k + 1] = value
+    return (ok(f"Strength {value:g} set on {len(filled)} feature slot(s)."), *slots)
 
 
 @guarded(2)
@@ -199,91 +207,37 @@ def load_prompt_set(ctx: AppContext, set_id) -> tuple:
     return ok(f"Loaded prompt set `{rec['name']}`."), "\n".join(rec["prompts"])
 
 
-def _slot_row(k: int):
-    with gr.Row():
-        # A Textbox, not a Number: Gradio's Number shows and sends 0 when empty, which would read as feature 0.
-        idx = gr.Textbox(label=f"feature {k + 1}", value="", placeholder="index", scale=1)
-        # Wide enough for unit-norm decoders (Gemma Scope, or "unit-norm vector"), where useful strengths reach the
-        # hundreds; on our SAEs (decoder rows at activation scale) 4-16 is typical, typed into the number box.
-        strength = gr.Slider(-300, 300, value=0.0, step=0.5, label="strength (negative suppresses)", scale=4)
-    return idx, strength
+def _wire(ctx: AppContext, c: dict) -> None:
+    bind = functools.partial
+    knobs = [c[k] for k in ("method", "positions", "normalize", "max_new", "temperature", "top_p", "seed", "chat")]
+    slots, status, sae = c["slots"], c["status"], c["sae"]
+    c["query"].submit(bind(find, ctx), [sae, c["query"]], [status, c["hits"]], api_name="steering_find")
+    c["add"].click(bind(add, ctx), [sae, c["hits"], *slots], [status, *slots], api_name="steering_add_feature")
+    # `input` fires on the user's pick only (not when `find` fills the list), so a pick fills a slot at once.
+    c["hits"].input(bind(add, ctx), [sae, c["hits"], *slots], [status, *slots], api_name="steering_pick_feature")
+    c["generate"].click(bind(generate, ctx), [sae, c["prompt"], *knobs, *slots],
+                        [status, c["baseline"], c["steered"], c["readings"]], api_name="steering_generate")
+    c["sweep"].click(bind(run_sweep, ctx), [sae, c["prompt"], c["strengths"], c["seeds"], *knobs, *slots],
+                     [status, c["sweep_table"], c["sweep_plot"], c["suggestion"], c["suggested"]],
+                     api_name="steering_sweep")
+    c["use_suggested"].click(bind(use_suggested, ctx), [c["suggested"], *slots], [status, *slots],
+                             api_name="steering_use_suggested")
+    c["batch"].click(bind(run_batch, ctx), [sae, c["prompts"], *knobs, *slots], [status, c["batch_table"]],
+                     api_name="steering_run_prompt_set")
+    c["save"].click(bind(save_session, ctx), [c["session_name"], sae, c["prompt"], c["baseline"], c["steered"],
+                                              *knobs, *slots], [status, c["session"]], api_name="steering_save_session")
+    c["load"].click(bind(load_session, ctx), [c["session"]],
+                    [status, sae, c["prompt"], *knobs, c["baseline"], c["steered"], *slots],
+                    api_name="steering_load_session")
+    c["save_set"].click(bind(save_prompt_set, ctx), [c["set_name"], c["prompts"]], [status, c["prompt_set"]],
+                        api_name="steering_save_prompt_set")
+    c["load_set"].click(bind(load_prompt_set, ctx), [c["prompt_set"]], [status, c["prompts"]],
+                        api_name="steering_load_prompt_set")
+    on_show(ctx, bind(sae_list, ctx), [sae], [sae, c["session"], c["prompt_set"]], api_name="steering_list")
 
 
 def build(ctx: AppContext) -> None:
-    bind = functools.partial
-    gr.Markdown("Steer generation with SAE features (Neuronpedia semantics): **additive** h += c·W_dec[f]; "
-                "**orthogonal** h → (I−P)h + c·Ph; **projection cap** caps h's component along W_dec[f] at c; "
-                "**clamp** sets the feature's activation to c in feature space (0 ablates it); **clamp_exact** scales "
-                "that change so the SAE re-reads exactly c (trained SAEs' encoders read back only part of a "
-                "decoder step). Baseline and steered "
-                "share the seed, so the difference is the steering alone.")
-    status = gr.Markdown(elem_id="steering-status")
-    with gr.Row():
-        sae = gr.Dropdown(label="SAE", choices=[], scale=2)
-        query = gr.Textbox(label="find feature (label words or index)", scale=2)
-        hits = gr.Dropdown(label="matches", choices=[], scale=2)
-        add_btn = gr.Button("Add", scale=1)
-    slots = []
-    for k in range(N_SLOTS):
-        slots.extend(_slot_row(k))
-    with gr.Accordion("method and sampling", open=False):
-        with gr.Row():
-            method = gr.Dropdown(list(METHODS), value="additive", label="method")
-            positions = gr.Dropdown(list(POSITIONS), value="all", label="positions")
-            normalize = gr.Checkbox(label="unit-norm vector", value=False)
-            chat = gr.Checkbox(label="chat template", value=False)
-        with gr.Row():
-            max_new = gr.Slider(1, 256, value=48, step=1, label="max new tokens")
-            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="temperature (0 = greedy)")
-            top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label="top-p")
-            seed = gr.Number(value=0, precision=0, label="seed")
-    prompt = gr.Textbox(label="prompt", lines=2, value="The weather today is")
-    gen_btn = gr.Button("Generate baseline and steered", variant="primary")
-    with gr.Row():
-        baseline = gr.Textbox(label="baseline (unsteered)", lines=6, interactive=False)
-        steered = gr.Textbox(label="steered", lines=6, interactive=False)
-    with gr.Accordion("strength sweep", open=False):
-        with gr.Row():
-            strengths = gr.Textbox(label="strengths ('-8, 0, 4, 8' or '0:16:4'); each feature set to each value",
-                                   value="-8, 0, 4, 8, 16, 32", scale=4)
-            sweep_btn = gr.Button("Run sweep", scale=1)
-        sweep_plot = gr.Plot(label="feature activation and perplexity vs strength")
-        sweep_table = gr.Dataframe(label="outputs per strength", interactive=False, wrap=True,
-                                   headers=["strength", "feature activation", "perplexity", "output"])
-    with gr.Accordion("sessions and prompt sets", open=False):
-        with gr.Row():
-            session_name = gr.Textbox(label="session name", scale=2)
-            save_btn = gr.Button("Save session", scale=1)
-            session = gr.Dropdown(label="saved sessions", choices=[], scale=2)
-            load_btn = gr.Button("Load", scale=1, elem_id="steering-load-session")
-        prompts = gr.Textbox(label="prompt set (one prompt per line)", lines=4)
-        with gr.Row():
-            set_name = gr.Textbox(label="prompt set name", scale=2)
-            save_set_btn = gr.Button("Save prompt set", scale=1)
-            prompt_set = gr.Dropdown(label="saved prompt sets", choices=[], scale=2)
-            load_set_btn = gr.Button("Load", scale=1, elem_id="steering-load-prompt-set")
-        batch_btn = gr.Button("Run prompt set (baseline vs steered)")
-        batch_table = gr.Dataframe(label="batch results", interactive=False, wrap=True,
-                                   headers=["prompt", "baseline", "steered"])
-
-    knobs = [method, positions, normalize, max_new, temperature, top_p, seed, chat]
-    query.submit(bind(find, ctx), [sae, query], [status, hits], api_name="steering_find")
-    add_btn.click(bind(add, ctx), [sae, hits, *slots], [status, *slots], api_name="steering_add_feature")
-    gen_btn.click(bind(generate, ctx), [sae, prompt, *knobs, *slots], [status, baseline, steered],
-                  api_name="steering_generate")
-    sweep_btn.click(bind(run_sweep, ctx), [sae, prompt, strengths, *knobs, *slots],
-                    [status, sweep_table, sweep_plot], api_name="steering_sweep")
-    batch_btn.click(bind(run_batch, ctx), [sae, prompts, *knobs, *slots], [status, batch_table],
-                    api_name="steering_run_prompt_set")
-    save_btn.click(bind(save_session, ctx), [session_name, sae, prompt, baseline, steered, *knobs, *slots],
-                   [status, session], api_name="steering_save_session")
-    load_btn.click(bind(load_session, ctx), [session],
-                   [status, sae, prompt, *knobs, baseline, steered, *slots], api_name="steering_load_session")
-    save_set_btn.click(bind(save_prompt_set, ctx), [set_name, prompts], [status, prompt_set],
-                       api_name="steering_save_prompt_set")
-    load_set_btn.click(bind(load_prompt_set, ctx), [prompt_set], [status, prompts],
-                       api_name="steering_load_prompt_set")
-    on_show(ctx, bind(sae_list, ctx), [sae], [sae, session, prompt_set], api_name="steering_list")
+    _wire(ctx, layout())
 
 
 if __name__ == "__main__":  # a quick look at this page alone

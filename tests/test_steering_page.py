@@ -51,10 +51,35 @@ def test_a_slot_that_is_not_an_index_is_named(ctx):
     assert status.startswith(FAILED) and "slot 2" in status and "'five'" in status
 
 
-def test_sweep_gives_a_table_and_a_chart(ctx):
-    status, df, fig = page.run_sweep(ctx, "tiny", "We the people", "0, 10, 40", *KNOBS, *_slots((2, 1.0)))
-    assert status.startswith(OK) and list(df["strength"]) == [0.0, 10.0, 40.0]
-    assert len(fig.data) == 2 and list(fig.data[0].x) == [0.0, 10.0, 40.0]
+def test_sweep_gives_named_activations_a_chart_and_a_suggested_strength(ctx):
+    status, df, fig, md, suggested = page.run_sweep(ctx, "tiny", "We the people", "0, 10, 40", 2, *KNOBS,
+                                                    *_slots((2, 1.0)))
+    assert status.startswith(OK) and "2 seed(s)" in status and list(df["strength"]) == [0.0, 10.0, 40.0]
+    assert {"activation in the steered model (at the hook)", "unsteered model reading the output",
+            "effect share (feature's top tokens)"} <= set(df.columns)
+    at_hook = list(df["activation in the steered model (at the hook)"])
+    assert at_hook[2] > at_hook[0]          # the intervention shows where it happens
+    names = [tr.name for tr in fig.data]
+    assert any("steered model (at the hook)" in n for n in names) and any("reading the output" in n for n in names)
+    assert list(fig.data[0].x) == [0.0, 10.0, 40.0]
+    assert "uggested strength" in md and "unembedding alignment" in md and "baseline" in md
+    if suggested:   # the button copies it onto every filled slot
+        out = page.use_suggested(ctx, suggested, *_slots((2, 1.0), (4, 3.0)))
+        assert out[0].startswith(OK) and out[2] == out[4] == float(suggested)
+    assert page.use_suggested(ctx, "", *_slots((2, 1.0)))[0].startswith(FAILED)
+
+
+def test_generate_ends_with_both_activations_named(ctx):
+    *_, readings = list(page.generate(ctx, "tiny", "We the people", *KNOBS, *_slots((2, 30.0))))[-1]
+    assert "activation in the steered model (at the hook)" in readings
+    assert "unsteered model reading the output" in readings and "perplexity" in readings
+
+
+def test_picking_a_match_fills_one_slot_once(ctx):
+    first = page.add(ctx, None, 9, *_slots())
+    again = page.add(ctx, None, 9, *first[1:])
+    assert first[1] == "9" and again[0].startswith(OK) and "already in slot 1" in again[0]
+    assert again[3] == ""                     # no second slot taken
 
 
 def test_add_fills_the_next_free_slot_and_search_by_index(ctx):
@@ -86,4 +111,4 @@ def test_build_wires_prefixed_api_names(store):
         page.build(AppContext(store=store))
     names = {d.get("api_name") for d in demo.config["dependencies"] if d.get("api_name")}
     assert {"steering_generate", "steering_sweep", "steering_save_session", "steering_load_session",
-            "steering_run_prompt_set"} <= names
+            "steering_run_prompt_set", "steering_pick_feature", "steering_use_suggested"} <= names

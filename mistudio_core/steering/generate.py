@@ -20,6 +20,7 @@ import torch
 
 from ..errors import ValidationError
 from .methods import Steerer, SteeringConfig
+from .score import score_continuation, strip_eos
 
 
 @dataclass
@@ -123,6 +124,8 @@ def iter_rows(model, prompt_ids: list[int], n_rows: int, sampling: SamplingConfi
             yield rows
             if all(done):
                 break
+            if steerer is not None:  # a stopped row's padding steps are not steered text: not recorded
+                steerer.live = torch.tensor([not d for d in done])
             out = model(input_ids=tok[:, None], past_key_values=out.past_key_values, use_cache=True)
 
 
@@ -135,8 +138,10 @@ def decode(tokenizer, tokens: list[int], eos_ids: set[int] = frozenset()) -> str
 
 def compare_stream(model, tokenizer, sae, hook_name: str, prompt: str, steering: SteeringConfig,
                    sampling: SamplingConfig) -> Iterator[dict]:
-    """Baseline (row 0) and steered (row 1) side by side; yields `{baseline, steered, n_tokens, seconds,
-    tokens_per_s, done}` after every step (the last one has `done=True`)."""
+    """Baseline (row 0) and steered (row 1) side by side; yields `{baseline, steered, baseline_tokens,
+    steered_tokens, n_prompt_tokens, seconds, done}` after every step. The last one has `done=True` and the
+    readings of `readings()`: `steered_feature_mean`, `feature_mean`, `baseline_feature_mean`, `perplexity`,
+    `baseline_perplexity`."""
     prompt_ids = encode_prompt(tokenizer, prompt, sampling.chat)
     eos = _eos_ids(tokenizer, model)
     steerer = Steerer(steering, sae, rows=torch.tensor([False, True]))
@@ -148,8 +153,22 @@ def compare_stream(model, tokenizer, sae, hook_name: str, prompt: str, steering:
                      baseline_tokens=list(rows[0]), steered_tokens=list(rows[1]),
                      seconds=time.perf_counter() - t0)
         yield dict(state)
-    state["done"] = True
+    state.update(readings(model, sae, hook_name, prompt_ids, state, steerer, eos), done=True)
     yield state
+
+
+def readings(model, sae, hook_name: str, prompt_ids: list[int], state: dict, steerer: Steerer,
+             eos: set[int]) -> dict:
+    """The two activations of a finished run, named (see `score.py`): `steered_feature_mean` — the SAE's
+    encoding of the steered residual at the hook, recorded while generating (row 1); `feature_mean` /
+    `baseline_feature_mean` — the unsteered model reading the steered / baseline output; and both perplexities."""
+    feats = [f.index for f in steerer.cfg.features]
+    means = steerer.steered_means()
+    steered = score_continuation(model, sae, hook_name, prompt_ids, strip_eos(state["steered_tokens"], eos), feats)
+    base = score_continuation(model, sae, hook_name, prompt_ids, strip_eos(state["baseline_tokens"], eos), feats)
+    return {"steered_feature_mean": means[1] if means else {f: None for f in feats},
+            "feature_mean": steered["feature_mean"], "baseline_feature_mean": base["feature_mean"],
+            "perplexity": steered["perplexity"], "baseline_perplexity": base["perplexity"]}
 
 
 def compare(model, tokenizer, sae, hook_name: str, prompt: str, steering: SteeringConfig,
@@ -163,7 +182,8 @@ def compare(model, tokenizer, sae, hook_name: str, prompt: str, steering: Steeri
 
 def run_prompt_set(model, tokenizer, sae, hook_name: str, prompts: list[str], steering: SteeringConfig,
                    sampling: SamplingConfig, progress=None) -> list[dict]:
-    """`compare` for each prompt of a prompt set: `[{prompt, baseline, steered}, ...]`."""
+    """`compare` for each prompt of a prompt set: `[{prompt, baseline, steered, steered_feature_mean,
+    feature_mean}, ...]`."""
     prompts = [p for p in (p.strip() for p in prompts) if p]
     if not prompts:
         raise ValidationError("The prompt set is empty. Add one prompt per line.")
@@ -172,5 +192,6 @@ def run_prompt_set(model, tokenizer, sae, hook_name: str, prompts: list[str], st
         if progress:
             progress(i / len(prompts), f"prompt {i + 1}/{len(prompts)}")
         r = compare(model, tokenizer, sae, hook_name, p, steering, sampling)
-        out.append({"prompt": p, "baseline": r["baseline"], "steered": r["steered"]})
+        out.append({"prompt": p, "baseline": r["baseline"], "steered": r["steered"],
+                    "steered_feature_mean": r["steered_feature_mean"], "feature_mean": r["feature_mean"]})
     return out

@@ -2,6 +2,7 @@
 was trained on (loaded once per process by `models.load_model`'s cache), plus a label lookup for features."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,9 @@ class SteeringTarget:
     """The SAE's library manifest."""
 
 
-def load_target(store: Store, sae_id: str, device=None) -> SteeringTarget:
-    """Load SAE `sae_id` and its model; the SAE goes to the model's device."""
+def load_target(store: Store, sae_id: str, device=None, quantization: str | None = None) -> SteeringTarget:
+    """Load SAE `sae_id` and its model; the SAE goes to the model's device. `quantization` ("8bit"/"4bit", CUDA
+    only) is passed to `load_model`."""
     from ..models import load_model
     from ..sae.library import load_library_sae
 
@@ -37,7 +39,7 @@ def load_target(store: Store, sae_id: str, device=None) -> SteeringTarget:
     if not model_id or not hook:
         raise ValidationError(f"SAE {sae_id!r} does not say which model and hook point it belongs to "
                               "(model_id / hook_name missing from its manifest); re-import it with them.")
-    loaded = load_model(store, model_id, device=device)
+    loaded = load_model(store, model_id, device=device, quantization=quantization)
     sae = load_library_sae(store, sae_id, device=loaded.device)
     return SteeringTarget(sae=sae.eval(), hook_name=hook, model=loaded.model, tokenizer=loaded.tokenizer,
                           manifest=manifest)
@@ -55,16 +57,63 @@ def feature_label(store: Store, sae_id: str, index: int) -> str:
 
 
 def search_features(store: Store, sae_id: str, text: str, d_sae: int | None = None, limit: int = 50) -> list[dict]:
-    """Features matching `text`: a number is an index (if in range), anything else searches the labels."""
+    """Features matching `text`: a number is an index (if in range); anything else searches the labels by words
+    ("yelling", "capital letters"): each hit is `{index, label, source}`, best match first."""
     text = (text or "").strip()
     if text.isdigit():
         i = int(text)
         if d_sae is not None and i >= d_sae:
             raise ValidationError(f"Feature {i} does not exist: this SAE has features 0..{d_sae - 1}.")
-        return [{"index": i, "label": feature_label(store, sae_id, i)}]
+        return [{"index": i, "label": feature_label(store, sae_id, i), "source": ""}]
     if not text:
         return []
     from ..labeling.store import LabelStore
 
     labels = LabelStore(store, sae_id)
-    return [{"index": i, "label": (labels.get(i) or {}).get("label", "")} for i in labels.search(text)[:limit]]
+    entries = labels.all()
+    found = _word_search(labels, entries, text)
+    return [{"index": i, "label": entries.get(i, {}).get("label", ""), "source": entries.get(i, {}).get("source", "")}
+            for i in found[:limit]]
+
+
+def _word_search(labels, entries: dict[int, dict], text: str) -> list[int]:
+    """The label store's word search when it has one; else its substring search, and when that finds nothing,
+    features whose label, category or description contain any word of `text` (by a shared stem of at least four
+    letters: "capital" finds "capitalized"), most words first."""
+    if hasattr(labels, "search_words"):
+        return list(labels.search_words(text))
+    hits = labels.search(text)
+    if hits:
+        return hits
+    words = [w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) >= 3]
+    scored = []
+    for i, e in entries.items():
+        hay = set(re.findall(r"[a-z0-9]+", " ".join(str(e.get(k) or "") for k in ("label", "category",
+                                                                                  "description")).lower()))
+        n = sum(any(_stem(w) == _stem(h) or (len(w) >= 4 and h.startswith(w)) for h in hay) for w in words)
+        if n:
+            scored.append((-n, i))
+    return [i for _, i in sorted(scored)]
+
+
+def _stem(word: str) -> str:
+    """A crude stem: lower-case, common English endings dropped, at most 6 letters ("yelling" = "yells" = "yell")."""
+    for end in ("ing", "ed", "es", "s"):
+        if word.endswith(end) and len(word) - len(end) >= 4:
+            word = word[: -len(end)]
+            break
+    return word[:6]
+
+
+def effect_tokens_for(store: Store, target: SteeringTarget, sae_id: str, features: list[int], n: int = 20) -> dict:
+    """`effect.effect_tokens` for a library SAE: from its extraction results when it has them, else from the
+    unembedding (the result's `source` says which)."""
+    from ..errors import MistudioError
+    from ..features.results import FeatureResults
+    from .effect import effect_tokens
+
+    try:
+        results = FeatureResults.load(store, sae_id)
+    except MistudioError:  # not extracted (or unreadable): the unembedding still gives a token set
+        results = None
+    return effect_tokens(target.model, target.tokenizer, target.sae, features, results, n)

@@ -25,6 +25,13 @@ position per step, so `Steerer` tracks the absolute position itself; `reset()` s
 Batch rows: `rows` (bool [B]) limits steering to some rows, so the baseline and the steered output run in one
 batched forward; `row_scale` ([B]) multiplies every strength per row, so a whole strength sweep is one batch.
 
+What the intervention did, measured where it happens: the Steerer re-encodes the *steered* activation with the SAE
+at every steered position while the model generates, and keeps per row the running mean of each steered feature
+(`steered_means()`: "activation in the steered model, at the hook"). This is the quantity a strength controls
+(additive: pre-activation + c·d_f). It differs from the sweep's `feature_mean`, the *unsteered* model's reading of
+the generated text, which asks whether the text itself came to carry the feature. Rows that have stopped
+(`live` False, set by the decoding loop) are not counted.
+
 Limits: the clamp's re-encoded activation is exactly the clamped value only when the encoder's column for f and
 the decoder's row are dual (W_dec[f]·W_enc[:, f] = 1); on a trained SAE it does not (see clamp_exact), and the
 sweep reports the measured value. clamp_exact is exact for one feature; several features clamped together
@@ -146,14 +153,38 @@ class Steerer:
         self.cfg, self.sae, self.prompt_len = cfg, sae, prompt_len
         self.rows, self.row_scale = rows, row_scale
         self.pos = 0
+        self.live: torch.Tensor | None = None  # bool [B]: rows still generating (set by the decoding loop)
         self._vectors: dict = {}
+        self._sum: torch.Tensor | None = None  # [B, n_features] summed re-encoded activation of the steered h
+        self._count: torch.Tensor | None = None  # [B] positions summed
         # Per-feature multiplier of the clamp's change, computed (and an unusable clamp_exact refused) here rather
         # than inside the model's forward.
         self._gains = {f.index: self._clamp_gain(f.index) for f in cfg.features}
 
     def reset(self) -> None:
-        """Start a new sequence (positions count from 0 again)."""
+        """Start a new sequence (positions count from 0 again; the recorded activations are cleared)."""
         self.pos = 0
+        self.live, self._sum, self._count = None, None, None
+
+    def _record(self, h: torch.Tensor) -> None:
+        """Add the SAE's encoding of the steered positions `h` [B, T', d] to the per-row sums (live rows only)."""
+        idx = [f.index for f in self.cfg.features]
+        with torch.no_grad():
+            z = self.sae.encode(h.detach().to(self.sae.W_dec.dtype))[..., idx].float()  # [B, T', n]
+        live = torch.ones(h.shape[0], dtype=torch.bool) if self.live is None else self.live.cpu()
+        part = z.sum(1).cpu() * live[:, None]
+        n = live.float() * h.shape[1]
+        self._sum = part if self._sum is None else self._sum + part
+        self._count = n if self._count is None else self._count + n
+
+    def steered_means(self) -> list[dict[int, float | None]]:
+        """Per batch row, `{feature: mean SAE activation of the steered residual over the steered positions}`;
+        None where nothing was steered yet (e.g. `positions="generated"` before the first generated token)."""
+        if self._sum is None:
+            return []
+        idx = [f.index for f in self.cfg.features]
+        return [{f: (float(self._sum[r, i] / self._count[r]) if self._count[r] > 0 else None)
+                 for i, f in enumerate(idx)} for r in range(self._sum.shape[0])]
 
     def _vector(self, index: int, like: torch.Tensor) -> torch.Tensor:
         key = (index, like.dtype, like.device)
@@ -202,6 +233,7 @@ class Steerer:
                 h = clamp_feature(h, self.sae, f.index, c[..., 0] if torch.is_tensor(c) else c, self._gains[f.index])
         if self.rows is not None:
             h = torch.where(self.rows.to(act.device).view(-1, 1, 1), h, act[:, first:])
+        self._record(h)
         if first == 0:
             return h
         return torch.cat([act[:, :first], h], dim=1)

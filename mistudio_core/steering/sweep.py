@@ -1,13 +1,17 @@
-"""Strength sweep: the same prompt and seed at several strengths, each output scored by the *unsteered* model.
+"""Strength sweep: the same prompt at several strengths (and seeds), each output measured two ways.
 
-All strengths run as rows of one batch (row r sets every selected feature's strength to `strengths[r]`), so a
-sweep costs about one generation. Each output is then read back by the unsteered model:
+All strengths run as rows of one batch (row r sets every selected feature's strength to `strengths[r]`), plus
+one unsteered baseline row, so a sweep costs about one generation per seed; every row shares the seed's random
+draws. Each row reports (names and meaning in `score.py`):
 
-- feature activation: SAE.encode of the hook activation at the generated positions, mean and max per feature —
-  did the text itself come to carry the feature?
-- perplexity: exp(mean negative log-likelihood of the generated tokens given the prompt) under the unsteered
-  model — how far steering pushed the text from what the model finds natural. Typically flat at small strengths
-  and rising steeply once the steering breaks fluency.
+- `steered_feature_mean`: activation in the steered model (at the hook), recorded while generating;
+- `feature_mean` / `feature_max`: the unsteered model reading the output;
+- `perplexity`: of the output under the unsteered model (geometric mean over seeds);
+- `effect_share`: the share of generated tokens that are among the feature's top-activating tokens (`effect.py`),
+  beside the baseline's share.
+
+The result also carries `suggested_strength`: the largest strength whose perplexity stays ≤ 1.5× the baseline's
+(`effect.suggest_strength`). Several seeds make both the share and the suggestion less of a coin toss.
 """
 from __future__ import annotations
 
@@ -17,67 +21,91 @@ import time
 import torch
 
 from ..errors import ValidationError
+from .effect import suggest_strength, token_share
 from .generate import SamplingConfig, _eos_ids, decode, encode_prompt, iter_rows
 from .methods import Steerer, SteerFeature, SteeringConfig
+from .score import score_continuation, strip_eos
+
+__all__ = ["sweep", "score_continuation", "parse_strengths", "MAX_PPL_RATIO"]
+MAX_PPL_RATIO = 1.5
 
 
-@torch.no_grad()
-def score_continuation(model, sae, hook_name: str, prompt_ids: list[int], gen_ids: list[int],
-                       features: list[int]) -> dict:
-    """Perplexity of `gen_ids` after `prompt_ids` and the SAE activation of `features` over the generated
-    positions, both under the model as it is (no steering). Empty continuations score None."""
-    from ..hooks import intervene
+def _run_seed(model, tokenizer, sae, hook_name, prompt_ids, unit, strengths, sampling, eos, on_step):
+    """One seed: rows [baseline, *strengths] generated in one batch, then scored; returns one dict per row."""
+    scale = torch.tensor([0.0] + strengths)
+    steerer = Steerer(unit, sae, rows=torch.tensor([False] + [True] * len(strengths)), row_scale=scale)
+    rows = None
+    for step, rows in enumerate(iter_rows(model, prompt_ids, len(scale), sampling, steerer, hook_name, eos)):
+        on_step(step)
+    feats = [f.index for f in unit.features]
+    means = steerer.steered_means()
+    out = []
+    for r in range(len(scale)):
+        toks = strip_eos(rows[r], eos)
+        sc = score_continuation(model, sae, hook_name, prompt_ids, toks, feats)
+        out.append({"text": decode(tokenizer, rows[r], eos), "tokens": toks, "steered_feature_mean": means[r], **sc})
+    return out
 
-    if not gen_ids:
-        return {"perplexity": None, "feature_mean": {f: None for f in features},
-                "feature_max": {f: None for f in features}}
-    seen = {}
 
-    def record(act):
-        seen["act"] = act
-        return act
+def _mean(values):
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
 
-    ids = torch.tensor([prompt_ids + gen_ids], device=next(model.parameters()).device)
-    with intervene(model, hook_name, record):
-        logits = model(input_ids=ids).logits[0].float()
-    n_p = len(prompt_ids)
-    logp = torch.log_softmax(logits[n_p - 1:-1], dim=-1)
-    nll = -logp.gather(-1, ids[0, n_p:, None]).mean().item()
-    codes = sae.encode(seen["act"][0, n_p:].to(sae.W_dec.dtype))[:, features]
-    return {"perplexity": math.exp(min(nll, 50.0)),
-            "feature_mean": {f: float(codes[:, i].mean()) for i, f in enumerate(features)},
-            "feature_max": {f: float(codes[:, i].max()) for i, f in enumerate(features)}}
+
+def _aggregate(per_seed: list[dict], feats: list[int], tokenizer, keys) -> dict:
+    """One row from the same row of every seed: text of the first seed, means over seeds, token-weighted share."""
+    ppl = [r["perplexity"] for r in per_seed if r["perplexity"]]
+    row = {"text": per_seed[0]["text"], "n_tokens": len(per_seed[0]["tokens"]),
+           "perplexity": math.exp(sum(map(math.log, ppl)) / len(ppl)) if ppl else None,
+           "feature_mean": {f: _mean(r["feature_mean"][f] for r in per_seed) for f in feats},
+           "feature_max": {f: max((r["feature_max"][f] for r in per_seed if r["feature_max"][f] is not None),
+                                  default=None) for f in feats},
+           "steered_feature_mean": {f: _mean(r["steered_feature_mean"][f] for r in per_seed) for f in feats}}
+    if keys is not None:
+        hits, n = map(sum, zip(*(token_share(tokenizer, r["tokens"], keys) for r in per_seed)))
+        row.update(effect_share=hits / n if n else None, effect_hits=hits, effect_tokens=n)
+    return row
 
 
 def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: SteeringConfig, strengths: list[float],
-          sampling: SamplingConfig, progress=None) -> dict:
-    """Generate at each strength (one batch) and score every output; returns
-    `{prompt, method, features, strengths, rows: [{strength, text, n_tokens, perplexity, feature_mean,
-    feature_max}], seconds}`. Include 0 in `strengths` to see the baseline (under additive/projection_cap)."""
+          sampling: SamplingConfig, progress=None, seeds: int = 1, effect_tokens: dict | None = None,
+          max_ppl_ratio: float = MAX_PPL_RATIO) -> dict:
+    """Generate at each strength for `seeds` seeds (sampling.seed, +1, ...) and score every output; returns
+    `{prompt, method, features, strengths, seeds, rows: [{strength, text, n_tokens, perplexity, feature_mean,
+    feature_max, steered_feature_mean, [effect_share, effect_hits, effect_tokens]}], baseline: {same, unsteered},
+    suggested_strength, suggestion, effect_source, effect_token_list, seconds}`. `effect_tokens` is
+    `effect.effect_tokens(...)`; without it there is no effect share."""
     if not steering.features:
         raise ValidationError("Add at least one feature to sweep its strength.")
     strengths = [float(s) for s in strengths]
     if not 1 <= len(strengths) <= 16:
         raise ValidationError(f"Give between 1 and 16 strengths (got {len(strengths)}).")
+    if not 1 <= int(seeds) <= 32:
+        raise ValidationError(f"seeds={seeds} must be between 1 and 32.")
     unit = SteeringConfig(features=[SteerFeature(f.index, 1.0) for f in steering.features], method=steering.method,
                           normalize=steering.normalize, positions=steering.positions)
-    steerer = Steerer(unit, sae, row_scale=torch.tensor(strengths))
     prompt_ids = encode_prompt(tokenizer, prompt, sampling.chat)
     eos = _eos_ids(tokenizer, model)
-    t0 = time.perf_counter()
-    rows = None
-    for step, rows in enumerate(iter_rows(model, prompt_ids, len(strengths), sampling, steerer, hook_name, eos)):
-        if progress:
-            progress(0.7 * (step + 1) / sampling.max_new_tokens, f"generating token {step + 1}")
+    t0, n_steps = time.perf_counter(), int(seeds) * sampling.max_new_tokens
+    per_seed = []
+    for k in range(int(seeds)):
+        s = SamplingConfig.from_dict({**sampling.to_dict(), "seed": sampling.seed + k})
+
+        def on_step(step, k=k):
+            if progress:
+                progress((k * sampling.max_new_tokens + step + 1) / n_steps, f"seed {k + 1}/{seeds}: "
+                                                                             f"token {step + 1}")
+        per_seed.append(_run_seed(model, tokenizer, sae, hook_name, prompt_ids, unit, strengths, s, eos, on_step))
     feats = [f.index for f in steering.features]
-    out = []
-    for r, s in enumerate(strengths):
-        if progress:
-            progress(0.7 + 0.3 * r / len(strengths), f"scoring strength {s:g}")
-        toks = rows[r][:-1] if rows[r] and rows[r][-1] in eos else rows[r]
-        sc = score_continuation(model, sae, hook_name, prompt_ids, toks, feats)
-        out.append({"strength": s, "text": decode(tokenizer, rows[r], eos), "n_tokens": len(toks), **sc})
-    return {"prompt": prompt, "method": steering.method, "features": feats, "strengths": strengths, "rows": out,
+    keys = effect_tokens["keys"] if effect_tokens else None
+    rows = [_aggregate([seed_rows[r] for seed_rows in per_seed], feats, tokenizer, keys)
+            for r in range(len(strengths) + 1)]
+    baseline, rows = rows[0], [{"strength": s, **r} for s, r in zip(strengths, rows[1:])]
+    suggested, why = suggest_strength(rows, baseline["perplexity"], max_ppl_ratio)
+    return {"prompt": prompt, "method": steering.method, "features": feats, "strengths": strengths,
+            "seeds": int(seeds), "rows": rows, "baseline": baseline, "suggested_strength": suggested,
+            "suggestion": why, "effect_source": effect_tokens["source"] if effect_tokens else None,
+            "effect_token_list": effect_tokens["tokens"] if effect_tokens else None,
             "seconds": time.perf_counter() - t0}
 
 
