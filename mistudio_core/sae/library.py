@@ -6,6 +6,9 @@ provenance: model, hook, dataset, tokens); `evals/` holds one evaluation per (da
 """
 from __future__ import annotations
 
+import re
+import shutil
+
 from ..store import Store, new_id, read_json, write_json_atomic
 from .io import load_sae, save_sae
 from .metrics import flat_values
@@ -30,6 +33,10 @@ def register_sae(store: Store, sae: SAE, name: str, provenance: dict | None = No
 
     if sae_id and store.exists("saes", sae_id):
         return store.manifest("saes", sae_id)
+    if sae_id:  # a kill while this id was being written left a hidden temp folder: only we can own that name
+        for stale in store.dir("saes").glob(f".tmp-{sae_id}-*"):
+            if re.fullmatch(r"[0-9a-f]{6}", stale.name[len(f".tmp-{sae_id}-"):]):
+                shutil.rmtree(stale, ignore_errors=True)
     provenance = dict(provenance or {})
     metrics = metrics or {}
     meta = sae.cfg.metadata
