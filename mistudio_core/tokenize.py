@@ -126,6 +126,13 @@ def heldout_of(config: dict, n_contexts: int) -> dict:
     return heldout_split(n_contexts, (config or {}).get("heldout_fraction", HELDOUT_FRACTION))
 
 
+def heldout_text(config: dict, n_contexts: int) -> str:
+    """One line for listings: which contexts are held out (never trained on)."""
+    h = heldout_of(config, n_contexts)
+    return (f"Held out for evaluation: the last {h['n_contexts']:,} of {int(n_contexts):,} contexts "
+            f"(#{h['first_context']:,} on), never used for training.")
+
+
 def split_ids(tokenized: "Tokenized") -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
     """`(train_ids, heldout_ids)` of a tokenization: context indices (LongTensors) a training stream may read
     and those only evaluations read. Independent of how the token grid is stored."""

@@ -138,7 +138,8 @@ def statistics(ctx: AppContext, dataset_id: str | None, model_id: str | None) ->
     config, st, first = _first_contexts(ctx, dataset_id, model_id, PREVIEW_CONTEXTS)
     summary = (_doc_summary(manifest) + f"\n\nFor `{model_id}`: **{st['n_tokens']:,} tokens** in "
                f"**{st['n_contexts']:,} contexts** of {config.get('context_size')} tokens from "
-               f"{st['n_docs']:,} documents; {st.get('distinct_tokens', 0):,} distinct tokens.")
+               f"{st['n_docs']:,} documents; {st.get('distinct_tokens', 0):,} distinct tokens. "
+               + tk.heldout_text(config, st["n_contexts"]))
     h = st.get("doc_length_histogram") or {}
     hist = bar_chart(h.get("edges") or [0, 1], h.get("counts") or [0], "", "tokens per document",
                      "documents") if h else None
