@@ -97,7 +97,9 @@ def _token_ids(tokens, bos_token_id):
     if hasattr(tokens, "tokens"):
         bos_token_id = bos_token_id if bos_token_id is not None else (tokens.config or {}).get("bos_token_id")
         tokens = tokens.tokens
-    tokens = torch.as_tensor(tokens).long()
+    tokens = torch.as_tensor(tokens)
+    if tokens.dtype != torch.int32:  # int32 grids (memory-mapped tokenizations) stay int32; rows widen per refill
+        tokens = tokens.long()
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise ValidationError(f"tokens must be a [n_contexts, context_size] grid (got shape {tuple(tokens.shape)}).")
     return tokens, bos_token_id
@@ -144,7 +146,8 @@ class ActivationStream(_Batcher):
         self.device = torch.device(device) if device is not None else self.model.device
         self.context_ids = _context_ids(context_ids, self.tokens.shape[0])
         """The only rows of `tokens` this stream ever reads (training passes the train split's ids)."""
-        self._kept = self.keep_mask(self.tokens).sum(1)
+        self._kept = torch.cat([self.keep_mask(self.tokens[i:i + 65536]).sum(1)  # in slices: no full-grid masks
+                                for i in range(0, self.tokens.shape[0], 65536)])
         self.tokens_per_epoch = int(self._kept[self.context_ids].sum())
         if self.tokens_per_epoch == 0:
             raise ValidationError("No tokens left to train on after skipping BOS/position 0 and padding; "
@@ -182,7 +185,7 @@ class ActivationStream(_Batcher):
         return int(self._kept[self._contexts(r)].sum())
 
     def _load_segment(self, r: int) -> dict[str, torch.Tensor]:
-        tokens = self.tokens[self._contexts(r)]
+        tokens = self.tokens[self._contexts(r)].long()
         keep = self.keep_mask(tokens)
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.hook_names}
         for i in range(0, tokens.shape[0], self.contexts_per_forward):

@@ -6,6 +6,11 @@ because the model (and SAELens' `prepend_bos`) expects it, and packing wastes no
 shorter than one body is left out (`n_tokens_unused`). With `pack=False` a context never crosses a document
 boundary and each document's tail shorter than one body is left out instead.
 
+Scale: `tokenize_dataset` streams: text is read from `text.parquet` a chunk of documents at a time and
+contexts are appended to the token file as they are cut (`tokenstore.TokenWriter`), so memory is one chunk, not
+the corpus; `load_tokenized` memory-maps the int32 grid (`tokenstore.mmap_tokens`) instead of loading it.
+`tokenize_texts` runs the same code with the rows collected in memory.
+
 Speed: documents go to the Rust tokenizer in batches (it encodes a batch on all cores, without offsets), and
 packing is a numpy concatenate + reshape. With `max_tokens`, tokenizing stops as soon as enough tokens exist.
 
@@ -31,12 +36,13 @@ from typing import Callable
 
 import numpy as np
 
-from .datasets import load_texts
+from .tokenstore import TokenWriter, mmap_tokens
 from .errors import NotFoundError, ValidationError
 from .store import Store, atomic_dir, read_json, write_json_atomic
 
 BATCH_DOCS = 1024
 BATCH_CHARS = 2_000_000
+TEXT_CHUNK_ROWS = 8 * BATCH_DOCS  # documents read from text.parquet at a time
 TOP_TOKENS = 30
 HIST_BINS = 20
 HELDOUT_FRACTION = 0.05
@@ -89,7 +95,7 @@ class TokenizeConfig:
 
 @dataclass
 class Tokenized:
-    tokens: "torch.Tensor"  # noqa: F821  LongTensor [n_contexts, context_size]
+    tokens: "torch.Tensor"  # noqa: F821  int32 [n_contexts, context_size], memory-mapped (rows: .long() them)
     config: dict
     stats: dict
 
@@ -193,77 +199,110 @@ def _batch_end(texts: list[str], start: int, max_chars: int) -> int:
     return end
 
 
-def _contexts(docs: list[np.ndarray], cfg: TokenizeConfig, bos, sep, max_contexts: int | None):
-    """Cut token arrays into [n, body] and prepend BOS; returns (contexts, tokens left out)."""
-    body = cfg.context_size - (1 if bos is not None else 0)
-    if cfg.pack:
-        sep_arr = np.asarray([sep], dtype=np.int32)
-        stream = np.concatenate([a for d in docs for a in (d, sep_arr)]) if docs else np.zeros(0, np.int32)
-        n = len(stream) // body if max_contexts is None else min(len(stream) // body, max_contexts)
-        out = stream[: n * body].reshape(n, body)
-        unused = len(stream) - n * body
-    else:
-        chunks = [d[: len(d) // body * body].reshape(-1, body) for d in docs]
-        out = np.concatenate(chunks) if chunks else np.zeros((0, body), np.int32)
-        if max_contexts is not None:
-            out = out[:max_contexts]
-        unused = int(sum(len(d) for d in docs)) - out.size
-    if bos is not None:
-        out = np.hstack([np.full((len(out), 1), bos, dtype=np.int32), out])
-    return np.ascontiguousarray(out, dtype=np.int32), int(unused)
+class _Cutter:
+    """Cuts encoded documents into contexts as they arrive (layout in the module docstring) and hands each batch
+    of rows to `sink`, stopping at `max_contexts`; counts tokens left out and token frequencies on the way."""
+
+    def __init__(self, cfg: TokenizeConfig, bos, sep, max_contexts: int | None, sink):
+        self.cfg, self.bos, self.max, self.sink = cfg, bos, max_contexts, sink
+        self.body = cfg.context_size - (1 if bos is not None else 0)
+        self.sep = np.asarray([sep if sep is not None else 0], dtype=np.int32)
+        self.carry = np.zeros(0, np.int32)  # packed stream tail shorter than one body
+        self.n = self.unused_nopack = 0
+        self.freq = np.zeros(1, np.int64)
+
+    @property
+    def full(self) -> bool:
+        return self.max is not None and self.n >= self.max
+
+    @property
+    def unused(self) -> int:
+        return len(self.carry) if self.cfg.pack else self.unused_nopack
+
+    def add(self, encoded: list[np.ndarray]) -> None:
+        room = None if self.max is None else self.max - self.n
+        if self.cfg.pack:
+            stream = np.concatenate([self.carry] + [a for d in encoded for a in (d, self.sep)])
+            n = len(stream) // self.body if room is None else min(len(stream) // self.body, room)
+            rows, self.carry = stream[: n * self.body].reshape(n, self.body), stream[n * self.body:]
+        else:
+            chunks = [d[: len(d) // self.body * self.body].reshape(-1, self.body) for d in encoded]
+            rows = np.concatenate(chunks) if chunks else np.zeros((0, self.body), np.int32)
+            rows = rows if room is None else rows[:room]
+            self.unused_nopack += int(sum(len(d) for d in encoded)) - rows.size
+        if self.bos is not None:
+            rows = np.hstack([np.full((len(rows), 1), self.bos, dtype=np.int32), rows])
+        if len(rows):
+            rows = np.ascontiguousarray(rows, dtype=np.int32)
+            counts = np.bincount(rows.ravel())
+            if len(counts) > len(self.freq):
+                self.freq = np.pad(self.freq, (0, len(counts) - len(self.freq)))
+            self.freq[: len(counts)] += counts
+            self.n += len(rows)
+            self.sink(rows)
 
 
-def tokenize_texts(tokenizer, texts: list[str], cfg: TokenizeConfig, progress: Progress = None):
-    """Tokenize `texts` into contexts; returns `(tokens int32 [n, context_size], stats)`. No disk access."""
+def _tokenize_stream(tokenizer, text_chunks, n_texts: int, cfg: TokenizeConfig, sink, progress: Progress) -> dict:
+    """Tokenize lists of texts as they come (`text_chunks`), handing rows to `sink`; returns the stats. Memory:
+    one chunk of texts and its token arrays, never the corpus."""
     start = time.perf_counter()
     bos, sep = _special_ids(tokenizer, cfg)
-    keep = [t for t in texts if len(t.strip()) >= max(1, cfg.min_doc_chars)]
-    body = cfg.context_size - (1 if bos is not None else 0)
     max_contexts = None if cfg.max_tokens is None else cfg.max_tokens // cfg.context_size
-    docs: list[np.ndarray] = []
-    n_chars = stream_len = available = 0  # `available`: contexts the documents so far can fill
-    i = 0
-    while i < len(keep) and (max_contexts is None or available < max_contexts):
-        # with a token budget, ask for ~5 chars per missing token so the last batch overshoots little
-        want = BATCH_CHARS if max_contexts is None else min(BATCH_CHARS, 5 * body * (max_contexts - available))
-        j = _batch_end(keep, i, want)
-        batch, i = keep[i:j], j
-        encoded = encode_batch(tokenizer, batch)
-        docs.extend(encoded)
-        n_chars += sum(map(len, batch))
-        stream_len += sum(len(d) + 1 for d in encoded)
-        available = stream_len // body if cfg.pack else available + sum(len(d) // body for d in encoded)
-        if progress:
-            frac = len(docs) / len(keep) if max_contexts is None else max(len(docs) / len(keep),
-                                                                          min(1.0, available / max_contexts))
-            progress(0.95 * frac, f"tokenized {len(docs)}/{len(keep)} documents")
-    tokens, unused = _contexts(docs, cfg, bos, sep, max_contexts)
-    if len(tokens) == 0:
+    cut = _Cutter(cfg, bos, sep, max_contexts, sink)
+    lengths: list[int] = []
+    n_chars = skipped = 0
+    for texts in text_chunks:
+        keep = [t for t in texts if len(t.strip()) >= max(1, cfg.min_doc_chars)]
+        skipped += len(texts) - len(keep)
+        i = 0
+        while i < len(keep) and not cut.full:
+            # with a token budget, ask for ~5 chars per missing token so the last batch overshoots little
+            want = BATCH_CHARS if max_contexts is None else min(BATCH_CHARS, 5 * cut.body * (max_contexts - cut.n))
+            j = _batch_end(keep, i, want)
+            batch, i = keep[i:j], j
+            encoded = encode_batch(tokenizer, batch)
+            lengths.extend(len(d) for d in encoded)
+            n_chars += sum(map(len, batch))
+            cut.add(encoded)
+            if progress:
+                frac = len(lengths) / max(n_texts, 1)
+                frac = frac if max_contexts is None else max(frac, min(1.0, cut.n / max_contexts))
+                progress(0.95 * min(frac, 1.0), f"tokenized {len(lengths):,}/{n_texts:,} documents")
+        if cut.full:
+            break
+    if cut.n == 0:
         raise ValidationError(
-            f"Not enough text for one context: {sum(map(len, docs))} tokens in {len(docs)} documents, a context needs "
-            f"{body} ({'without packing, per document' if not cfg.pack else 'in all'}). Lower context_size"
+            f"Not enough text for one context: {sum(lengths)} tokens in {len(lengths)} documents, a context needs "
+            f"{cut.body} ({'without packing, per document' if not cfg.pack else 'in all'}). Lower context_size"
             f"{', turn packing on' if not cfg.pack else ''} or add more text."
         )
-    stats = _stats(tokenizer, tokens, docs, len(texts) - len(keep), unused)
+    stats = _stats(tokenizer, cut.freq, lengths, cut.n, cfg.context_size, skipped, cut.unused)
     elapsed = time.perf_counter() - start
     stats.update(n_chars=n_chars, seconds=round(elapsed, 3), tokens_per_s=round(stats["n_doc_tokens"] / elapsed))
     if progress:
         progress(1.0, f"{stats['n_contexts']} contexts of {cfg.context_size} tokens")
-    return tokens, stats
+    return stats
 
 
-def _stats(tokenizer, tokens: np.ndarray, docs: list[np.ndarray], skipped: int, unused: int) -> dict:
-    lengths = np.asarray([len(d) for d in docs], dtype=np.int64)
+def tokenize_texts(tokenizer, texts: list[str], cfg: TokenizeConfig, progress: Progress = None):
+    """Tokenize `texts` into contexts; returns `(tokens int32 [n, context_size], stats)`. No disk access."""
+    rows: list[np.ndarray] = []
+    stats = _tokenize_stream(tokenizer, [texts], len(texts), cfg, rows.append, progress)
+    return np.ascontiguousarray(np.concatenate(rows), dtype=np.int32), stats
+
+
+def _stats(tokenizer, freq: np.ndarray, lengths: list[int], n_contexts: int, context_size: int, skipped: int,
+           unused: int) -> dict:
+    lengths = np.asarray(lengths, dtype=np.int64)
     counts, edges = np.histogram(lengths, bins=HIST_BINS)
-    freq = np.bincount(tokens.ravel())
     top = np.argsort(freq)[::-1][:TOP_TOKENS]
     return {
-        "n_docs": len(docs),
+        "n_docs": len(lengths),
         "n_docs_skipped": skipped,
         "n_doc_tokens": int(lengths.sum()),
-        "n_tokens": int(tokens.size),
-        "n_contexts": int(tokens.shape[0]),
-        "context_size": int(tokens.shape[1]),
+        "n_tokens": int(n_contexts * context_size),
+        "n_contexts": int(n_contexts),
+        "context_size": int(context_size),
         "n_tokens_unused": unused,
         "doc_length_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
         "distinct_tokens": int(np.count_nonzero(freq)),
@@ -278,19 +317,33 @@ def tokenized_dir(store: Store, dataset_id: str, model_id: str) -> Path:
 
 def tokenize_dataset(store: Store, dataset_id: str, model_id: str, cfg: TokenizeConfig | None = None,
                      progress: Progress = None) -> dict:
-    """Tokenize a stored dataset for `model_id`, replacing an earlier tokenization for that model; returns stats."""
-    from safetensors.numpy import save_file
+    """Tokenize a stored dataset for `model_id`, replacing an earlier tokenization for that model; returns stats.
+    Streams: text is read one parquet batch at a time and contexts go straight to disk (`tokenstore`)."""
+    import pyarrow.parquet as pq
+
+    from .datasets import check_disk, text_path
 
     cfg = cfg or TokenizeConfig()
-    store.manifest("datasets", dataset_id)
+    manifest = store.manifest("datasets", dataset_id)
     tokenizer = load_tokenizer(store, model_id)
-    tokens, stats = tokenize_texts(tokenizer, load_texts(store, dataset_id), cfg, progress)
     bos, sep = _special_ids(tokenizer, cfg)
-    config = {**cfg.to_dict(), "bos_token_id": bos, "separator_token_id": sep, "tokenizer": model_id,
-              "dataset_id": dataset_id, "model_id": model_id, "created": time.time(),
-              "heldout": heldout_split(len(tokens), cfg.heldout_fraction)}
+    # int32 tokens take ~1 byte per character of text (≈4 chars per token); a token budget caps it
+    need = manifest.get("n_chars", 0) if cfg.max_tokens is None else min(manifest.get("n_chars", 0), 4 * cfg.max_tokens)
+    check_disk(store.path("datasets", dataset_id), need, f"tokenizing {dataset_id!r}")
+    parquet = pq.ParquetFile(text_path(store, dataset_id))
+    chunks = ([t or "" for t in b.column(0).to_pylist()]
+              for b in parquet.iter_batches(batch_size=TEXT_CHUNK_ROWS, columns=["text"]))
     with atomic_dir(tokenized_dir(store, dataset_id, model_id)) as tmp:
-        save_file({"tokens": tokens}, str(tmp / "tokens.safetensors"))
+        writer = TokenWriter(tmp / "tokens.safetensors", cfg.context_size)
+        try:
+            stats = _tokenize_stream(tokenizer, chunks, parquet.metadata.num_rows, cfg, writer.write, progress)
+        except BaseException:
+            writer.abort()
+            raise
+        n_contexts = writer.close()
+        config = {**cfg.to_dict(), "bos_token_id": bos, "separator_token_id": sep, "tokenizer": model_id,
+                  "dataset_id": dataset_id, "model_id": model_id, "created": time.time(),
+                  "heldout": heldout_split(n_contexts, cfg.heldout_fraction)}
         write_json_atomic(tmp / "config.json", config)
         write_json_atomic(tmp / "stats.json", stats)
     done = store.manifest("datasets", dataset_id).get("tokenizations", [])
@@ -299,9 +352,8 @@ def tokenize_dataset(store: Store, dataset_id: str, model_id: str, cfg: Tokenize
 
 
 def load_tokenized(store: Store, dataset_id: str, model_id: str) -> Tokenized:
-    """The stored contexts of `dataset_id` for `model_id` (tokens as a LongTensor)."""
-    from safetensors.torch import load_file
-
+    """The stored contexts of `dataset_id` for `model_id`: `tokens` is an int32 tensor memory-mapped from disk
+    (opening is instant and costs no memory; index the rows you need and `.long()` them)."""
     manifest = store.manifest("datasets", dataset_id)
     folder = tokenized_dir(store, dataset_id, model_id)
     if not (folder / "tokens.safetensors").is_file():
@@ -310,7 +362,7 @@ def load_tokenized(store: Store, dataset_id: str, model_id: str) -> Tokenized:
             f"Dataset {dataset_id!r} is not tokenized for model {model_id!r} (it is tokenized for: {have}). "
             f"Tokenize it first: python -m mistudio_core datasets tokenize {dataset_id} --model {model_id}"
         )
-    tokens = load_file(str(folder / "tokens.safetensors"))["tokens"].long()
+    tokens = mmap_tokens(folder / "tokens.safetensors")
     return Tokenized(tokens=tokens, config=read_json(folder / "config.json"), stats=read_json(folder / "stats.json"))
 
 
