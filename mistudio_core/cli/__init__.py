@@ -16,7 +16,7 @@ from ..errors import MistudioError
 from ..store import Store
 
 # Areas in the order `--help` lists them; a module that does not exist yet is skipped.
-AREAS = ["datasets", "models", "train", "extract", "label", "steer", "interop", "jobs"]
+AREAS = ["datasets", "models", "train", "cache", "extract", "label", "steer", "interop", "jobs"]
 
 
 def build_parser() -> argparse.ArgumentParser:

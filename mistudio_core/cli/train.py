@@ -50,11 +50,38 @@ def _add_train_flags(p) -> None:
 def _train_config(args) -> TrainConfig:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if f.name not in _SKIP and getattr(args, f.name, None) is not None}
-    return TrainConfig(**given, device=args.device)
+    base = _preset(args).train if _preset(args) else {}  # a preset's fields, then the flags given on top
+    return TrainConfig(**{**base, **given}, device=args.device)
+
+
+def _preset(args):
+    from ..sae.presets import get_preset
+
+    return get_preset(args.preset) if getattr(args, "preset", None) else None
+
+
+def _with_preset_defaults(args) -> None:
+    """`--preset` alone trains the built-in model on the built-in corpus at the preset's hook."""
+    from ..defaults import BUILTIN_MODEL_ID
+
+    preset = _preset(args)
+    if preset is None:
+        return
+    args.model = args.model or BUILTIN_MODEL_ID
+    args.dataset = args.dataset or "sotu"
+    args.hook = args.hook or ([preset.hook] if preset.hook else None)
+
+
+def _cache_spec(args) -> dict:
+    preset = _preset(args)
+    cache = dict(preset.cache) if preset else {}
+    given = {"mode": args.cache, "dtype": args.cache_dtype, "tokens": args.cache_tokens}
+    return {**cache, **{k: v for k, v in given.items() if v is not None}}
 
 
 def train_spec(args) -> dict:
     """The "train" job spec the flags describe (the Training tab builds the same shape)."""
+    _with_preset_defaults(args)
     if not args.model or not args.dataset:
         raise ValidationError("Give --model and --dataset (or --resume JOB to continue a stopped training).")
     if not args.hook:
@@ -63,7 +90,14 @@ def train_spec(args) -> dict:
     return {"model_id": args.model, "dataset_id": args.dataset, "hook_names": list(args.hook),
             "train": tcfg.to_dict(), "name": args.name or f"{args.model}-{tcfg.architecture}",
             "device": args.device, "eval_contexts": args.eval_contexts, "eval_datasets": args.eval_dataset or [],
-            "eval_downstream": args.downstream, "stream": {"seed": tcfg.seed}}
+            "eval_downstream": args.downstream, "stream": {"seed": tcfg.seed},
+            "preset": getattr(args, "preset", None), "cache": _cache_spec(args)}
+
+
+def _preset_names() -> list[str]:
+    from ..sae.presets import PRESETS
+
+    return list(PRESETS)
 
 
 def _resume_target(reg, target: str | None) -> str:
@@ -220,6 +254,14 @@ def register(subparsers) -> None:
     p.add_argument("--no-downstream", dest="downstream", action="store_false", help="skip CE/KL splicing")
     p.add_argument("--resume", nargs="?", const="", metavar="JOB_OR_NAME",
                    help="continue a stopped training (job id or name; empty: the latest)")
+    p.add_argument("--preset", choices=_preset_names(), help="start from a named recipe (sae/presets.py); flags "
+                   "given with it override its fields. Alone, it trains the built-in model on the built-in corpus.")
+    p.add_argument("--cache", choices=("off", "use", "build"), help="activation cache: off streams from the model "
+                   "every epoch; use reuses a matching cache or captures one; build always captures a new one")
+    p.add_argument("--cache-dtype", choices=("bfloat16", "float16", "float32"), help="cache dtype on disk "
+                   "(default bfloat16; training computes in float32)")
+    p.add_argument("--cache-tokens", type=int, help="train-split tokens to capture (default: the run's tokens, "
+                   "capped by the split); a longer run replays them for several epochs")
     _add_train_flags(p)
     p.set_defaults(func=_train)
     e = subparsers.add_parser("eval", help="evaluate a library SAE on a tokenized dataset (an 'evaluate' job)")

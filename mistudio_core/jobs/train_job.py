@@ -66,6 +66,10 @@ class TrainJobSpec:
     """Other datasets (tokenized for the model) also evaluated on, on their held-out slice: out-of-domain text."""
     eval_downstream: bool = True
     """Include CE loss clean/spliced/zero-ablated, CE loss recovered and KL (3 model forwards per batch)."""
+    preset: str | None = None
+    """The training preset the form or `train --preset` started from (`sae/presets.py`); recorded, not applied."""
+    cache: dict = field(default_factory=dict)
+    """Activation cache: {mode: "off" | "use" | "build", dtype: "bfloat16", tokens: n} (see actcache_job.py)."""
 
     def __post_init__(self):
         if not self.model_id or not self.dataset_id:
@@ -98,9 +102,12 @@ def validate(spec: dict) -> None:
     """Check a spec at submit time: its fields, and each train config (light: no model is loaded)."""
     from ..sae.config import TrainConfig
 
+    from ..actcache_job import cache_options
+
     s = TrainJobSpec.from_dict(spec)
     for t in s.train if isinstance(s.train, list) else [s.train]:
         TrainConfig.from_dict(t)
+    cache_options(s.cache)
 
 
 @register_job("train", validate=validate)
@@ -122,9 +129,14 @@ def run(spec: dict, ctx) -> dict:
         raise
 
 
-def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: int):
-    """The activation stream of a training: the tokenization's train contexts only, from batch `start_batch`."""
+def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: int, cache=None, ctx=None):
+    """The activation stream of a training: the tokenization's train contexts only, from batch `start_batch`
+    (replayed from the activation cache `cache`, a manifest of train-split activations, when given)."""
     from ..activations import ActivationStream
+
+    if cache is not None:
+        from ..actcache_job import stream
+        return stream(ctx, s, cache, loaded, start_batch, batch_tokens)
 
     train_ids, _ = tok.split_ids()
     return ActivationStream(loaded.model, tok.tokens, s.hook_names, batch_tokens=batch_tokens,
@@ -139,16 +151,23 @@ def _train(s: TrainJobSpec, ctx) -> dict:
     from ..tokenize import load_tokenized
     from .train_finish import evaluation_plan, finish, saes_from_checkpoint
 
+    from ..actcache_job import Stopped, prepare, say
+
+    say(ctx, f"loading model {s.model_id}")
     loaded = load_model(ctx.store, s.model_id, device=s.device)
     tok = load_tokenized(ctx.store, s.dataset_id, s.model_id)
     plan = evaluation_plan(ctx.store, s, tok)  # refuses too few held-out contexts before any training
     configs, tcfgs = _configs(s, d_model(loaded.model), tok.config)
     first = tcfgs[0]
+    try:
+        cache = prepare(ctx, s, loaded, tok, first)  # None: stream from the model
+    except Stopped:
+        return {"stopped": True}
     resume = ctx.load_checkpoint()
     start = int(resume[1]["step"]) if resume else 0
     ctx.log(f"training {len(configs)} SAE(s) for {first.total_steps} steps from step {start}")
     t0 = time.perf_counter()
-    saes = train_saes(lambda b: _make_stream(s, loaded, tok, b, first.batch_tokens), configs, tcfgs,
+    saes = train_saes(lambda b: _make_stream(s, loaded, tok, b, first.batch_tokens, cache, ctx), configs, tcfgs,
                       on_metrics=_Reporter(ctx, len(configs)), should_stop=ctx.should_stop,
                       checkpoint=_Checkpointer(ctx, s, first.total_steps), resume_from=resume)
     train_seconds = time.perf_counter() - t0
@@ -157,6 +176,7 @@ def _train(s: TrainJobSpec, ctx) -> dict:
     if not saes and resume and start >= first.total_steps:
         saes = saes_from_checkpoint(*resume)  # killed after the final checkpoint, before registering
     t1 = time.perf_counter()
+    say(ctx, "evaluating on held-out text and registering the SAEs")
     sae_ids = finish(ctx, s, saes, loaded, plan)
     if sae_ids is None:
         return {"stopped": True}

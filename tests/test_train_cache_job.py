@@ -1,0 +1,91 @@
+"""The "train" job on the activation cache: it captures the TRAIN split once, a second job reuses it, rows carry
+epochs, the card's line says what the job does, and cancel + resume on the cache equals an uninterrupted run."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mistudio_core import actcache
+from mistudio_core import models as md
+from mistudio_core.errors import ValidationError
+from mistudio_core.jobs import Runner
+from test_jobs_train import assert_same_weights, make_train_home, run_to_end, spec, weights
+from test_jobs_kill import wait_until
+
+CACHE = {"mode": "use", "dtype": "float32", "tokens": 600}  # more than the train split holds: capped at it
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    md.clear_cache()
+    yield
+    md.clear_cache()
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    r = Runner(make_train_home(tmp_path_factory.mktemp("cache")), poll_interval=0.05, lock_retry=0.1).start()
+    yield r
+    r.stop(timeout=30)
+
+
+def cached_spec(**train):
+    return {**spec(**{"steps": 24, **train}), "cache": dict(CACHE), "preset": "quick"}
+
+
+@pytest.fixture(scope="module")
+def reference(runner):
+    reg = runner.registry
+    rec = run_to_end(reg, reg.submit("train", cached_spec()))
+    return rec, weights(runner.store, rec["result"]["sae_ids"][0])
+
+
+def test_first_job_captures_the_train_split_once_and_trains_several_epochs(runner, reference):
+    rec, _ = reference
+    (cache,) = actcache.list_caches(runner.store)
+    assert cache["n_tokens"] == 36 * 15 and cache["full_split"]  # 48 contexts less 12 held out, 15 kept each
+    assert cache["bytes"] > 540 * 32 * 4
+    assert cache["identity"]["contexts"] != "all"  # keyed by the train split's ids: held-out rows never cached
+    history = runner.registry.metrics_history(rec["id"])
+    assert history[-1]["epoch"] == pytest.approx(24 * 64 / 540)  # ~2.8 epochs
+    log = runner.registry.log_text(rec["id"])
+    assert "capturing 600 tokens" in log and "(100%)" in log  # capture progress on the card
+    assert "epochs" in log and "evaluating" in log
+
+
+def test_second_job_reuses_the_cache_and_gets_the_same_weights(runner, reference):
+    rec = run_to_end(runner.registry, runner.registry.submit("train", cached_spec()))
+    assert len(actcache.list_caches(runner.store)) == 1
+    assert "reusing activation cache" in runner.registry.log_text(rec["id"])
+    assert_same_weights(reference[1], weights(runner.store, rec["result"]["sae_ids"][0]))
+
+
+def test_cancel_then_resume_on_the_cache_equals_uninterrupted(runner, reference, monkeypatch):
+    from mistudio_core.jobs import train_job
+
+    reg = runner.registry
+    armed = [True]
+    report = train_job._Reporter.__call__
+
+    def cancel_at_step_8(self, row):
+        report(self, row)
+        if row["step"] == 8 and armed[0]:
+            reg.cancel(self.ctx.job_id)
+            self.ctx._last_poll = 0.0
+
+    monkeypatch.setattr(train_job._Reporter, "__call__", cancel_at_step_8)
+    job_id = reg.submit("train", cached_spec())
+    rec = wait_until(lambda: (r := reg.get(job_id))["status"] in ("cancelled", "done") and r, what="cancel")
+    assert rec["status"] == "cancelled"
+    armed[0] = False
+    reg.resume(job_id)
+    rec = run_to_end(reg, job_id)
+    assert_same_weights(reference[1], weights(runner.store, rec["result"]["sae_ids"][0]))
+
+
+def test_bad_cache_options_are_refused_at_submit(runner):
+    with pytest.raises(ValidationError, match="cache.mode"):
+        runner.registry.submit("train", {**spec(), "cache": {"mode": "sometimes"}})
