@@ -11,29 +11,55 @@ from typing import Any
 import gradio as gr
 
 from mistudio_core.errors import ValidationError
+from mistudio_core.sae import evals
 from mistudio_core.store import read_json
 
 from .common import (artifact_dropdown, dropdown_update, fmt_count, fmt_metric, fmt_time, guarded, ok, on_show,
                      require_writable, table, then_quietly)
 from .context import AppContext
+from . import saes_eval
 
-COLUMNS = {"id": "id", "model_id": "model", "hook_name": "hook point", "architecture": "architecture",
-           "width": "width", "l0": "L0", "explained_variance": "explained variance", "dataset_id": "dataset",
-           "source": "source", "created": "created"}
+BASE_COLUMNS = {"id": "id", "model_id": "model", "hook_name": "hook point", "architecture": "architecture",
+                "width": "width"}
+TAIL_COLUMNS = {"dataset_id": "trained on", "source": "source", "created": "created"}
+# Headline metrics get one column per source ("EV (sotu held-out)"): a number never loses where it comes from.
+HEADLINE = (("explained_variance", "EV"), ("ce_loss_recovered", "CE rec."), ("l0", "L0"), ("dead_fraction", "dead"))
+TRAIN_BATCH = (("explained_variance", "EV"),)
 # Files in `saes/<id>/` shown in the detail view besides the manifest, in this order, when present.
 RECORD_FILES = ("record.json", "training_record.json", "provenance.json", "metrics.json")
 
 
+def _source(m: dict) -> str | None:
+    """The label of the manifest's headline metrics, None when it has none."""
+    if m.get("metrics_source"):
+        return evals.source_label(m["metrics_source"])
+    return evals.source_label(None) if m.get("metrics") else None
+
+
+def columns(manifests: list[dict]) -> dict[str, str]:
+    """Library columns for these SAEs: fixed ones, then headline metrics per source, then train-batch numbers."""
+    labels = list(dict.fromkeys(s for s in map(_source, manifests) if s))
+    cols = dict(BASE_COLUMNS)
+    cols.update({f"{key}@{label}": f"{short} ({label})" for label in labels for key, short in HEADLINE})
+    if any(m.get("train_batch_metrics") for m in manifests):
+        cols.update({f"{key}@train batch": f"{short} (train batch)" for key, short in TRAIN_BATCH})
+    return cols | TAIL_COLUMNS
+
+
 def _row(m: dict) -> dict:
-    metrics = m.get("metrics") or {}
     k = f" (k={m['k']})" if m.get("k") else ""
-    return {**m, "architecture": f"{m.get('architecture', '?')}{k}", "width": fmt_count(m.get("d_sae")),
-            "l0": fmt_metric(metrics.get("l0")), "explained_variance": fmt_metric(metrics.get("explained_variance")),
-            "created": fmt_time(m.get("created"))}
+    row = {**m, "architecture": f"{m.get('architecture', '?')}{k}", "width": fmt_count(m.get("d_sae")),
+           "created": fmt_time(m.get("created"))}
+    label = _source(m)
+    row.update({f"{key}@{label}": fmt_metric((m.get("metrics") or {}).get(key)) for key, _ in HEADLINE})
+    row.update({f"{key}@train batch": fmt_metric((m.get("train_batch_metrics") or {}).get(key))
+                for key, _ in TRAIN_BATCH})
+    return row
 
 
 def library(ctx: AppContext) -> Any:
-    return table([_row(m) for m in ctx.store.list("saes")], COLUMNS)
+    saes = ctx.store.list("saes")
+    return table([_row(m) for m in saes], columns(saes))
 
 
 EMPTY = "No SAEs yet: train one in the **Training** tab and it appears here."
@@ -72,11 +98,12 @@ def detail(ctx: AppContext, sae_id: str | None) -> tuple[str, str, dict, dict]:
         data = _json_file(folder, name)
         if data is not None:
             record[name.removesuffix(".json")] = data
-    row = _row(manifest)
+    row, metrics = _row(manifest), manifest.get("metrics") or {}
+    numbers = ", ".join(f"{short} {fmt_metric(metrics[key])}" for key, short in HEADLINE if key in metrics)
     head = (f"### {manifest.get('name') or sae_id}\n"
             f"`{row.get('hook_name')}` of **{row.get('model_id')}** · {row['architecture']} · width "
-            f"{row['width']} (d_in {manifest.get('d_in')}) · L0 {row['l0'] or '?'} · explained variance "
-            f"{row['explained_variance'] or '?'} · {manifest.get('source', '?')}, {row['created']}")
+            f"{row['width']} (d_in {manifest.get('d_in')}) · {manifest.get('source', '?')}, {row['created']}\n\n"
+            + (f"{numbers} — on {_source(manifest)}" if numbers else "Not evaluated yet: use **Evaluate on…**."))
     return ok(f"Details of `{sae_id}`."), head, cfg, record
 
 
@@ -92,10 +119,13 @@ def delete(ctx: AppContext, sae_id: str | None) -> tuple[str, Any, Any]:
 
 def build(ctx: AppContext) -> None:
     bind = functools.partial
-    gr.Markdown("Every SAE trained here or imported, with its headline metrics: **L0** = mean active features "
-                "per token; **explained variance** = 1 − Σ‖x−x̂‖² / Σ‖x−x̄‖² on held-out activations.")
+    gr.Markdown("Every SAE trained here or imported. Each number's column says where it was measured: "
+                "\"sotu held-out\" = the held-out slice of that dataset's tokenization (never trained on), "
+                "\"train batch\" = the last training batch. **EV** = 1 − Σ‖x−x̂‖² / Σ‖x−x̄‖²; **CE rec.** = "
+                "(CE zero-ablated − CE spliced) / (CE zero-ablated − CE clean); **L0** = mean active latents per "
+                "token; **dead** = latents that never fire on the evaluated tokens.")
     status = gr.Markdown(elem_id="saes-status")
-    lib = gr.Dataframe(table([], COLUMNS), label="SAE library", elem_id="saes-library", interactive=False,
+    lib = gr.Dataframe(table([], columns([])), label="SAE library", elem_id="saes-library", interactive=False,
                        max_height=320)
     with gr.Row():
         sae = artifact_dropdown("SAE", scale=3)
@@ -110,8 +140,12 @@ def build(ctx: AppContext) -> None:
     sae.input(bind(detail, ctx), [sae], [status, head, cfg, record], api_name="saes_detail_on_select",
               api_visibility="undocumented")
     delete_btn.click(bind(delete, ctx), [sae], [status, lib, sae], api_name="saes_delete")
+    which, evaluated = saes_eval.build(ctx, sae)
+    evaluated.then(bind(refresh, ctx), [sae], [lib, sae, head], api_name="saes_list_after_eval",
+                   api_visibility="undocumented", show_progress="hidden")
     shown = on_show(ctx, bind(refresh, ctx), [sae], [lib, sae, head], api_name="saes_list")
     then_quietly(shown, bind(show_selected, ctx), [sae], [status, head, cfg, record], "saes_detail_after_list")
+    then_quietly(shown, bind(saes_eval.compare_choices, ctx), [which], [which], "saes_compare_choices_after_list")
 
 
 if __name__ == "__main__":  # a quick look at this page alone

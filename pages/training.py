@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator
 import gradio as gr
 
 from mistudio_core.errors import ValidationError
+from mistudio_core.sae.evals import headline_lines
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.plan import PRESETS, training_warnings, validate_training
 from mistudio_core.templates import import_template, list_templates, load_template, save_template
@@ -27,7 +28,8 @@ FORM = ["architecture", "expansion_factor", "d_sae", "k", "l1_coefficient", "lr"
         "lr_warmup_steps", "seed"]
 ACTIVE = ("queued", "running")
 JOB_COLUMNS = {"id": "job", "status": "status", "progress": "progress", "eta": "ETA", "queue": "queue",
-               "loss": "loss", "l0": "L0", "explained_variance": "expl. var.", "dead_fraction": "dead"}
+               "loss": "loss", "l0": "L0 (train batch)", "explained_variance": "EV (train batch)",
+               "dead_fraction": "dead (train batch)"}
 POLL_S = 1.0
 MAX_POINTS = 500
 
@@ -107,6 +109,7 @@ def card(ctx: AppContext, job_id: str | None) -> tuple[str, Any]:
         lines.append(f"✗ {r['error']}")
     if (r.get("result") or {}).get("sae_ids"):
         lines.append("✓ In the SAE library: " + ", ".join(f"`{s}`" for s in r["result"]["sae_ids"]))
+        lines += headline_lines(ctx.store, r["result"]["sae_ids"])  # held-out CE loss recovered, with its dataset
     return "\n\n".join(lines), metrics_figure(history, job_id)
 
 

@@ -86,7 +86,7 @@ def test_sae_library_row_and_detail(ctx):
         (tmp / "cfg.json").write_text('{"architecture": "topk", "d_in": 32, "d_sae": 4096, "k": 8}')
     lib = sp.library(ctx)
     row = lib.iloc[0]
-    assert row["architecture"] == "topk (k=8)" and row["width"] == "4.1k" and row["explained variance"] == "0.891"
+    assert row["architecture"] == "topk (k=8)" and row["width"] == "4.1k" and row["EV (source unknown)"] == "0.891"
     status, head, cfg, record = sp.detail(ctx, "demo")
     assert cfg["k"] == 8 and record["manifest"]["hook_name"] == "blocks.2.hook_resid_post"
     assert "blocks.2.hook_resid_post" in head
