@@ -122,12 +122,12 @@ def build(ctx: AppContext, sae: gr.Dropdown) -> tuple[gr.Dropdown, Any]:
         cmp_table = gr.Dataframe(table([], COMPARE_COLUMNS), label="SAEs on this evaluation", interactive=False,
                                  elem_id="saes-compare", max_height=320)
 
-    started = go_btn.click(bind(start, ctx), [sae, dataset, split, n], [status, job], api_name="saes_evaluate")
-    watched = started.then(bind(watch, ctx), [job, which], [status, which], api_name="saes_evaluate_watch",
+    started = go_btn.click(bind(start, ctx), [sae, dataset, split, n], [status, job], api_name="saes_eval_start")
+    watched = started.then(bind(watch, ctx), [job, which], [status, which], api_name="saes_eval_watch",
                            concurrency_limit=None, show_progress="hidden")
     done = watched.then(bind(compare, ctx), [which], cmp_table, api_name="saes_compare_after_eval",
                         api_visibility="undocumented")
-    cancel_btn.click(bind(cancel, ctx), [job], [status], api_name="saes_evaluate_cancel")
+    cancel_btn.click(bind(cancel, ctx), [job], [status], api_name="saes_eval_cancel")
     sae.change(bind(datasets_for, ctx), [sae, dataset], dataset, api_name="saes_eval_datasets",
                show_progress="hidden")
     which.focus(bind(compare_choices, ctx), [which], which, api_name="saes_compare_choices",

@@ -97,5 +97,5 @@ def test_page_builds_with_unique_named_events(ctx):
         saes.build(ctx)
     names = [d.api_name for d in demo.fns.values() if d.api_name]
     assert len(names) == len(set(names))
-    assert {"saes_evaluate", "saes_evaluate_watch", "saes_evaluate_cancel", "saes_eval_datasets",
+    assert {"saes_eval_start", "saes_eval_watch", "saes_eval_cancel", "saes_eval_datasets",
             "saes_compare"} <= set(names)
