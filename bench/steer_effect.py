@@ -1,116 +1,132 @@
-"""Is steering measurable? How often a word class appears in SmolLM2's outputs, baseline vs steered, over seeds.
+"""Does steering at the suggested strength put a feature's own tokens into the text? (issue 17, item 5)
 
-    MISTUDIO_HOME=~/.cache/mistudio-test-home HF_HUB_OFFLINE=1 .venv/bin/python bench/steer_effect.py \
-        [--sae SAE_ID --feature F] [--words dog,dogs,puppy] [--strengths 0,120,300] [--seeds 8] [--tokens 24] \
-        [--prompt TEXT] [--chat]
+    MISTUDIO_HOME=DIR HF_HUB_OFFLINE=1 .venv/bin/python bench/steer_effect.py --sae SAE_ID \
+        [--extract-tokens 100000] [--n-features 10] [--multiples 0,1,2,4,8,16] [--sweep-seeds 3] [--seeds 8] \
+        [--tokens 32] [--prompt TEXT] [--chat]
 
-With `--sae`, the feature is a library SAE's latent (its model and hook come from the manifest). Without it, a
-stand-in "SAE" is built whose feature 0 decodes to the unit-normed input embedding of the first word: not a
-trained feature, but the same code path (hook, Steerer, sampling, scoring), so it checks that a direction with a
-known meaning moves the text. Each seed runs all strengths as rows of one batch with shared random draws, so the
-strength-0 row is the baseline of that seed. Prints, per strength, the fraction of outputs containing a class word,
-the mean count of class words, the perplexity under the unsteered model, and the feature's mean activation when
-the unsteered model re-reads the output (does the text itself carry the feature?).
+For the `--n-features` most token-specific features of the SAE (the share of a feature's top examples that peak on
+its most common token; features with fewer than `--min-examples` examples are skipped), with the feature's
+extraction results as its token set (`steering/effect.py`; `--extract-tokens N` runs the extraction on the built-in
+corpus first when the SAE has none):
+
+1. sweep additive strengths = multiples of the feature's max activation (its natural scale) over `--sweep-seeds`
+   seeds; the suggested strength is the largest whose perplexity stays ≤ 1.5× the unsteered baseline's;
+2. at that strength, on `--seeds` *fresh* seeds (never used to pick the strength), compare the share of generated
+   tokens that are among the feature's top tokens: unsteered baseline vs steered.
+
+Prints one row per feature and how many of them steering raised above baseline (the issue's goal: ≥ 7 of 10).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
-from mistudio_core.models import BUILTIN_ID, load_model  # noqa: E402
-from mistudio_core.sae.config import SAEConfig  # noqa: E402
-from mistudio_core.sae.model import SAE  # noqa: E402
-from mistudio_core.steering.generate import SamplingConfig, decode, encode_prompt, iter_rows  # noqa: E402
+from mistudio_core.errors import NotFoundError  # noqa: E402
+from mistudio_core.features.results import FeatureResults  # noqa: E402
+from mistudio_core.steering.effect import effect_tokens, token_specificity  # noqa: E402
+from mistudio_core.steering.generate import SamplingConfig  # noqa: E402
 from mistudio_core.steering.loader import load_target  # noqa: E402
-from mistudio_core.steering.methods import Steerer, SteerFeature, SteeringConfig  # noqa: E402
-from mistudio_core.steering.sweep import score_continuation  # noqa: E402
+from mistudio_core.steering.methods import SteerFeature, SteeringConfig  # noqa: E402
+from mistudio_core.steering.sweep import sweep  # noqa: E402
 from mistudio_core.store import Store  # noqa: E402
 
-PROMPT = "Here is a short story about my weekend:"
+PROMPT = "Let me tell you what I think about the year ahead."
+FRESH_SEED = 1000  # evaluation seeds start here: never the seeds the suggestion was picked on
 
 
-def stand_in(model, tokenizer, word: str) -> SAE:
-    """An SAE whose feature 0 is the direction of `word`'s input embedding (the other rows are random)."""
-    d = model.config.hidden_size
-    sae = SAE(SAEConfig("standard", d_in=d, d_sae=16), seed=0)
-    tid = tokenizer(" " + word, add_special_tokens=False)["input_ids"][0]
-    with torch.no_grad():
-        e = model.get_input_embeddings().weight[tid].float()
-        sae.W_dec[0] = e / e.norm()
-        sae.W_enc[:, 0] = sae.W_dec[0]
-    return sae
+def results_for(store: Store, sae_id: str, extract_tokens: int) -> FeatureResults:
+    try:
+        return FeatureResults.load(store, sae_id)
+    except NotFoundError:
+        if not extract_tokens:
+            raise
+    from mistudio_core.features.extract import ExtractConfig
+    from mistudio_core.features.job import run_extraction
+
+    t0 = time.perf_counter()
+    run_extraction(store, ExtractConfig(sae_id=sae_id, dataset_id="sotu", n_tokens=extract_tokens, top_k=50),
+                   progress=lambda f, m: print(f"extract {f:.0%} {m}", file=sys.stderr, flush=True))
+    print(f"extracted {extract_tokens} tokens in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return FeatureResults.load(store, sae_id)
+
+
+def pick_features(results: FeatureResults, n: int, min_examples: int) -> list[tuple[int, float]]:
+    spec = token_specificity(results, min_examples)
+    order = sorted(range(len(spec)), key=lambda f: (-float(spec[f]), -float(results.frequencies()[f])))
+    return [(f, float(spec[f])) for f in order[:n] if spec[f] > 0]
+
+
+def run_feature(t, results, f: int, args) -> dict:
+    tokens = effect_tokens(t.model, t.tokenizer, t.sae, [f], results, n=args.top_tokens)
+    scale = float(results.t["max"][f])  # the feature's largest activation in the extraction sample
+    strengths = [round(m * scale, 3) for m in args.multiples]
+    cfg = SteeringConfig([SteerFeature(f, 1.0)], method="additive")
+    sampling = SamplingConfig(max_new_tokens=args.tokens, temperature=0.7, top_p=0.9, seed=0, chat=args.chat,
+                              stop_at_eos=False)
+    swept = sweep(t.model, t.tokenizer, t.sae, t.hook_name, args.prompt, cfg, strengths, sampling,
+                  seeds=args.sweep_seeds, effect_tokens=tokens)
+    row = {"feature": f, "tokens": tokens["tokens"][f][:3], "source": tokens["source"], "max_act": scale,
+           "suggested": swept["suggested_strength"], "sweep": swept}
+    if not swept["suggested_strength"]:   # None, or 0: no strength kept the text fluent
+        return {**row, "base": None, "steered": None, "raised": False}
+    fresh = SamplingConfig.from_dict({**sampling.to_dict(), "seed": FRESH_SEED})
+    ev = sweep(t.model, t.tokenizer, t.sae, t.hook_name, args.prompt, cfg, [swept["suggested_strength"]], fresh,
+               seeds=args.seeds, effect_tokens=tokens)
+    base, steered = ev["baseline"], ev["rows"][0]
+    return {**row, "base": base, "steered": steered,
+            "raised": steered["effect_share"] > base["effect_share"]}
+
+
+def print_table(rows: list[dict], args, hook: str) -> None:
+    print(f"\nSAE {args.sae} at {hook}; additive; prompt {args.prompt!r}; strengths = max activation × "
+          f"{args.multiples}; suggestion from {args.sweep_seeds} seeds, effect on {args.seeds} fresh seeds × "
+          f"{args.tokens} tokens; token set: {rows[0]['source'] if rows else '-'}\n")
+    print(f"| feature | specificity | top tokens | max act | suggested | ppl base → steered | "
+          f"share base | share steered | raised |")
+    print("|---:|---:|---|---:|---:|---|---:|---:|:---:|")
+    for r in rows:
+        b, s = r["base"], r["steered"]
+        ppl = f"{b['perplexity']:.1f} → {s['perplexity']:.1f}" if b else "-"
+        print(f"| {r['feature']} | {r['specificity']:.2f} | {', '.join(map(repr, r['tokens']))} | "
+              f"{r['max_act']:.2f} | {'-' if not r['suggested'] else format(r['suggested'], 'g')} | {ppl} | "
+              f"{b['effect_share'] if b else float('nan'):.3f} | {s['effect_share'] if s else float('nan'):.3f} | "
+              f"{'yes' if r['raised'] else 'no'} |")
+    print(f"\nraised above baseline: {sum(r['raised'] for r in rows)} of {len(rows)} (goal: >= 7 of 10)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sae")
-    ap.add_argument("--feature", type=int, default=0)
-    ap.add_argument("--hook", default="blocks.8.hook_resid_post", help="used with the stand-in only")
-    ap.add_argument("--words", default="dog,dogs,puppy,puppies")
-    ap.add_argument("--pattern", help="a regular expression for the class instead of --words, e.g. years: "
-                                      r"'\b(1[6-9]|20)\d\d\b'")
-    ap.add_argument("--strengths", default="0,120,300")
+    ap.add_argument("--sae", required=True)
+    ap.add_argument("--extract-tokens", type=int, default=0, help="extract on sotu first if the SAE has no results")
+    ap.add_argument("--n-features", type=int, default=10)
+    ap.add_argument("--min-examples", type=int, default=20)
+    ap.add_argument("--top-tokens", type=int, default=5, help="size of each feature's token set")
+    ap.add_argument("--multiples", default="0,1,2,4,8,16", help="strengths as multiples of the max activation")
+    ap.add_argument("--sweep-seeds", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=8)
-    ap.add_argument("--tokens", type=int, default=24)
-    ap.add_argument("--method", default="additive")
+    ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--prompt", default=PROMPT)
-    ap.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    ap.add_argument("--chat", action="store_true")
     args = ap.parse_args()
+    args.multiples = [float(x) for x in args.multiples.split(",")]
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    words = [w.strip().lower() for w in args.words.split(",") if w.strip()]
-    strengths = [float(x) for x in args.strengths.split(",")]
-    if args.sae:
-        t = load_target(Store(), args.sae)
-        model, tok, sae, hook = t.model, t.tokenizer, t.sae, t.hook_name
-    else:
-        loaded = load_model(Store(), BUILTIN_ID)
-        model, tok, hook = loaded.model, loaded.tokenizer, args.hook
-        sae = stand_in(model, tok, words[0])
-    cfg = SteeringConfig([SteerFeature(args.feature, 1.0)], method=args.method)
-    ids = encode_prompt(tok, args.prompt, args.chat)
-    pattern = re.compile(args.pattern if args.pattern else r"\b(" + "|".join(map(re.escape, words)) + r")\b",
-                         re.IGNORECASE)
-    stats = {s: {"hit": 0, "count": 0, "ppl": [], "act": []} for s in strengths}
-    example = {}
-    for seed in range(args.seeds):
-        sampling = SamplingConfig(max_new_tokens=args.tokens, temperature=0.8, top_p=0.95, seed=seed,
-                                  stop_at_eos=False)
-        rows = None
-        for rows in iter_rows(model, ids, len(strengths), sampling,
-                              Steerer(cfg, sae, row_scale=torch.tensor(strengths)), hook):
-            pass
-        for r, s in enumerate(strengths):
-            text = decode(tok, rows[r])
-            n = len(pattern.findall(text))
-            stats[s]["hit"] += n > 0
-            stats[s]["count"] += n
-            score = score_continuation(model, sae, hook, ids, rows[r], [args.feature])
-            stats[s]["ppl"].append(score["perplexity"])
-            stats[s]["act"].append(score["feature_mean"][args.feature])
-            example.setdefault(s, text)
-        print(f"seed {seed} done", file=sys.stderr, flush=True)
-    print(f"\n{'stand-in (embedding of ' + repr(words[0]) + ')' if not args.sae else args.sae} feature "
-          f"{args.feature} at {hook}, {args.method}, {args.seeds} seeds x {args.tokens} tokens, "
-          f"class {args.pattern or words}\n")
-    print(f"prompt {args.prompt!r}{' (chat template)' if args.chat else ''}\n")
-    print(f"| {'strength':>8} | {'outputs with a class word':>25} | {'class words / output':>20} | "
-          f"{'median ppl':>10} | {'feature act. (unsteered re-read)':>32} |")
-    print(f"|{'-' * 10}|{'-' * 27}|{'-' * 22}|{'-' * 12}|{'-' * 34}|")
-    for s in strengths:
-        st = stats[s]
-        ppl = sorted(st["ppl"])[len(st["ppl"]) // 2]
-        act = sum(st["act"]) / len(st["act"])
-        print(f"| {s:>8g} | {st['hit']:>17}/{args.seeds:<7} | {st['count'] / args.seeds:>20.2f} | {ppl:>10.2f} | "
-              f"{act:>32.3f} |")
-    for s in strengths:
-        print(f"\nstrength {s:g}, seed 0: {example[s]!r}")
+    store = Store()
+    t = load_target(store, args.sae)
+    results = results_for(store, args.sae, args.extract_tokens)
+    t0, cpu0, rows = time.perf_counter(), time.process_time(), []
+    for f, spec in pick_features(results, args.n_features, args.min_examples):
+        rows.append({**run_feature(t, results, f, args), "specificity": spec})
+        print(f"feature {f} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    print_table(rows, args, t.hook_name)
+    print(f"\n{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} CPU-s; load average "
+          f"{os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

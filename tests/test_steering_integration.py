@@ -45,3 +45,19 @@ def test_clamp_lowers_the_reencoded_activation(smol):
         loaded.model(input_ids=ids)
     before, after = sae.encode(base)[0, 1:, f], sae.encode(seen["a"])[0, 1:, f]
     assert after.sum() < 0.05 * before.sum()
+
+
+def test_additive_strength_raises_the_activation_in_the_steered_model_monotonically(smol):
+    """The sweep's `steered_feature_mean` (SAE reading of the steered residual at the hook) rises with additive
+    strength on the real model; `feature_mean` is the unsteered re-read, reported beside it."""
+    from mistudio_core.steering.sweep import sweep
+
+    loaded, sae = smol
+    prompt = "The ocean is deep and blue."
+    ids = torch.tensor([loaded.tokenizer(prompt)["input_ids"]])
+    f = int(sae.encode(capture(loaded.model, ids, [HOOK])[HOOK][0, 1:]).sum(0).argmax())
+    res = sweep(loaded.model, loaded.tokenizer, sae, HOOK, prompt, SteeringConfig([SteerFeature(f, 1.0)]),
+                [0.0, 4.0, 8.0, 16.0], SamplingConfig(max_new_tokens=5, temperature=0.8, seed=0, stop_at_eos=False))
+    at_hook = [r["steered_feature_mean"][f] for r in res["rows"]]
+    assert all(b > a for a, b in zip(at_hook, at_hook[1:])), at_hook
+    assert all(r["feature_mean"][f] is not None for r in res["rows"])
