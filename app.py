@@ -1,7 +1,10 @@
 """miStudio app: a Gradio Blocks shell around `pages/<tab>.py`.
 
     python app.py [--host H] [--port P] [--home DIR] [--share] [--auth user:pass ...] [--auth-file F]
-                  [--read-only] [--allowed-root DIR ...]
+                  [--read-only] [--allowed-root DIR ...] [--mcp]
+
+Host and port: the flag, else `$MISTUDIO_HOST`/`$MISTUDIO_PORT`, else Gradio's `$GRADIO_SERVER_NAME`/
+`$GRADIO_SERVER_PORT` (what a Hugging Face Space of the gradio SDK sets), else 127.0.0.1:7860.
 
 `create_app(ctx)` builds the page (tests build it without launching); `main()` parses flags, prepares the
 built-in model and corpus on a background thread (the page opens at once and says how far it got), starts the
@@ -10,6 +13,7 @@ system monitor and, where `mistudio_core.jobs` exists, the job runner, and launc
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -21,7 +25,10 @@ import gradio as gr
 
 from mistudio_core.store import Store
 from mistudio_core.system import get_monitor
+from pages.common import hide_paths
 from pages.context import AppContext
+from pages.hardening import harden
+from pages.server import gradio_temp_dir, install_gate, uploads_dir
 
 TABS = ["datasets", "models", "training", "saes", "features", "labeling", "steering", "share", "system"]
 LABELS = {"saes": "SAEs"}
@@ -71,6 +78,16 @@ def _import_tab(name: str):
         raise
 
 
+class _Broken:
+    """Stands in for a page module whose import failed; its `build` re-raises so `_build_tab` reports it."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def build(self, ctx: AppContext) -> None:
+        raise self.error
+
+
 def _build_tab(ctx: AppContext, name: str, module) -> None:
     """Build one tab; a page that fails to build says so in its tab (traceback in the server log) instead of
     taking the whole app down."""
@@ -96,7 +113,8 @@ def header_text(ctx: AppContext) -> tuple[str, bool]:
 def create_app(ctx: AppContext) -> gr.Blocks:
     """The whole page: header (intro, built-ins status, hardware at a glance) above one tab per page module."""
     ctx.shared.setdefault("builtins", Builtins())
-    with gr.Blocks(title="miStudio") as demo:
+    # delete_cache: downloads cached more than a day ago go (every hour), so the upload folder does not grow.
+    with gr.Blocks(title="miStudio", delete_cache=(3600, 86400)) as demo:
         ctx.shared["demo"] = demo
         gr.Markdown(INTRO, elem_classes="mistudio-header")
         status = gr.Markdown(header_text(ctx)[0], elem_id="mistudio-status", elem_classes="mistudio-header")
@@ -104,7 +122,11 @@ def create_app(ctx: AppContext) -> gr.Blocks:
         ctx.shared["builtins_ready"] = ready
         with gr.Tabs():
             for name in TABS:
-                module = _import_tab(name)
+                try:
+                    module = _import_tab(name)
+                except Exception as e:  # a page that cannot even be imported: its tab says so, the rest works
+                    traceback.print_exc()
+                    module = _Broken(e)
                 if module is None:
                     continue
                 with gr.Tab(LABELS.get(name, name.capitalize()), id=name) as tab:
@@ -112,16 +134,20 @@ def create_app(ctx: AppContext) -> gr.Blocks:
                     _build_tab(ctx, name, module)
         ctx.shared.pop("tab", None)
         timer = gr.Timer(HEADER_TICK_S)  # the one global poll, outside the tabs so it always ticks
-        gr.on([demo.load, timer.tick], lambda: header_text(ctx), outputs=[status, ready], api_name="header_status",
-              show_progress="hidden")
+        gr.on([demo.load, timer.tick], functools.partial(header_text, ctx), outputs=[status, ready],
+              api_name="header_status", show_progress="hidden")
+    hide_paths((str(ctx.store.home), ""), *((str(d), "") for d in ctx.shared.get("upload_dirs", [])))
+    harden(demo, ctx.shared.get("upload_dirs"))
     return demo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(description="miStudio: an SAE interpretability workbench (Gradio app)")
-    p.add_argument("--host", default=env("MISTUDIO_HOST", "127.0.0.1"), help="interface to bind ($MISTUDIO_HOST)")
-    p.add_argument("--port", type=int, default=int(env("MISTUDIO_PORT", "7860")), help="port ($MISTUDIO_PORT)")
+    p.add_argument("--host", default=env("MISTUDIO_HOST") or env("GRADIO_SERVER_NAME") or "127.0.0.1",
+                   help="interface to bind ($MISTUDIO_HOST, else $GRADIO_SERVER_NAME, else 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=env("MISTUDIO_PORT") or env("GRADIO_SERVER_PORT") or "7860",
+                   help="port ($MISTUDIO_PORT, else $GRADIO_SERVER_PORT, else 7860)")
     p.add_argument("--home", default=env("MISTUDIO_HOME"), help="data directory ($MISTUDIO_HOME, ~/.mistudio)")
     p.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     p.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
@@ -132,9 +158,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allowed-root", action="append", default=[], metavar="DIR",
                    help="folder the UI may read local files from (repeatable; default: the current folder; the "
                         "data directory is always allowed)")
+    p.add_argument("--mcp", action="store_true", default=env("MISTUDIO_MCP", "") == "1",
+                   help="also serve the documented endpoints as MCP tools at /gradio_api/mcp/ ($MISTUDIO_MCP=1; "
+                        "needs gradio[mcp])")
     p.add_argument("--no-builtins", action="store_true",
                    help="do not register the built-in model and corpus at start-up (tests, bare data dirs)")
     return p.parse_args(argv)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number, got {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
+    return port
 
 
 def parse_auth(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -166,9 +205,10 @@ def build_context(args: argparse.Namespace) -> AppContext:
         print(f"miStudio: job runner not started ({e})", file=sys.stderr)
     else:
         ctx.jobs = JobRegistry(store)
-        runner = Runner(store, registry=ctx.jobs)
-        runner.start()
-        ctx.shared["runner"] = runner
+        if not args.read_only:  # nothing can be queued read-only, and recovering old jobs would write
+            runner = Runner(store, registry=ctx.jobs)
+            runner.start()
+            ctx.shared["runner"] = runner
     return ctx
 
 
@@ -185,12 +225,20 @@ def main(argv: list[str] | None = None) -> None:
         builtins.status = "Built-ins not prepared (--no-builtins)."
     else:
         builtins.start(ctx.store)
+    # Uploads (and the files Gradio caches for downloads) live in the data directory, set before the page is
+    # built so both use it. Read-only ingests nothing and must not write there: Gradio's default folder serves.
+    upload = gradio_temp_dir() if args.read_only else uploads_dir(ctx.store.home)
+    ctx.shared["upload_dirs"] = [upload]
     demo = create_app(ctx)
+    install_gate("miStudio: log in to continue.")
     # run_history=False: the browser must not keep a record of calls (a hub token is an input).
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name=args.host, server_port=args.port, share=args.share, auth=auth or None,
-        auth_message="miStudio: log in to continue." if auth else None, ssr_mode=False, css=CSS,
-        run_history=False, theme=gr.themes.Soft(), footer_links=["api"])
+    try:
+        demo.queue(default_concurrency_limit=4).launch(
+            server_name=args.host, server_port=args.port, share=args.share, auth=auth or None,
+            auth_message="miStudio: log in to continue." if auth else None, ssr_mode=False, css=CSS,
+            run_history=False, theme=gr.themes.Soft(), footer_links=["api"], mcp_server=args.mcp)
+    except ImportError as e:  # --mcp without gradio[mcp]
+        raise SystemExit(f"miStudio: --mcp needs Gradio's MCP support ({e}); pip install -r requirements.txt.")
 
 
 if __name__ == "__main__":

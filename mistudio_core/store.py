@@ -25,6 +25,12 @@ from .errors import NotFoundError, ValidationError
 KINDS = ("datasets", "models", "saes", "runs", "exports", "activations")
 MANIFEST = "manifest.json"
 _TMP_PREFIX = ".tmp-"
+MAX_ID_CHARS = 128
+MAX_PATH_CHARS = 1024
+# Ids are folder names we made (`slugify` + 6 hex) or built-in names: plain ASCII, no separators, no leading dot.
+# Anything else (traversal, NUL, look-alike unicode, 5,000 characters) is refused with one clear message before it
+# reaches the file system (where it would be an OSError, or worse, a different folder).
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def default_home() -> Path:
@@ -53,6 +59,46 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValidationError(f"Corrupt JSON file {path}: {e}. Delete or repair it.") from e
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A user value quoted for a message: escapes made visible (NUL, RTL marks), long values cut."""
+    text = repr(str(value))
+    return text if len(text) <= limit else f"{text[:limit]}…' ({len(str(value))} characters)"
+
+
+def check_id(kind: str, artifact_id: object) -> str:
+    """`artifact_id` if it is a well-formed id, else a `ValidationError` saying what is wrong and what to do."""
+    what = kind[:-1] if kind.endswith("s") else kind
+    if artifact_id is None or artifact_id == "" or (isinstance(artifact_id, (list, tuple)) and not artifact_id):
+        raise ValidationError(f"No {what} selected. Pick one from the list (or add one first).")
+    if not isinstance(artifact_id, str):
+        raise ValidationError(f"Invalid {what} id {shown(artifact_id)}: an id is a text like 'sotu'. "
+                              "Pick one from the list.")
+    if len(artifact_id) > MAX_ID_CHARS:
+        raise ValidationError(f"Invalid {what} id {shown(artifact_id)}: ids are at most {MAX_ID_CHARS} characters. "
+                              "Copy the id from the library table.")
+    if not _ID.fullmatch(artifact_id):
+        raise ValidationError(f"Invalid {what} id {shown(artifact_id)}: ids use only letters, digits, '.', '_' and "
+                              "'-' and do not start with '.' (no paths, spaces or special characters). Copy the id "
+                              "from the library table.")
+    return artifact_id
+
+
+def check_path_text(user_path: object, what: str = "path") -> str:
+    """A typed path as text, refused early when no file system could hold it (NUL, control characters, length)."""
+    if not isinstance(user_path, (str, Path)):
+        raise ValidationError(f"The {what} must be text, got {type(user_path).__name__}. Enter a file or folder path.")
+    text = str(user_path)
+    if not text.strip():
+        raise ValidationError(f"No {what} given. Enter a file or folder path.")
+    if len(text) > MAX_PATH_CHARS:
+        raise ValidationError(f"The {what} is {len(text):,} characters long (at most {MAX_PATH_CHARS}). "
+                              "Enter a shorter path, e.g. move the file closer to an allowed folder.")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValidationError(f"The {what} {shown(text)} contains control characters (NUL, newline, ...). "
+                              "Type the path again without them.")
+    return text
 
 
 def slugify(name: str) -> str:
@@ -103,9 +149,7 @@ class Store:
         return self.home / kind
 
     def path(self, kind: str, artifact_id: str) -> Path:
-        if not artifact_id or "/" in artifact_id or "\\" in artifact_id or artifact_id.startswith("."):
-            raise ValidationError(f"Invalid {kind} id {artifact_id!r}")
-        return self.dir(kind) / artifact_id
+        return self.dir(kind) / check_id(kind, artifact_id)
 
     def exists(self, kind: str, artifact_id: str) -> bool:
         return (self.path(kind, artifact_id) / MANIFEST).is_file()
@@ -161,15 +205,22 @@ class Store:
 def safe_user_path(user_path: str | Path, allowed_roots: list[Path]) -> Path:
     """Resolve a path typed or uploaded in the UI and refuse anything outside the allowed roots
     (symlinks and `..` are resolved first, so they cannot escape)."""
-    if not str(user_path).strip():
-        raise ValidationError("No path given. Enter a file or folder path.")
-    resolved = Path(user_path).expanduser().resolve()
+    text = check_path_text(user_path)
+    try:
+        resolved = Path(text).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as e:  # unknown ~user, symlink loops, odd names
+        raise ValidationError(f"Cannot use the path {shown(text)} ({e.__class__.__name__}). Enter a plain path "
+                              "to a file or folder.") from e
     roots = [Path(r).expanduser().resolve() for r in allowed_roots]
     if not any(resolved == r or r in resolved.parents for r in roots):
         raise ValidationError(
             f"Path {resolved} is outside the allowed folders ({', '.join(map(str, roots))}). "
             "Move the file there, or start the app with --allowed-root <folder>."
         )
-    if not resolved.exists():
+    try:
+        exists = resolved.exists()
+    except OSError as e:  # e.g. a path component longer than the file system allows
+        raise ValidationError(f"Cannot use the path {shown(text)}: {e.strerror or e}. Enter a shorter path.") from e
+    if not exists:
         raise NotFoundError(f"File or folder not found: {resolved}")
     return resolved

@@ -136,9 +136,10 @@ def sae_choice_label(m: dict, width: int = 36) -> str:
     """`name · hook · #suffix` for an SAE manifest; the suffix is the id's random tail (unique enough to tell
     two SAEs of the same name apart), the name is shortened in the middle past `width` characters."""
     name, mid, hook = m.get("name") or m["id"], m["id"], m["hook_name"]
-    tail = mid.rsplit("-", 1)[-1] if "-" in mid else mid
+    tail = mid.rsplit("-", 1)[-1]
     short = name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width // 2):]
-    return f"{short} · {hook} · #{tail[:8]}"
+    hexy = "-" in mid and len(tail) >= 4 and all(c in "0123456789abcdef" for c in tail)
+    return f"{short} · {hook}" + (f" · #{tail[:8]}" if hexy else "" if short == mid else f" · {mid}")
 
 
 def pick(choice_list: list[tuple[str, str]], current: str | None) -> str | None:

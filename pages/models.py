@@ -13,6 +13,7 @@ import gradio as gr
 
 from mistudio_core import models as mm
 from mistudio_core.errors import ValidationError
+from mistudio_core.interop.validate import read_model_guarded
 from mistudio_core.store import safe_user_path
 from mistudio_core.system import cuda_available
 
@@ -65,8 +66,8 @@ def add_hub(ctx: AppContext, repo_id: str, revision: str, token: str,
 def add_local(ctx: AppContext, path: str, name: str, progress: gr.Progress = gr.Progress()) -> tuple[str, Any, Any]:
     require_writable(ctx)
     resolved = safe_user_path(path, ctx.allowed_roots)
-    return _added(ctx, mm.add_local_model(ctx.store, resolved, name=name.strip() or None,
-                                          progress=progress_adapter(progress)))
+    return _added(ctx, read_model_guarded(lambda: mm.add_local_model(
+        ctx.store, resolved, name=(name or "").strip() or None, progress=progress_adapter(progress)), resolved))
 
 
 @guarded(3)

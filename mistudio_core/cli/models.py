@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from .. import models as md
+from ..interop.validate import read_model_guarded
 from . import stderr_progress as _progress
 
 
@@ -24,7 +25,8 @@ def cmd_add(args):
     if args.source == "builtin":
         return md.add_builtin_model(args.store, progress=_progress)
     if args.source == "local":
-        return md.add_local_model(args.store, args.path, name=args.name, progress=_progress)
+        return read_model_guarded(lambda: md.add_local_model(args.store, args.path, name=args.name,
+                                                             progress=_progress), args.path)
     token = args.token or os.environ.get("HF_TOKEN") or None
     return md.add_hub_model(args.store, args.repo_id, token=token, revision=args.revision, progress=_progress)
 

@@ -27,6 +27,7 @@ from ..sae.library import register_sae
 from ..sae.model import SAE
 from ..store import Store
 from .safefiles import extract_archive, load_tensors
+from .validate import check_archive, check_sae, read_guarded
 
 _GEMMA_PATH = re.compile(r"layer_(\d+)/width_(\d+)([km]?)/")
 _GEMMA_SITES = {"res": "hook_resid_post", "mlp": "hook_mlp_out", "att": "hook_attn_out"}
@@ -141,21 +142,25 @@ def read_folder(folder: Path, repo_id: str = "", path_in_repo: str = "", hook_na
 
 def import_sae(store: Store, source: Path | str, model_id: str | None = None, name: str | None = None,
                hook_name: str | None = None, repo_id: str = "", path_in_repo: str = "") -> dict:
-    """Import a folder or archive (zip/tar) into the library; returns the new manifest."""
+    """Import a folder or archive (zip/tar) into the library; returns the new manifest. Everything is checked
+    before anything is registered (`validate.check_archive`, `validate.check_sae`); a failure leaves nothing."""
     source = Path(source)
     if not source.exists():
         raise NotFoundError(f"{source} does not exist.")
-    with tempfile.TemporaryDirectory(dir=store.home) as tmp:
+    # A registered model is checked against (hooks, width); an unregistered name (a catalog entry's model, not
+    # added yet) is kept as provenance only. A malformed id is refused by `store.exists`.
+    model = store.manifest("models", model_id) if model_id and store.exists("models", model_id) else None
+    with tempfile.TemporaryDirectory(dir=store.home, prefix=".tmp-import-") as tmp:
+        if not source.is_dir():
+            check_archive(source)
         folder = source if source.is_dir() else extract_archive(source, Path(tmp) / "unpacked")
         folder = _single_subfolder(folder)
-        sae = read_folder(folder, repo_id, path_in_repo, hook_name)
+        sae = read_guarded(lambda: read_folder(folder, repo_id, path_in_repo, hook_name), folder,
+                           source.name if not source.is_dir() else "")
     meta = sae.cfg.metadata
     if hook_name:
         meta["hook_name"] = hook_name
-    if model_id and store.exists("models", model_id):
-        d_model = store.manifest("models", model_id).get("d_model")
-        if d_model and d_model != sae.cfg.d_in:
-            raise ValidationError(f"SAE d_in={sae.cfg.d_in} does not match model {model_id!r} d_model={d_model}.")
+    check_sae(sae, meta.get("hook_name"), model, source.name)
     provenance = {"model_id": model_id or meta.get("model_name"), "hook_name": meta.get("hook_name"),
                   "source": "imported", "origin": repo_id or str(source), "path_in_repo": path_in_repo}
     return register_sae(store, sae, name or _default_name(repo_id, path_in_repo, source), provenance)

@@ -1,0 +1,189 @@
+"""One pass over the built app that makes every endpoint keep the API contract, whatever each page did.
+
+Run by `app.create_app` after all tabs are built (pages are written side by side; this is the one place that
+enforces what they all promise in docs/API.md):
+
+- **Any existing id works.** A dropdown that some event refills (SAE, dataset, job, session lists) is served with
+  the choices it had at build time, often `[]`, and Gradio rejects every value outside them ("Value … is not in the
+  list of choices: []"). Such dropdowns accept custom values; the handlers check ids against the store. Dropdowns
+  that no event refills (methods, dtypes) keep Gradio's strict check.
+- **No traceback reaches a user.** Every handler is wrapped: an exception that escaped the page's own handling is
+  logged with its traceback and answered with a short message (the status line when the first output is one,
+  else a `gr.Error`). Every string output is scrubbed of server paths (`common.scrub`).
+- **Uploads do not outlive their request.** A file the event received from the upload folder is deleted after the
+  event (ingested or refused), so nothing accumulates and nothing can be fetched back.
+- **Cheap reads never queue behind long work.** Lists, headers, status and job watchers get no concurrency limit
+  (each call is short or mostly sleeps); everything else keeps the queue's default.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import shutil
+import time
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from .common import failed, scrub, unexpected
+
+# Endpoints that only read (or sleep while watching a job): they run outside the queue's concurrency limit.
+CHEAP = re.compile(r"(^header_status$|_list$|_choices$|_history$|_detail$|_summary$|_stats$|_hooks$|watch|"
+                   r"_refresh|_latest_job$|_labels$|_select|_attach$|_load_on_select$|_status$)")
+
+
+def refillable_dropdowns(demo: gr.Blocks) -> list[gr.Dropdown]:
+    """Dropdowns that appear as an output of some event (their choices change at run time)."""
+    outputs = {id(c) for fn in demo.fns.values() for c in fn.outputs}
+    return [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and id(b) in outputs]
+
+
+def harden(demo: gr.Blocks, upload_dirs: list[Path] | None = None) -> None:
+    """Apply the module doc's rules to every dropdown and event of `demo` (call once, before launch)."""
+    for dd in refillable_dropdowns(demo):
+        # Also in the constructor arguments: a session rebuilds a component from them on every update.
+        dd.allow_custom_value = dd.filterable = True
+        if getattr(dd, "_constructor_args", None):
+            dd._constructor_args[0].update(allow_custom_value=True, filterable=True)
+    for block_fn in demo.fns.values():
+        if block_fn.fn is None:
+            continue
+        if _takes_event_data(block_fn.fn):
+            # A click on a table row carries Gradio event data that a script cannot send: UI only.
+            block_fn.api_visibility = "private"
+        block_fn.fn = _wrap(block_fn, [Path(d) for d in upload_dirs or []])
+        if isinstance(block_fn.api_name, str) and CHEAP.search(block_fn.api_name):
+            block_fn.concurrency_limit = None
+
+
+def _takes_event_data(fn: Callable) -> bool:
+    target = getattr(fn, "func", fn)
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 — unresolvable annotations: fall back to their text
+        hints = getattr(target, "__annotations__", {})
+    return any((isinstance(h, type) and issubclass(h, gr.EventData)) or
+               (isinstance(h, str) and h.rsplit(".", 1)[-1] in ("SelectData", "EventData", "KeyUpData", "LikeData"))
+               for h in hints.values())
+
+
+def _status_first(block_fn) -> bool:
+    return bool(block_fn.outputs) and isinstance(block_fn.outputs[0], (gr.Markdown, gr.Textbox))
+
+
+def _error_outputs(block_fn, err: Exception) -> Any:
+    """What the event returns for an unexpected error: the message in the status line, other outputs untouched."""
+    message = unexpected(str(block_fn.api_name or block_fn.name), err)
+    n = len(block_fn.outputs)
+    if not _status_first(block_fn):
+        raise gr.Error(message)
+    return failed(message) if n == 1 else (failed(message), *(gr.skip() for _ in range(n - 1)))
+
+
+TEXT_OUTPUTS = (gr.Markdown, gr.Textbox, gr.HTML)
+
+
+def _cleaner(block_fn) -> Callable[[Any], Any]:
+    """Scrubs server paths from the text outputs (status lines, summaries), never from file outputs."""
+    texts = [isinstance(c, TEXT_OUTPUTS) for c in block_fn.outputs]
+
+    def clean(value: Any) -> Any:
+        if len(texts) == 1:
+            return scrub(value) if texts[0] and isinstance(value, str) else value
+        if isinstance(value, (tuple, list)) and len(value) == len(texts):
+            return type(value)(scrub(v) if t and isinstance(v, str) else v for v, t in zip(value, texts))
+        return value
+    return clean
+
+
+def _uploaded_paths(args: tuple, upload_dirs: list[Path]) -> list[Path]:
+    """Files among the event's inputs that live in an upload folder."""
+    found, stack = [], list(args)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, dict) and "path" in v:
+            stack.append(v["path"])
+        elif isinstance(v, (str, Path)) and upload_dirs and len(str(v)) < 4096:
+            p = Path(v)
+            if any(d in p.parents for d in upload_dirs):
+                found.append(p)
+    return found
+
+
+def _remove_uploads(paths: list[Path], upload_dirs: list[Path]) -> None:
+    """Delete uploaded files with their per-upload folder (Gradio stores each upload as `<dir>/<hash>/name`)."""
+    for p in paths:
+        for d in upload_dirs:
+            if d in p.parents:
+                rel = p.relative_to(d).parts
+                shutil.rmtree(d / rel[0], ignore_errors=True) if len(rel) > 1 else p.unlink(missing_ok=True)
+    for d in upload_dirs if paths else []:  # Gradio's upload staging folders left empty by finished uploads
+        for sub in d.iterdir() if d.is_dir() else []:
+            try:
+                if sub.is_dir() and sub.name.startswith("tmp") and not any(sub.iterdir()) \
+                        and time.time() - sub.stat().st_mtime > 60:
+                    sub.rmdir()
+            except OSError:
+                pass
+
+
+def _wrap(block_fn, upload_dirs: list[Path]) -> Callable:
+    fn, _clean = block_fn.fn, _cleaner(block_fn)
+
+    def done(args: tuple) -> None:
+        _remove_uploads(_uploaded_paths(args, upload_dirs), upload_dirs)
+
+    if inspect.isasyncgenfunction(fn):
+        @functools.wraps(fn)
+        async def run(*args, **kwargs):
+            try:
+                async for out in fn(*args, **kwargs):
+                    yield _clean(out)
+            except gr.Error:
+                raise
+            except Exception as e:  # noqa: BLE001 — see module doc
+                yield _error_outputs(block_fn, e)
+            finally:
+                done(args)
+    elif inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                for out in fn(*args, **kwargs):
+                    yield _clean(out)
+            except gr.Error:
+                raise
+            except Exception as e:  # noqa: BLE001
+                yield _error_outputs(block_fn, e)
+            finally:
+                done(args)
+    elif inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def run(*args, **kwargs):
+            try:
+                return _clean(await fn(*args, **kwargs))
+            except gr.Error:
+                raise
+            except Exception as e:  # noqa: BLE001
+                return _error_outputs(block_fn, e)
+            finally:
+                done(args)
+    else:
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                return _clean(fn(*args, **kwargs))
+            except gr.Error:
+                raise
+            except Exception as e:  # noqa: BLE001
+                return _error_outputs(block_fn, e)
+            finally:
+                done(args)
+    # A handler bound with functools.partial would otherwise carry partial's own docstring (MCP tool descriptions).
+    run.__doc__ = inspect.getdoc(getattr(fn, "func", fn)) or ""
+    return run
