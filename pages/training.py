@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import tempfile
 from typing import Any, AsyncIterator
 
@@ -17,15 +18,20 @@ import gradio as gr
 from mistudio_core.errors import ValidationError
 from mistudio_core.sae.evals import headline_lines
 from mistudio_core.sae.config import TrainConfig
-from mistudio_core.sae.plan import PRESETS, training_warnings, validate_training
+from mistudio_core.sae.plan import training_warnings, validate_training
+from mistudio_core.sae.presets import BUILTIN_HOOK, PRESETS
 from mistudio_core.templates import import_template, list_templates, load_template, save_template
+
+from mistudio_core.defaults import BUILTIN_MODEL_ID
 
 from .common import fmt_metric, guarded, ok, on_show, require_writable, table
 from .context import AppContext
 from .training_charts import METRICS, compare_figure, metrics_figure
 
+# New inputs go at the end so API callers that send the older, shorter argument lists keep working.
 FORM = ["architecture", "expansion_factor", "d_sae", "k", "l1_coefficient", "lr", "batch_tokens", "steps",
-        "lr_warmup_steps", "seed"]
+        "lr_warmup_steps", "seed", "lr_decay_steps", "target_l0"]
+CACHE_FORM = ["cache_mode", "cache_dtype", "cache_tokens"]
 ACTIVE = ("queued", "running")
 JOB_COLUMNS = {"id": "job", "status": "status", "progress": "progress", "eta": "ETA", "queue": "queue",
                "loss": "loss", "l0": "L0 (train batch)", "explained_variance": "EV (train batch)",
@@ -35,32 +41,48 @@ MAX_POINTS = 500
 
 
 def train_config(values: list) -> TrainConfig:
-    """The form's values (in FORM order) as a validated TrainConfig; d_sae 0 means 'use the expansion factor'."""
-    raw = dict(zip(FORM, values))
-    raw["d_sae"] = int(raw["d_sae"]) or None
-    for name in ("expansion_factor", "k", "batch_tokens", "steps", "lr_warmup_steps", "seed"):
-        raw[name] = int(raw[name])
+    """The form's values (in FORM order; missing trailing ones take defaults) as a validated TrainConfig; d_sae 0
+    means 'use the expansion factor', target L0 0 (or a non-standard architecture) means 'no target'."""
+    raw = {**dict(lr_decay_steps=0, target_l0=0), **dict(zip(FORM, values))}
+    raw["d_sae"] = int(raw["d_sae"] or 0) or None
+    for name in ("expansion_factor", "k", "batch_tokens", "steps", "lr_warmup_steps", "seed", "lr_decay_steps"):
+        raw[name] = int(raw[name] or 0)
+    target = float(raw.pop("target_l0") or 0)
+    raw["target_l0"] = target if target > 0 and raw["architecture"] == "standard" else None
     return TrainConfig(**raw, metrics_every=max(1, min(10, raw["steps"] // 50 or 1)))
+
+
+def cache_options(values: list) -> dict:
+    """The cache part of the form (values after FORM's); absent (older API callers): off."""
+    raw = dict(zip(CACHE_FORM, values[len(FORM):]))
+    mode = raw.get("cache_mode") or "off"
+    return {"mode": mode, "dtype": raw.get("cache_dtype") or "bfloat16",
+            "tokens": int(raw.get("cache_tokens") or 0) or None} if mode != "off" else {"mode": "off"}
 
 
 def form_values(cfg: dict) -> list:
     base = TrainConfig().to_dict() | {k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__}
-    return [base["d_sae"] or 0 if k == "d_sae" else base[k] for k in FORM]
+    return [(base[k] or 0) if k in ("d_sae", "target_l0") else base[k] for k in FORM]
+
+
+def _plan(ctx: AppContext, dataset: str, model: str, hooks, values: list):
+    cfg = train_config(list(values))
+    return cfg, validate_training(ctx.store, model, dataset, list(hooks or []), cfg, cache=cache_options(list(values)))
 
 
 @guarded(1)
 def check(ctx: AppContext, dataset: str, model: str, hooks: list[str], *values) -> str:
-    plan = validate_training(ctx.store, model, dataset, list(hooks or []), train_config(list(values)))
-    return ok("Ready to train: " + plan.summary())
+    _, plan = _plan(ctx, dataset, model, hooks, values)
+    return ok("Ready to train: " + plan.summary()) + "".join(f"\n\n⚠ {a}" for a in plan.advice)
 
 
 @guarded(2)
 def start(ctx: AppContext, dataset: str, model: str, hooks: list[str], name: str, *values) -> tuple[str, Any]:
     require_writable(ctx)
-    cfg = train_config(list(values))
-    plan = validate_training(ctx.store, model, dataset, list(hooks or []), cfg)
+    cfg, plan = _plan(ctx, dataset, model, hooks, values)
     spec = {"model_id": model, "dataset_id": dataset, "hook_names": list(hooks), "train": cfg.to_dict(),
-            "name": (name or "").strip() or f"{cfg.architecture}-{dataset}", "stream": stream_options(plan.tokens)}
+            "name": (name or "").strip() or f"{cfg.architecture}-{dataset}", "stream": stream_options(plan.tokens),
+            "cache": cache_options(list(values))}
     job_id = ctx.jobs.submit("train", spec, name=spec["name"])
     return ok(f"Queued `{job_id}`. {plan.summary()}"), gr.update(choices=_job_ids(ctx), value=job_id)
 
@@ -100,7 +122,8 @@ def card(ctx: AppContext, job_id: str | None) -> tuple[str, Any]:
     history = ctx.jobs.metrics_history(job_id, max_points=MAX_POINTS)
     p = r.get("progress") or {}
     lines = [f"### {r['name']} · `{r['status']}`",
-             f"step {p.get('step', 0)} / {p.get('total') or '?'} · ETA {_eta(r) or '—'} · {r.get('message') or ''}"]
+             f"step {p.get('step', 0)} / {p.get('total') or '?'}{_epoch(history, p)} · ETA {_eta(r) or '—'}",
+             f"**Now:** {r.get('message') or '—'}"]
     if r.get("queue_position"):
         lines.append(f"Waiting in the queue at position {r['queue_position']}.")
     d_sae = (r["spec"].get("train") or {}).get("d_sae")
@@ -110,15 +133,28 @@ def card(ctx: AppContext, job_id: str | None) -> tuple[str, Any]:
     if (r.get("result") or {}).get("sae_ids"):
         lines.append("✓ In the SAE library: " + ", ".join(f"`{s}`" for s in r["result"]["sae_ids"]))
         lines += headline_lines(ctx.store, r["result"]["sae_ids"])  # held-out CE loss recovered, with its dataset
-    return "\n\n".join(lines), metrics_figure(history, job_id)
+    train = r["spec"].get("train") or {}
+    train = train[0] if isinstance(train, list) else train
+    return "\n\n".join(lines), metrics_figure(history, job_id, train.get("architecture"), train.get("k"))
+
+
+def _epoch(history: list[dict], progress: dict) -> str:
+    """' · epoch e/E' from the latest row's `epoch` (passes over the data so far) and the planned steps."""
+    last = history[-1] if history else {}
+    done, step, total = last.get("epoch"), last.get("step"), progress.get("total")
+    if not done or not step or not total:
+        return ""
+    planned = math.ceil(done * total / step - 1e-9)
+    return f" · epoch {min(int(done) + 1, planned)}/{planned}"
 
 
 async def watch(ctx: AppContext, job_id: str | None) -> AsyncIterator[tuple]:
     """Stream the table and the card until no training is queued or running (then one last update)."""
     while True:
-        if not job_id:
-            running = [r["id"] for r in (ctx.jobs.list("train") if ctx.jobs else []) if r["status"] in ACTIVE]
-            job_id = running[-1] if running else None
+        if not job_id:  # a running job, else the most recent one (after a restart the last training is shown)
+            jobs = ctx.jobs.list("train") if ctx.jobs else []
+            running = [r["id"] for r in jobs if r["status"] in ACTIVE]
+            job_id = running[-1] if running else (jobs[-1]["id"] if jobs else None)
         md, fig = card(ctx, job_id)
         yield jobs_table(ctx), md, fig, gr.update(choices=_job_ids(ctx), value=job_id)
         if not any(r["status"] in ACTIVE for r in (ctx.jobs.list("train") if ctx.jobs else [])):
@@ -150,8 +186,12 @@ def template_save(ctx: AppContext, name: str, *values) -> tuple[str, Any]:
 
 
 def template_apply(ctx: AppContext, name: str) -> list:
-    cfg = PRESETS.get(name) or (load_template(ctx.store, name) if name else {})
-    return form_values(cfg)
+    """FORM values, then the cache options, of a preset or a saved template (templates keep the cache as is)."""
+    if name in PRESETS:
+        p = PRESETS[name]
+        return form_values(p.train) + [p.cache.get("mode", "off"), p.cache.get("dtype", "bfloat16"),
+                                       p.cache.get("tokens") or 0]
+    return form_values(load_template(ctx.store, name) if name else {}) + [gr.skip()] * len(CACHE_FORM)
 
 
 @guarded(2)
@@ -185,6 +225,8 @@ def hooks_for(ctx: AppContext, model: str | None) -> Any:
     hooks = ctx.store.manifest("models", model).get("hook_points", []) if model else []
     default = [h for h in hooks if h.endswith(".hook_resid_post")]
     pick = default[len(default) // 4] if default else None  # an early-middle residual layer: a classic first SAE
+    if model == BUILTIN_MODEL_ID and BUILTIN_HOOK in hooks:
+        pick = BUILTIN_HOOK  # the tutorial's hook, the one the presets were tuned at
     return gr.update(choices=hooks, value=[pick] if pick else [])
 
 
@@ -192,12 +234,18 @@ def build(ctx: AppContext) -> None:
     from .training_layout import layout
 
     bind = functools.partial
+    from .training_cache import build_cache_panel, refresh
+
     ui = layout(ctx)
     form = [ui[k] for k in FORM]
-    ui["check_btn"].click(bind(check, ctx), [ui["dataset"], ui["model"], ui["hooks"], *form], ui["status"],
+    full = form + [ui[k] for k in CACHE_FORM]
+    ui["check_btn"].click(bind(check, ctx), [ui["dataset"], ui["model"], ui["hooks"], *full], ui["status"],
                           api_name="training_validate")
-    started = ui["start_btn"].click(bind(start, ctx), [ui["dataset"], ui["model"], ui["hooks"], ui["name"], *form],
+    started = ui["start_btn"].click(bind(start, ctx), [ui["dataset"], ui["model"], ui["hooks"], ui["name"], *full],
                                     [ui["status"], ui["job"]], api_name="training_start")
+    cache_ui = build_cache_panel(ctx)
+    on_show(ctx, bind(refresh, ctx), [], [cache_ui["caches"], cache_ui["cache_key"]], api_name="training_caches_show",
+            api_visibility="undocumented")
     outs = [ui["jobs"], ui["card"], ui["chart"], ui["job"]]
     started.then(bind(watch, ctx), [ui["job"]], outs, api_name="training_watch_started", concurrency_limit=None,
                  show_progress="hidden")
@@ -210,7 +258,7 @@ def build(ctx: AppContext) -> None:
     ui["compare_btn"].click(bind(compare, ctx), [ui["compare_jobs"], ui["compare_metric"]], ui["compare_chart"],
                             api_name="training_compare")
     ui["model"].input(bind(hooks_for, ctx), [ui["model"]], ui["hooks"], api_name="training_hooks")
-    ui["template"].input(bind(template_apply, ctx), [ui["template"]], form, api_name="training_template_apply")
+    ui["template"].input(bind(template_apply, ctx), [ui["template"]], full, api_name="training_template_apply")
     ui["save_tpl_btn"].click(bind(template_save, ctx), [ui["tpl_name"], *form], [ui["status"], ui["template"]],
                              api_name="training_template_save")
     ui["export_tpl_btn"].click(bind(template_export, ctx), [ui["tpl_name"], *form], [ui["status"], ui["tpl_file"]],

@@ -9,16 +9,37 @@ from plotly.subplots import make_subplots
 
 METRICS = {"loss": "loss", "mse": "MSE", "l0": "L0", "explained_variance": "explained variance",
            "dead_fraction": "dead fraction"}
+# The live chart's panels: (key, title, y-axis label). The second panel is what the loss adds to the MSE — AuxK for
+# TopK, the L1 penalty for standard — since for TopK without dead latents "loss" and "MSE" are the same curve.
+PANELS = [("mse", "reconstruction MSE", "Σ‖x−x̂‖² / token"), ("penalty", "loss − MSE", "AuxK or λ·L1"),
+          ("l0", "L0", "active latents / token"), ("explained_variance", "explained variance", "1 − FVU"),
+          ("dead_fraction", "dead fraction", "share of latents")]
 
 
-def metrics_figure(history: list[dict], job_id: str) -> go.Figure:
-    fig = make_subplots(rows=1, cols=len(METRICS), subplot_titles=list(METRICS.values()), horizontal_spacing=0.05)
+def _penalty(row: dict):
+    loss, mse = row.get("loss"), row.get("mse")
+    return None if loss is None or mse is None else max(loss - mse, 0.0)
+
+
+def metrics_figure(history: list[dict], job_id: str, architecture: str | None = None, k: int | None = None
+                   ) -> go.Figure:
+    """Five panels by step (markers, so a single point shows). For TopK the L0 panel says L0 is fixed at k."""
+    titles = [t for _, t, _ in PANELS]
+    if architecture in ("topk", "batchtopk") and k:
+        titles[2] = f"L0 (fixed at k={k})" if architecture == "topk" else f"L0 (batch average k={k})"
+        titles[1] = "AuxK loss (dead latents)"
+    elif architecture == "standard":
+        titles[1] = "λ·L1 penalty"
+    fig = make_subplots(rows=1, cols=len(PANELS), subplot_titles=titles, horizontal_spacing=0.06)
     steps = [r.get("step") for r in history]
-    for col, key in enumerate(METRICS, start=1):
-        ys = [r.get(key) for r in history]
-        fig.add_trace(go.Scatter(x=steps, y=ys, mode="lines", name=METRICS[key], showlegend=False), row=1, col=col)
-    fig.update_yaxes(type="log", row=1, col=1, **log_ticks([r.get("loss") for r in history]))
-    fig.update_layout(height=260, margin=dict(l=40, r=10, t=40, b=30), template="plotly_white",
+    for col, (key, title, ylabel) in enumerate(PANELS, start=1):
+        ys = [_penalty(r) if key == "penalty" else r.get(key) for r in history]
+        fig.add_trace(go.Scatter(x=steps, y=ys, mode="lines+markers", marker=dict(size=4), name=title,
+                                 showlegend=False), row=1, col=col)
+        fig.update_xaxes(title_text="step", row=1, col=col)
+        fig.update_yaxes(title_text=ylabel, row=1, col=col)
+    fig.update_yaxes(type="log", row=1, col=1, **log_ticks([r.get("mse") for r in history]))
+    fig.update_layout(height=300, margin=dict(l=50, r=10, t=40, b=40), template="plotly_white",
                       uirevision=job_id)
     return fig
 
@@ -42,8 +63,9 @@ def log_ticks(values: list) -> dict:
 def compare_figure(histories: dict[str, list[dict]], metric: str) -> go.Figure:
     fig = go.Figure()
     for name, rows in histories.items():
-        fig.add_trace(go.Scatter(x=[r.get("step") for r in rows], y=[r.get(metric) for r in rows], mode="lines",
-                                 name=name))
-    fig.update_layout(title=f"{METRICS.get(metric, metric)} by step", xaxis_title="step", height=320,
+        fig.add_trace(go.Scatter(x=[r.get("step") for r in rows], y=[r.get(metric) for r in rows],
+                                 mode="lines+markers", marker=dict(size=4), name=name))
+    fig.update_layout(title=f"{METRICS.get(metric, metric)} by step", xaxis_title="step",
+                      yaxis_title=METRICS.get(metric, metric), height=320,
                       template="plotly_white", uirevision="compare", margin=dict(l=50, r=20, t=50, b=40))
     return fig

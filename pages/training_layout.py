@@ -8,46 +8,67 @@ from mistudio_core.sae.config import TrainConfig
 from .context import AppContext
 from .training_charts import METRICS
 
+L1_INFO = ("Standard SAEs only. λ weighs Σ z·‖W_dec‖ against the squared error summed over d_model, on inputs "
+           "scaled to mean norm √d_model: ≈2 suits d_model 576 (≈2·√(d_model/576) in general). Values like 0.001 "
+           "from other tools are on another scale and give an SAE that is not sparse. Or set a target L0.")
+TARGET_INFO = "Standard SAEs: λ is adjusted during the first 70% of steps to reach this L0 (0 = use λ as given)."
+
+
+def _recipe(ui: dict, d: TrainConfig) -> None:
+    with gr.Row():
+        ui["template"] = gr.Dropdown(label="Preset / template (quick: ≈3 min demo; quality: ≈15 min, EV ≥ 0.8)",
+                                     choices=[], allow_custom_value=False, elem_id="training-preset")
+        ui["name"] = gr.Textbox(label="Name", placeholder="e.g. l8-topk32")
+    with gr.Row():
+        ui["architecture"] = gr.Radio(["topk", "batchtopk", "standard"], value=d.architecture, label="Architecture")
+        ui["expansion_factor"] = gr.Number(d.expansion_factor, label="Expansion factor", precision=0)
+        ui["d_sae"] = gr.Number(0, label="Width d_sae (0 = expansion × d_model)", precision=0)
+        ui["k"] = gr.Number(d.k, label="k (topk: active latents per token)", precision=0)
+    with gr.Row():
+        ui["l1_coefficient"] = gr.Number(d.l1_coefficient, label="L1 coefficient λ (standard)", info=L1_INFO)
+        ui["target_l0"] = gr.Number(0, label="Target L0 (standard; 0 = off)", info=TARGET_INFO)
+    with gr.Row():
+        ui["lr"] = gr.Number(d.lr, label="Learning rate")
+        ui["batch_tokens"] = gr.Number(d.batch_tokens, label="Batch (tokens)", precision=0)
+        ui["steps"] = gr.Number(200, label="Steps", precision=0)
+        ui["lr_warmup_steps"] = gr.Number(0, label="LR warm-up steps", precision=0)
+        ui["lr_decay_steps"] = gr.Number(0, label="LR decay steps (at the end)", precision=0)
+        ui["seed"] = gr.Number(0, label="Seed", precision=0)
+    with gr.Row():
+        ui["cache_mode"] = gr.Radio(["off", "use", "build"], value="use", label="Activation cache",
+                                    info="use: reuse a matching cache or capture one; build: always capture; "
+                                         "off: run the model every epoch")
+        ui["cache_dtype"] = gr.Radio(["bfloat16", "float16", "float32"], value="bfloat16", label="Cache dtype")
+        ui["cache_tokens"] = gr.Number(0, label="Tokens to cache (0 = what the run trains on)", precision=0)
+
 
 def layout(ctx: AppContext) -> dict:
     d = TrainConfig()
     ui: dict = {}
     gr.Markdown("Train a sparse autoencoder on a hook point's activations. **TopK** fixes the number of active "
-                "latents per token (k) and needs no coefficient; **standard** is ReLU + L1 (tune the coefficient). "
+                "latents per token (k) and needs no coefficient; **standard** is ReLU + L1 (set λ or a target L0). "
                 "Start queues a job: it keeps running if you close or reload the page.")
-    ui["status"] = gr.Markdown(elem_id="training-status")
-    with gr.Accordion("New training", open=True):
+    with gr.Accordion("New training: ① data and hook → ② recipe → ③ validate and start", open=True):
+        gr.Markdown("**① What to read**")
         with gr.Row():
             ui["dataset"] = gr.Dropdown(label="Dataset (tokenized for the model)", choices=[], allow_custom_value=True)
             ui["model"] = gr.Dropdown(label="Model", choices=[], allow_custom_value=True)
             ui["hooks"] = gr.Dropdown(label="Hook point(s) — several train in one pass", choices=[], multiselect=True,
                                       allow_custom_value=True, elem_id="training-hooks")
+        gr.Markdown("**② Recipe** — start from a preset, then adjust")
+        _recipe(ui, d)
+        gr.Markdown("**③ Check the estimate, then start**")
         with gr.Row():
-            ui["template"] = gr.Dropdown(label="Preset / template", choices=[], allow_custom_value=False)
-            ui["name"] = gr.Textbox(label="Name", placeholder="e.g. l8-topk32")
-        with gr.Row():
-            ui["architecture"] = gr.Radio(["topk", "batchtopk", "standard"], value=d.architecture, label="Architecture")
-            ui["expansion_factor"] = gr.Number(d.expansion_factor, label="Expansion factor", precision=0)
-            ui["d_sae"] = gr.Number(0, label="Width d_sae (0 = expansion × d_model)", precision=0)
-            ui["k"] = gr.Number(d.k, label="k (topk)", precision=0)
-            ui["l1_coefficient"] = gr.Number(d.l1_coefficient, label="L1 coefficient (standard)")
-        with gr.Row():
-            ui["lr"] = gr.Number(d.lr, label="Learning rate")
-            ui["batch_tokens"] = gr.Number(d.batch_tokens, label="Batch (tokens)", precision=0)
-            ui["steps"] = gr.Number(200, label="Steps", precision=0)
-            ui["lr_warmup_steps"] = gr.Number(0, label="LR warm-up steps", precision=0)
-            ui["seed"] = gr.Number(0, label="Seed", precision=0)
-        with gr.Row():
-            ui["check_btn"] = gr.Button("Validate")
-            ui["start_btn"] = gr.Button("Start training", variant="primary")
-        with gr.Row():
-            ui["tpl_name"] = gr.Textbox(label="Template name")
-            ui["save_tpl_btn"] = gr.Button("Save as template")
-            ui["export_tpl_btn"] = gr.Button("Export template")
-            ui["import_tpl_btn"] = gr.Button("Import template")
-        ui["tpl_file"] = gr.File(label="Template file (.json)", file_types=[".json"])
-    ui["jobs"] = gr.Dataframe(label="Training jobs (newest first)", interactive=False, max_height=260,
-                              elem_id="training-jobs")
+            ui["check_btn"] = gr.Button("Validate", scale=1)
+            ui["start_btn"] = gr.Button("Start training", variant="primary", scale=1)
+            ui["status"] = gr.Markdown(elem_id="training-status")
+        with gr.Accordion("Templates (save, export, import)", open=False):
+            with gr.Row():
+                ui["tpl_name"] = gr.Textbox(label="Template name")
+                ui["save_tpl_btn"] = gr.Button("Save as template")
+                ui["export_tpl_btn"] = gr.Button("Export template")
+                ui["import_tpl_btn"] = gr.Button("Import template")
+            ui["tpl_file"] = gr.File(label="Template file (.json)", file_types=[".json"], height=80)
     with gr.Row():
         ui["job"] = gr.Dropdown(label="Job", choices=[], allow_custom_value=True, scale=3, elem_id="training-job")
         ui["cancel_btn"] = gr.Button("Cancel", scale=1)
@@ -55,6 +76,8 @@ def layout(ctx: AppContext) -> dict:
         ui["delete_btn"] = gr.Button("Delete", variant="stop", scale=1)
     ui["card"] = gr.Markdown(elem_id="training-card")
     ui["chart"] = gr.Plot(label="Live metrics", show_label=False, elem_id="training-chart")  # a label hides a title
+    ui["jobs"] = gr.Dataframe(label="Training jobs (newest first)", interactive=False, max_height=260,
+                              elem_id="training-jobs")
     with gr.Accordion("Compare jobs", open=False):
         with gr.Row():
             ui["compare_jobs"] = gr.Dropdown(label="Jobs", choices=[], multiselect=True, allow_custom_value=True)

@@ -14,11 +14,12 @@ from pages.context import AppContext
 from test_jobs_train import HOOK, make_train_home
 
 FORM = dict(architecture="topk", expansion_factor=2, d_sae=64, k=4, l1_coefficient=5.0, lr=1e-3, batch_tokens=64,
-            steps=12, lr_warmup_steps=0, seed=0)
+            steps=12, lr_warmup_steps=0, seed=0, lr_decay_steps=0, target_l0=0, cache_mode="off",
+            cache_dtype="bfloat16", cache_tokens=0)
 
 
 def values(**over):
-    return [dict(FORM, **over)[k] for k in training.FORM]
+    return [dict(FORM, **over)[k] for k in training.FORM + training.CACHE_FORM]
 
 
 @pytest.fixture
@@ -70,7 +71,8 @@ def test_templates_save_apply_export_import(ctx, tmp_path):
     status, _ = training.template_save(ctx, "my small", *values(k=7))
     assert status.startswith("✓")
     assert training.template_apply(ctx, "my-small")[training.FORM.index("k")] == 7
-    assert training.template_apply(ctx, "quick test")[training.FORM.index("steps")] == 200
+    quick = training.template_apply(ctx, "quick")
+    assert quick[training.FORM.index("steps")] == 120 and quick[len(training.FORM):] == ["use", "bfloat16", 131_072]
     status, path = training.template_export(ctx, "exported", *values(k=9))
     status, _ = training.template_import(ctx, path)
     assert status.startswith("✓") and training.template_apply(ctx, "exported")[training.FORM.index("k")] == 9
@@ -83,3 +85,48 @@ def test_read_only_refuses_start(ctx):
     ctx.read_only = True
     status, _ = training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "", *values())
     assert "read-only" in status and ctx.jobs.list() == []
+
+
+def test_old_api_argument_lists_still_work_and_mean_no_cache(ctx):
+    old = values()[:10]  # the form before lr_decay_steps, target_l0 and the cache options existed
+    assert training.check(ctx, "tiny-ds", "tiny-llama", [HOOK], *old).startswith("✓ Ready to train")
+    assert training.cache_options(old) == {"mode": "off"}
+
+
+def test_validate_estimates_capture_and_disk_and_warns_about_lambda(ctx):
+    msg = training.check(ctx, "tiny-ds", "tiny-llama", [HOOK], *values(cache_mode="use", steps=40))
+    assert "captures" in msg and "activation cache" in msg and "disk" in msg and "measured on this machine" in msg
+    tiny_l1 = training.check(ctx, "tiny-ds", "tiny-llama", [HOOK], *values(architecture="standard",
+                                                                            l1_coefficient=0.001))
+    assert "far below the useful range" in tiny_l1 and "target L0" in tiny_l1
+    with_target = training.check(ctx, "tiny-ds", "tiny-llama", [HOOK], *values(architecture="standard",
+                                                                                l1_coefficient=0.001, target_l0=8))
+    assert "useful range" not in with_target
+
+
+def test_builtin_model_defaults_to_the_tutorial_hook(ctx):
+    from mistudio_core.defaults import BUILTIN_MODEL_ID
+
+    hooks = [f"blocks.{i}.hook_resid_post" for i in range(30)]
+    with ctx.store.create("models", "b", {"hook_points": hooks}, artifact_id=BUILTIN_MODEL_ID):
+        pass
+    assert training.hooks_for(ctx, BUILTIN_MODEL_ID)["value"] == ["blocks.8.hook_resid_post"]
+
+
+def test_after_a_restart_the_latest_training_is_selected(ctx):
+    first = ctx.jobs.submit("train", {"model_id": "tiny-llama", "dataset_id": "tiny-ds", "hook_names": [HOOK]})
+    ctx.jobs.cancel(first)
+    second = ctx.jobs.submit("train", {"model_id": "tiny-llama", "dataset_id": "tiny-ds", "hook_names": [HOOK]})
+    ctx.jobs.cancel(second)
+
+    async def first_update():
+        return [u async for u in training.watch(ctx, None)][0]
+
+    assert asyncio.run(first_update())[3]["value"] == second
+
+
+def test_topk_chart_says_l0_is_fixed_and_a_single_point_shows():
+    fig = training.metrics_figure([{"step": 1, "loss": 2.0, "mse": 2.0, "l0": 4.0}], "j", "topk", 4)
+    titles = [a.text for a in fig.layout.annotations]
+    assert "L0 (fixed at k=4)" in titles and "MSE" in " ".join(titles) and titles.count("loss") == 0
+    assert all("markers" in t.mode for t in fig.data) and fig.layout.xaxis.title.text == "step"

@@ -1,29 +1,29 @@
-"""Before a training starts: presets, validation against the library, and time/memory estimates; while it runs:
-quality warnings from its metric history. UI-free, so the Training tab, the CLI and tests share it.
+"""Before a training starts: validation against the library and estimates of time, memory and disk; while it
+runs: quality warnings from its metric history. UI-free, so the Training tab, the CLI and tests share it.
 
-Estimates are first-order: FLOP counts over an assumed throughput (measured on this project's 2-core CPU, a
-conservative figure for CUDA), memory = SAE parameters + Adam + gradients + the step's dense pre-activations +
-model weights. They are for catching impossible sizes, not for scheduling.
+Time is estimated from a few-second probe of this machine (`sae/probe.py`: capture, full forward and SAE-step
+tokens per second, measured once per process) times the work the job will do:
+
+    seconds = model load + capture tokens / capture rate + training tokens × SAEs / SAE-step rate
+              + evaluation contexts × context size × (1 / capture rate + 3 / full-forward rate)
+
+where capture tokens are the cache to capture (0 when a matching cache exists) or, without a cache, every training
+token. Memory = SAE parameters + Adam + gradients + the step's dense pre-activations + model weights. Disk = the
+activation cache to capture + a checkpoint + the saved SAE. Without a probe (`probe=False`, or the model failed to
+load) the time falls back to FLOP counts at an assumed throughput and is labelled rough.
 """
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..errors import NotFoundError, ValidationError
-from ..store import Store
+from ..errors import MistudioError, ValidationError
+from ..store import Store, read_json
 from .config import TrainConfig
 
-PRESETS: dict[str, dict] = {
-    "quick test": dict(architecture="topk", expansion_factor=8, k=32, lr=3e-4, batch_tokens=4096, steps=200,
-                       lr_warmup_steps=0, seed=0),
-    "production": dict(architecture="topk", expansion_factor=16, k=64, lr=2e-4, batch_tokens=4096, steps=30_000,
-                       lr_warmup_steps=1000, lr_decay_steps=6000, seed=0),
-    "standard (L1)": dict(architecture="standard", expansion_factor=8, l1_coefficient=5.0, lr=3e-4,
-                          batch_tokens=4096, steps=2000, lr_warmup_steps=100, l1_warmup_steps=200, seed=0),
-}
-# Sustained FLOP/s assumed for estimates: fp32 matmul on a 2-core CPU (measured 169–193 GFLOP/s), a modest GPU.
 ASSUMED_FLOPS = {"cpu": 1.5e11, "cuda": 5e13}
+EVAL_CONTEXTS = 64
 
 
 @dataclass
@@ -39,19 +39,41 @@ class Plan:
     memory_bytes: int
     """Estimated peak memory: model weights + every SAE's parameters, Adam state, gradients and step buffers."""
     seconds: float
-    """Estimated wall time at the assumed throughput."""
+    """Estimated wall time: load + capture + training + final evaluation."""
+    disk_bytes: int = 0
+    """Disk the job writes: the activation cache it captures (if any), a checkpoint and the saved SAEs."""
+    capture_tokens: int = 0
+    """Tokens the model runs on for training (the cache to capture, or every training token without a cache)."""
+    epochs: float = 1.0
+    """Passes over the training data (over the cache when there is one, else over the train split)."""
+    breakdown: dict = field(default_factory=dict)
+    """Seconds per phase: load, capture, train, evaluate."""
+    calibrated: bool = False
+    """True when the rates were measured on this machine (probe), False for the FLOP-count fallback."""
+    cache_note: str = ""
+    """What happens with the activation cache (reused, captured, or none)."""
+    advice: list = field(default_factory=list)
+    """Warnings about the settings (e.g. an L1 coefficient far outside its useful range)."""
 
     def summary(self) -> str:
-        return (f"{self.n_saes} SAE(s) of {self.d_in}→{self.d_sae} latents on {self.tokens:,} tokens; "
-                f"≈{self.memory_bytes / 2**30:.2f} GiB memory, ≈{_duration(self.seconds)} (rough estimate).")
+        parts = ", ".join(f"{k} {_duration(v)}" for k, v in self.breakdown.items() if v >= 0.5)
+        how = "measured on this machine" if self.calibrated else "rough: FLOP count"
+        epochs = f", {self.epochs:.1f} epochs" if self.epochs >= 1.05 else ""
+        return (f"{self.n_saes} SAE(s) of {self.d_in}→{self.d_sae} latents on {self.tokens:,} tokens{epochs}; "
+                f"{self.cache_note}≈{self.memory_bytes / 2**30:.2f} GiB memory, ≈{_bytes(self.disk_bytes)} disk, "
+                f"≈{_duration(self.seconds)} ({parts}; {how}).")
 
 
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
+        return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def _layer(hook: str) -> int:
@@ -59,10 +81,44 @@ def _layer(hook: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+def l1_advice(cfg: TrainConfig, d_in: int) -> str | None:
+    """A warning when a standard SAE's λ is far from its useful range on this input scale (None if fine)."""
+    if cfg.architecture != "standard" or cfg.target_l0 is not None:
+        return None
+    if cfg.normalize_activations != "expected_average_only_in":
+        return ("λ's useful range depends on your activations' scale when normalize_activations is 'none'; "
+                "consider target L0 mode, which finds λ for you.")
+    ref = 2.0 * math.sqrt(d_in / 576)
+    if 0.2 * ref <= cfg.l1_coefficient <= 10 * ref:
+        return None
+    side = "below" if cfg.l1_coefficient < ref else "above"
+    effect = "the SAE will not be sparse (L0 in the hundreds or more)" if side == "below" else \
+        "most latents will die (L0 near 0)"
+    return (f"L1 coefficient {cfg.l1_coefficient:g} is far {side} the useful range here (≈{0.2 * ref:.2g}–"
+            f"{10 * ref:.2g}, typical {ref:.2g} for d_in {d_in}): {effect}. λ here weighs Σ z·‖W_dec‖ against the "
+            "squared error summed over d_in on inputs scaled to mean norm √d_in, so values like 0.001 from other "
+            "tools do not carry over. Use target L0 mode, or λ ≈ " + f"{ref:.2g}.")
+
+
+def _tokenization(store: Store, dataset_id: str, model_id: str) -> tuple[dict, dict]:
+    """(config, stats) of a tokenization, read from its JSON files (the token grid is not loaded)."""
+    from ..tokenize import tokenized_dir
+
+    folder = tokenized_dir(store, dataset_id, model_id)
+    if not (folder / "config.json").is_file():
+        others = store.manifest("datasets", dataset_id).get("tokenizations") or []
+        raise ValidationError(f"Dataset {dataset_id!r} is not tokenized for {model_id!r}"
+                              + (f" (only for {others})" if others else "")
+                              + ". Tokenize it with this model's tokenizer in the Datasets tab first.")
+    stats = read_json(folder / "stats.json") if (folder / "stats.json").is_file() else {}
+    return read_json(folder / "config.json"), stats
+
+
 def validate_training(store: Store, model_id: str, dataset_id: str, hook_names: list[str], cfg: TrainConfig,
-                      device: str = "cpu") -> Plan:
+                      device: str = "cpu", cache: dict | None = None, probe: bool = True,
+                      eval_contexts: int = EVAL_CONTEXTS) -> Plan:
     """Check a training request against the library before it is queued; raise with the fix, or return a Plan."""
-    from ..tokenize import load_tokenized
+    from ..tokenize import heldout_of
 
     if not hook_names:
         raise ValidationError("Choose at least one hook point.")
@@ -72,35 +128,84 @@ def validate_training(store: Store, model_id: str, dataset_id: str, hook_names: 
     if bad:
         raise ValidationError(f"Hook point(s) {bad} do not exist on {model_id}. Valid: {', '.join(valid[:8])} … "
                               f"({len(valid)} in all, blocks.0 to blocks.{model.get('n_layers', 1) - 1}).")
-    dataset = store.manifest("datasets", dataset_id)
-    try:
-        tok = load_tokenized(store, dataset_id, model_id)
-    except NotFoundError as e:
-        others = dataset.get("tokenizations") or []
-        raise ValidationError(f"Dataset {dataset_id!r} is not tokenized for {model_id!r}"
-                              + (f" (only for {others})" if others else "")
-                              + ". Tokenize it with this model's tokenizer in the Datasets tab first.") from e
+    config, stats = _tokenization(store, dataset_id, model_id)
     d_in = int(model["d_model"])
     d_sae = cfg.d_sae or cfg.expansion_factor * d_in
     if cfg.architecture in ("topk", "batchtopk") and cfg.k > d_sae:
         raise ValidationError(f"k={cfg.k} is larger than the SAE width d_sae={d_sae}; lower k or widen the SAE.")
-    usable = int(tok.tokens.numel() - tok.tokens.shape[0])  # BOS positions are skipped
+    ctx_size = int(config.get("context_size") or stats.get("context_size") or 128)
+    n_contexts = int(stats.get("n_contexts") or 0)
+    train_contexts = heldout_of(config, n_contexts)["first_context"] if n_contexts else 0
+    usable = train_contexts * (ctx_size - 1)  # position 0 (BOS) is skipped
     if usable < cfg.batch_tokens:
-        raise ValidationError(f"Dataset {dataset_id!r} has {usable:,} usable tokens, fewer than one batch of "
-                              f"{cfg.batch_tokens:,}. Lower batch_tokens or add text.")
-    return _estimate(model, d_in, d_sae, len(hook_names), cfg, max(_layer(h) for h in hook_names), device)
+        raise ValidationError(f"Dataset {dataset_id!r} has {usable:,} usable training tokens, fewer than one batch "
+                              f"of {cfg.batch_tokens:,}. Lower batch_tokens or add text.")
+    work = _work(store, model_id, dataset_id, hook_names, cfg, cache or {}, usable, train_contexts,
+                 config.get("bos_token_id"))
+    plan = _estimate(store, model, d_in, d_sae, hook_names, cfg, device, ctx_size, work, probe,
+                     min(eval_contexts, max(n_contexts - train_contexts, 0)))
+    plan.advice = [a for a in [l1_advice(cfg, d_in)] if a]
+    return plan
 
 
-def _estimate(model: dict, d_in: int, d_sae: int, n_saes: int, cfg: TrainConfig, layer: int, device: str) -> Plan:
+def _work(store, model_id, dataset_id, hook_names, cfg, cache: dict, usable: int, train_contexts: int,
+          bos: int | None) -> dict:
+    """What the job will run the model on: capture tokens, epochs, and a line about the cache."""
+    import torch
+
+    from .. import actcache
+
     tokens = cfg.total_steps * cfg.batch_tokens
+    mode = cache.get("mode", "off")
+    if mode == "off":
+        return {"capture": tokens, "epochs": tokens / usable, "note": "", "cache_bytes": 0}
+    want = min(int(cache.get("tokens") or tokens), usable)
+    dtype = cache.get("dtype", "bfloat16")
+    if mode == "use":
+        ident = actcache.cache_identity(store, model_id, dataset_id, context_ids=torch.arange(train_contexts),
+                                        bos_token_id=bos)  # the job's identity: same ids, same BOS rule
+        found = actcache.find_cache(store, ident, hook_names, want, dtype)
+        if found:
+            return {"capture": 0, "epochs": tokens / found["n_tokens"], "cache_bytes": 0,
+                    "note": f"reuses activation cache {found['id']} ({found['n_tokens']:,} tokens); "}
+    size = actcache.estimate_bytes(want, [int(store.manifest('models', model_id)['d_model'])] * len(hook_names), dtype)
+    return {"capture": want, "epochs": tokens / want, "cache_bytes": size,
+            "note": f"captures {want:,} tokens into an activation cache ({_bytes(size)}, {dtype}); "}
+
+
+def _estimate(store, model: dict, d_in: int, d_sae: int, hook_names: list[str], cfg: TrainConfig, device: str,
+              ctx_size: int, work: dict, probe: bool, eval_contexts: int) -> Plan:
+    n_saes, tokens = len(hook_names), cfg.total_steps * cfg.batch_tokens
     sae_params = 2 * d_in * d_sae + d_sae + d_in
     # params + grads + 2 Adam moments, plus the step's dense pre-activations (x2 for the top-k selection)
     sae_bytes = n_saes * (4 * sae_params * 4 + 2 * cfg.batch_tokens * d_sae * 4)
     model_bytes = int(model.get("n_params") or 0) * 4
-    sae_flop = (6 if cfg.architecture == "standard" else 3) * 2 * d_in * d_sae * n_saes
-    model_flop = 2 * int(model.get("n_params") or 0) * (layer + 1) / max(int(model.get("n_layers") or 1), 1)
-    seconds = tokens * (sae_flop + model_flop) / ASSUMED_FLOPS.get(device, ASSUMED_FLOPS["cpu"])
-    return Plan(d_in, d_sae, n_saes, tokens, sae_bytes + model_bytes, seconds)
+    disk = work["cache_bytes"] + n_saes * sae_params * 4 * 5  # checkpoint (params + 2 moments + ...) + saved SAE
+    eval_tokens = eval_contexts * ctx_size * n_saes
+    rates = _rates(store, model, hook_names, cfg, d_in, device, ctx_size) if probe else None
+    if rates:
+        breakdown = {"load": rates["load_s"], "capture": work["capture"] / rates["capture"],
+                     "training": tokens * n_saes / rates["sae"] * 1.03,  # +3%: reading the cache, reports
+                     "evaluation": eval_tokens * (1 / rates["capture"] + 3 / rates["full"])}
+    else:
+        flops = ASSUMED_FLOPS.get(device, ASSUMED_FLOPS["cpu"])
+        layer = max(_layer(h) for h in hook_names)
+        per_token_model = 2 * int(model.get("n_params") or 0) / max(int(model.get("n_layers") or 1), 1)
+        sae_flop = (6 if cfg.architecture == "standard" else 3) * 2 * d_in * d_sae
+        breakdown = {"capture": work["capture"] * per_token_model * (layer + 1) / flops,
+                     "training": tokens * n_saes * sae_flop / flops}
+    return Plan(d_in, d_sae, n_saes, tokens, sae_bytes + model_bytes, sum(breakdown.values()), disk,
+                work["capture"], work["epochs"], breakdown, bool(rates), work["note"])
+
+
+def _rates(store, model, hook_names, cfg, d_in, device, ctx_size) -> dict | None:
+    from . import probe
+
+    try:
+        rates = probe.model_rates(store, model["id"], hook_names, ctx_size, device)
+        return {**rates, "sae": probe.sae_rate(cfg, d_in, device)}
+    except (MistudioError, OSError, RuntimeError):
+        return None  # e.g. a model that cannot load here: the FLOP-count estimate stands in
 
 
 def training_warnings(history: list[dict], d_sae: int | None = None) -> list[str]:
