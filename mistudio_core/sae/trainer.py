@@ -6,8 +6,8 @@ plus a JSON-able state (see `_Run.state_tensors`), so they save as safetensors +
 restores weights, Adam moments, counters and the step, and asks the stream for batch `step` onward, so a resumed
 run is the same computation as an uninterrupted one.
 
-Multi-device: the step only uses the tensors' own device; under torchrun, all-reduce the gradients between
-`loss.backward()` and `opt.step()` in `_Run.step` (nothing else is device-global).
+Multi-device: the step only uses the tensors' own device; under torchrun, `sync` (sae/distributed.py) averages
+the gradients between `loss.backward()` and `opt.step()` and makes the init statistics and firing counts global.
 """
 from __future__ import annotations
 
@@ -49,13 +49,16 @@ class _Run:
     @torch.no_grad()
     def initialise(self, x: torch.Tensor) -> None:
         """Data-dependent init from the first batch: normalisation scale, then b_dec at the mean/median."""
+        mean = self.sync.mean if self.sync else (lambda t: t)  # under torchrun: means over the global batch
         if self.cfg.normalize_activations == "expected_average_only_in":
-            self.sae.norm_scale.fill_(self.cfg.d_in ** 0.5 / x.float().norm(dim=1).mean().clamp_min(1e-12))
+            self.sae.norm_scale.fill_(self.cfg.d_in ** 0.5 / mean(x.float().norm(dim=1).mean()).clamp_min(1e-12))
         x = x * self.sae.norm_scale.to(x.dtype)
         if self.tcfg.b_dec_init == "mean":
-            self.sae.b_dec.copy_(x.mean(0))
+            self.sae.b_dec.copy_(mean(x.mean(0)))
         elif self.tcfg.b_dec_init == "geometric_median":
             self.sae.b_dec.copy_(geometric_median(x))
+            if self.sync:
+                self.sync.broadcast(self.sae)  # rank 0's median (a median of medians is not the median)
 
     def step(self, x: torch.Tensor, step: int) -> None:
         x = x.to(self.sae.W_dec.dtype) * self.sae.norm_scale.to(self.sae.W_dec.dtype)
@@ -68,12 +71,19 @@ class _Run:
                                        self.tcfg.aux_k or self.cfg.d_in // 2, self.tcfg.aux_coefficient)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
+        if self.sync:
+            self.sync.grads(self.sae)
         if self.unit_decoder:
             self.sae.remove_parallel_decoder_grad()
         self.opt.step()
         if self.unit_decoder:
             self.sae.normalize_decoder()
-        self._count(out["fired"], x.shape[0], step)
+        if self.sync and self.cfg.architecture == "batchtopk":
+            self.sync.buffers(self.sae)  # its threshold follows batch statistics
+        if self.sync:  # firing counts of the global batch, so every rank sees the same dead latents
+            self._count(self.sync.sum(out["fired"]), x.shape[0] * self.sync.world, step)
+        else:
+            self._count(out["fired"], x.shape[0], step)
         self._chase_l0(float(out["l0"]), step)
         self.last = dict(out, x=x, lr=lr, dead=dead, l1_coefficient=l1)
 
@@ -185,14 +195,16 @@ def _save(runs, step, checkpoint, tokens_seen) -> None:
 def train_saes(stream: Stream, configs: list[SAEConfig], train_cfg: TrainConfig | list[TrainConfig],
                on_metrics: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
                checkpoint: Callable[[dict, dict], None] | None = None,
-               resume_from: tuple[dict, dict] | None = None) -> list[SAE]:
+               resume_from: tuple[dict, dict] | None = None, sync=None) -> list[SAE]:
     """Train one SAE per config on `stream` (dict[hook_name, Tensor[batch_tokens, d_in]] per step).
 
     `stream` is an iterable, or a callable `start_batch -> iterator` (preferred: a resumed run then gets batch
     `step` onward; with a plain iterable the caller must start it at the checkpoint's step). `on_metrics(row)`
     gets one dict per SAE every `metrics_every` steps. `checkpoint(tensors, state)` is called every
     `checkpoint_every` steps, at cancel (`should_stop()` true) and at the end; `resume_from=(tensors, state)`
-    continues such a checkpoint. Returns the SAEs (normalisation not folded; `io.save_sae` folds it); each has
+    continues such a checkpoint. `sync` (`distributed.TorchSync`, under torchrun) makes each rank's step the
+    global batch's step: see `sae/distributed.py`. Returns the SAEs (normalisation not folded; `io.save_sae`
+    folds it); each has
     `.feature_frequency` (firing rate over the second half of training) and `.train_summary`.
     """
     first_cfg = train_cfg[0] if isinstance(train_cfg, (list, tuple)) else train_cfg
@@ -203,13 +215,18 @@ def train_saes(stream: Stream, configs: list[SAEConfig], train_cfg: TrainConfig 
     total, step = first_cfg.total_steps, start - 1
     report = _Pacer(on_metrics, first_cfg, start, getattr(batches, "tokens_per_epoch", None))
     for step in range(start, total):
-        if should_stop is not None and should_stop():
+        stop = should_stop is not None and should_stop()
+        if sync is not None:
+            stop = sync.any(stop)  # every rank stops at the same step, or one would wait in a collective forever
+        if stop:
             _save(runs, step, checkpoint, step * first_cfg.batch_tokens) if runs else None
             return _finish(runs, step, first_cfg)
         batch = next(batches)
         if runs is None:
             dev = device or next(iter(batch.values())).device
             runs = _runs(configs, train_cfg, dev)
+            for r in runs:
+                r.sync = sync
             if resume_from:
                 for r in runs:
                     r.load_state(resume_from[0], resume_from[1]["fire_tokens"][r.index])
