@@ -90,8 +90,14 @@ def train_spec(args) -> dict:
     return {"model_id": args.model, "dataset_id": args.dataset, "hook_names": list(args.hook),
             "train": tcfg.to_dict(), "name": args.name or f"{args.model}-{tcfg.architecture}",
             "device": args.device, "eval_contexts": args.eval_contexts, "eval_datasets": args.eval_dataset or [],
-            "eval_downstream": args.downstream, "stream": {"seed": tcfg.seed},
+            "eval_downstream": args.downstream, "stream": {"seed": tcfg.seed, "buffer_contexts": _buffer(tcfg)},
             "preset": getattr(args, "preset", None), "cache": _cache_spec(args)}
+
+
+def _buffer(tcfg: TrainConfig) -> int:
+    """Shuffle buffer (contexts per refill) no bigger than the run needs, sized as the Training tab sizes it: 512
+    contexts (65k tokens through the model before step 1) would keep a short run at step 0 for minutes on a CPU."""
+    return max(32, min(512, -(-tcfg.total_steps * tcfg.batch_tokens // 96)))
 
 
 def _preset_names() -> list[str]:
