@@ -17,7 +17,8 @@ def _dir(store: Store):
 
 
 def list_templates(store: Store) -> list[str]:
-    return sorted(p.stem for p in _dir(store).glob("*.json"))
+    folder = store.home / "templates" / "training"  # listing creates nothing (a read-only app writes nothing)
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
 def save_template(store: Store, name: str, settings: dict) -> str:

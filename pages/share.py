@@ -159,7 +159,8 @@ def download(ctx: AppContext, export_id: str | None) -> tuple[str, str | None]:
     """The zip of an existing bundle."""
     if not export_id:
         raise ValidationError("No bundle selected. Export an SAE first.")
-    return ok(f"`{export_id}.zip` is ready below."), _servable(bundle_zip(ctx.store, export_id))
+    out_dir = Path(tempfile.mkdtemp(prefix="mistudio-zip-")) if ctx.read_only else None  # read-only writes nothing
+    return ok(f"`{export_id}.zip` is ready below."), _servable(bundle_zip(ctx.store, export_id, out_dir))
 
 
 @guarded(1)

@@ -20,13 +20,14 @@ def _newest(folder: Path) -> float:
     return max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
 
 
-def bundle_zip(store: Store, export_id: str) -> Path:
-    """The zip of export `export_id` (made, or remade when the bundle changed); returns its path."""
+def bundle_zip(store: Store, export_id: str, out_dir: Path | None = None) -> Path:
+    """The zip of export `export_id` (made, or remade when the bundle changed); returns its path. `out_dir`: where
+    the zip goes instead of `exports/` (a read-only app writes nothing into the data directory)."""
     store.manifest("exports", export_id)  # NotFoundError listing the bundles that exist
     folder = store.path("exports", export_id)
     if not folder.is_dir():
         raise NotFoundError(f"Export {export_id!r} has no folder; export the SAE again.")
-    target = folder.parent / f"{export_id}.zip"
+    target = Path(out_dir or folder.parent) / f"{export_id}.zip"
     if target.is_file() and target.stat().st_mtime >= _newest(folder):
         return target
     tmp = target.with_name(f".tmp-{target.name}")
