@@ -2,7 +2,6 @@
 was trained on (loaded once per process by `models.load_model`'s cache), plus a label lookup for features."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,38 +70,10 @@ def search_features(store: Store, sae_id: str, text: str, d_sae: int | None = No
 
     labels = LabelStore(store, sae_id)
     entries = labels.all()
-    found = _word_search(labels, entries, text)
+    # The label store's word search (stems, label over description, Neuronpedia explanations included), best first.
+    found = labels.search_words(text) if hasattr(labels, "search_words") else labels.search(text)
     return [{"index": i, "label": entries.get(i, {}).get("label", ""), "source": entries.get(i, {}).get("source", "")}
             for i in found[:limit]]
-
-
-def _word_search(labels, entries: dict[int, dict], text: str) -> list[int]:
-    """The label store's word search when it has one; else its substring search, and when that finds nothing,
-    features whose label, category or description contain any word of `text` (by a shared stem of at least four
-    letters: "capital" finds "capitalized"), most words first."""
-    if hasattr(labels, "search_words"):
-        return list(labels.search_words(text))
-    hits = labels.search(text)
-    if hits:
-        return hits
-    words = [w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) >= 3]
-    scored = []
-    for i, e in entries.items():
-        hay = set(re.findall(r"[a-z0-9]+", " ".join(str(e.get(k) or "") for k in ("label", "category",
-                                                                                  "description")).lower()))
-        n = sum(any(_stem(w) == _stem(h) or (len(w) >= 4 and h.startswith(w)) for h in hay) for w in words)
-        if n:
-            scored.append((-n, i))
-    return [i for _, i in sorted(scored)]
-
-
-def _stem(word: str) -> str:
-    """A crude stem: lower-case, common English endings dropped, at most 6 letters ("yelling" = "yells" = "yell")."""
-    for end in ("ing", "ed", "es", "s"):
-        if word.endswith(end) and len(word) - len(end) >= 4:
-            word = word[: -len(end)]
-            break
-    return word[:6]
 
 
 def effect_tokens_for(store: Store, target: SteeringTarget, sae_id: str, features: list[int], n: int = 20) -> dict:
