@@ -51,6 +51,13 @@ def refresh(ctx: AppContext, dataset_id: str | None, model_id: str | None) -> tu
             dropdown_update(ctx.store.list("models"), model_id))
 
 
+def builtin_button(ctx: AppContext) -> Any:
+    """The built-in corpus button: offered until the corpus is added, then it says so (and is disabled)."""
+    if ctx.store.exists("datasets", ds.BUILTIN_ID):
+        return gr.update(value="✓ The State of the Union corpus is added", interactive=False)
+    return gr.update(value="Add the State of the Union corpus", interactive=True)
+
+
 @guarded(3)
 def add_builtin(ctx: AppContext) -> tuple[str, Any, Any]:
     require_writable(ctx)
@@ -186,7 +193,7 @@ def build(ctx: AppContext) -> None:
                        max_height=260)
     with gr.Accordion("Add a dataset", open=True):
         with gr.Tab("Built-in"):
-            builtin_btn = gr.Button("Add the State of the Union corpus")
+            builtin_btn = gr.Button("Add the State of the Union corpus", elem_id="datasets-add-builtin")
         with gr.Tab("Local file or folder"):
             roots = ", ".join(f"`{r}`" for r in ctx.allowed_roots)
             gr.Markdown(f"A .txt/.jsonl/.json/.csv/.tsv/.parquet file or a folder of .txt files inside: {roots}.")
@@ -232,12 +239,14 @@ def build(ctx: AppContext) -> None:
     preview = gr.HTML(label="Tokenized preview", elem_id="datasets-preview")
 
     added = [status, lib, dataset]
-    builtin_btn.click(bind(add_builtin, ctx), None, added, api_name="datasets_add_builtin")
+    builtin_btn.click(bind(add_builtin, ctx), None, added, api_name="datasets_add_builtin").then(
+        bind(builtin_button, ctx), None, [builtin_btn], api_name="datasets_builtin_button_after_add")
     local_btn.click(bind(add_local, ctx), [path, local_col, local_name], added, api_name="datasets_add_local")
     upload_btn.click(bind(add_upload, ctx), [upload, up_col, up_name], added, api_name="datasets_add_upload")
     hub_btn.click(bind(add_hub, ctx), [repo, config, split, n_rows, hub_col, token], added,
                   api_name="datasets_add_hub")
-    delete_btn.click(bind(delete, ctx), [dataset], added, api_name="datasets_delete")
+    delete_btn.click(bind(delete, ctx), [dataset], added, api_name="datasets_delete").then(
+        bind(builtin_button, ctx), None, [builtin_btn], api_name="datasets_builtin_button_after_delete")
     stat_out = [status, summary, hist, top, preview]
     tokenize_btn.click(bind(tokenize_dataset, ctx), [dataset, model, context_size, bos, min_chars, max_tokens],
                        [status, lib, summary, hist, top, preview], api_name="datasets_tokenize")
@@ -246,6 +255,7 @@ def build(ctx: AppContext) -> None:
           api_name="datasets_stats_on_select", api_visibility="undocumented")
     shown = on_show(ctx, bind(refresh, ctx), [dataset, model], [lib, dataset, model], api_name="datasets_list")
     then_quietly(shown, bind(show_selected, ctx), [dataset, model], stat_out, "datasets_stats_after_list")
+    then_quietly(shown, bind(builtin_button, ctx), None, [builtin_btn], "datasets_builtin_button")
 
 
 if __name__ == "__main__":  # a quick look at this page alone

@@ -16,7 +16,9 @@ import gradio as gr
 import mistudio_core.labeling.job as label_job  # registers the "label" job kind
 from mistudio_core.errors import ValidationError
 from mistudio_core.labeling import LabelStore, keys
-from mistudio_core.labeling.client import PRESETS, LLMClient, ProviderConfig
+from mistudio_core.features.render import score_card_html
+from mistudio_core.labeling.client import LOCAL_URL, PRESETS, ProviderConfig, make_client
+from mistudio_core.labeling.local import WEAK_MODELS
 from mistudio_core.labeling.engine import estimate
 from mistudio_core.labeling.prompts import DEFAULT_SYSTEM, DEFAULT_TEMPLATE, build_messages
 from mistudio_core.labeling.scoring import split_examples
@@ -25,9 +27,11 @@ from mistudio_core.labeling.spec import LabelSpec, parse_indices
 from .common import choices, fmt_metric, guarded, ok, pick, require_writable, table
 from .context import AppContext
 
-SELECTIONS = {"All live features": "live", "Feature indices": "indices"}
+SELECTIONS = {"All live features": "live", "Only the features listed": "indices"}
+_OLD_SELECTIONS = {"Feature indices": "indices"}  # the radio's former wording, still accepted from API callers
 LABEL_COLUMNS = {"index": "feature", "label": "label", "category": "category", "source": "source",
-                 "accuracy": "detection accuracy", "chance": "chance", "model": "model"}
+                 "accuracy": "detection accuracy", "chance": "chance", "fuzz_accuracy": "fuzzing accuracy",
+                 "fuzz_chance": "fuzzing chance", "model": "model"}
 
 
 def provider_help() -> str:
@@ -36,7 +40,19 @@ def provider_help() -> str:
     return (f"**Provider.** OpenAI needs an API key: `OPENAI_API_KEY` {env}; or type a key below (kept in this "
             "process's memory only — never saved, logged or exported). A local server needs no key: pick a preset "
             "(Ollama: run `ollama serve` and `ollama pull llama3.2`, base URL `http://localhost:11434/v1`; vLLM "
-            "`:8000/v1`; llama.cpp server `:8080/v1`; LM Studio `:1234/v1`), then **Test connection**.")
+            "`:8000/v1`; llama.cpp server `:8080/v1`; LM Studio `:1234/v1`), then **Test connection**. "
+            f"**No key, no server:** the preset *Local model* runs a chat model registered in Models inside this "
+            f"app (base URL `{LOCAL_URL}`, model = its id). The built-in `smollm2-135m-instruct` is a **weak "
+            "labeler** (135M parameters: rough labels, scores near chance) — good for trying the loop offline.")
+
+
+def local_models_note(ctx: AppContext) -> str:
+    """The models the local provider can use, the weak ones marked."""
+    ids = [m["id"] for m in ctx.store.list("models")]
+    if not ids:
+        return "No model registered yet for local labeling (add one in the Models tab)."
+    shown = ", ".join(f"`{i}`" + (" (weak labeler)" if i in WEAK_MODELS else "") for i in ids)
+    return f"Models for the local provider: {shown}."
 
 
 def apply_preset(preset: str) -> tuple[str, str]:
@@ -67,7 +83,7 @@ def test_connection(ctx: AppContext, base_url: str, model: str, api_key: str, ti
     """Lists the server's models (or sends a 1-token chat) and says whether the model is there."""
     require_writable(ctx)  # a public demo must not make requests to URLs its visitors type
     cfg = _provider(base_url, model, 0, 0, min(float(timeout or 20), 20), False)
-    info = LLMClient(cfg, _key(cfg, api_key)).test_connection()
+    info = make_client(cfg, _key(cfg, api_key), store=ctx.store).test_connection()
     listed = ", ".join(f"`{m}`" for m in info["models"][:20]) or "(not listed)"
     return ok(f"Connected to {cfg.base_url}: {info['note']}."), f"Models: {listed}"
 
@@ -96,16 +112,17 @@ def _need_sae(sae_id: str | None) -> str:
 @guarded(2)
 def start_job(ctx: AppContext, sae_id, base_url, model, api_key, price_in, price_out, timeout, json_mode,
               selection, indices_text, only_unlabeled, score, concurrency, n_top, system,
-              template) -> tuple[str, str | None]:
+              template, fuzz: bool = True) -> tuple[str, str | None]:
     """Submit a "label" job; the spec holds a key *reference*, never the key. Returns (status, job id)."""
     require_writable(ctx)
     cfg = _provider(base_url, model, price_in, price_out, timeout, json_mode)
     _key(cfg, api_key)  # no key for OpenAI -> say what to set, now
-    mode = SELECTIONS.get(selection, selection or "live")
+    mode = SELECTIONS.get(selection) or _OLD_SELECTIONS.get(selection, selection or "live")
     spec = LabelSpec(sae_id=_need_sae(sae_id), provider=cfg.to_dict(),
                      key_ref=keys.remember_key(api_key) if (api_key or "").strip() else None, selection=mode,
                      indices=parse_indices(indices_text) if mode == "indices" else [],
-                     only_unlabeled=bool(only_unlabeled), score=bool(score), concurrency=int(concurrency or 4),
+                     only_unlabeled=bool(only_unlabeled), score=bool(score), fuzz=bool(fuzz),
+                     concurrency=int(concurrency or 4),
                      n_top_examples=int(n_top or 10), system_prompt=system or DEFAULT_SYSTEM,
                      template=template or DEFAULT_TEMPLATE)
     features = label_job.load_features(ctx.store, spec.sae_id)  # no features yet -> say so now, not in the job
@@ -178,8 +195,21 @@ def labels_table(ctx: AppContext, sae_id: str | None) -> tuple[str, Any]:
     """Every label of the SAE with its detection score next to chance, so you see which labels to trust."""
     entries = LabelStore(ctx.store, _need_sae(sae_id)).all()
     rows = [{**e, "index": i, "accuracy": fmt_metric((e.get("score") or {}).get("accuracy")),
-             "chance": fmt_metric((e.get("score") or {}).get("chance"))} for i, e in sorted(entries.items())]
+             "chance": fmt_metric((e.get("score") or {}).get("chance")),
+             "fuzz_accuracy": fmt_metric((e.get("fuzzing") or {}).get("accuracy")),
+             "fuzz_chance": fmt_metric((e.get("fuzzing") or {}).get("chance"))} for i, e in sorted(entries.items())]
     return ok(f"{len(rows):,} labels on `{sae_id}`."), table(rows, LABEL_COLUMNS)
+
+
+@guarded(2)
+def score_card(ctx: AppContext, sae_id: str | None, index: float) -> tuple[str, str]:
+    """One label's score card: detection and fuzzing accuracy, each beside its chance level."""
+    i = int(index or 0)
+    entry = LabelStore(ctx.store, _need_sae(sae_id)).get(i)
+    if entry is None:
+        raise ValidationError(f"Feature {i} has no label yet; label it (Start labeling) or type one in the Features "
+                              "tab.")
+    return ok(f"Score card of feature {i}."), score_card_html(entry)
 
 
 def labels_after_job(ctx: AppContext, sae_id: str | None, job_id: str | None) -> tuple[Any, Any]:

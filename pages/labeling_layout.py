@@ -28,8 +28,11 @@ def _provider_block():
         json_mode = gr.Checkbox(label="JSON mode", value=False, scale=1)
     with gr.Row():
         test_btn = gr.Button("Test connection", scale=1)
+        test_msg = gr.Markdown(elem_id="labeling-test-status")  # the answer next to its button
         models = gr.Markdown(elem_id="labeling-models")
-    return preset, base_url, model, api_key, price_in, price_out, timeout, json_mode, test_btn, models
+    local_note = gr.Markdown(elem_id="labeling-local-models")
+    return preset, base_url, model, api_key, price_in, price_out, timeout, json_mode, test_btn, test_msg, models, \
+        local_note
 
 
 def layout(ctx: AppContext) -> None:
@@ -37,11 +40,13 @@ def layout(ctx: AppContext) -> None:
     gr.Markdown("Name features with an LLM from their top and quantile examples (active tokens marked "
                 "`<<like this>>`) and top logits. Each label is then **scored by detection**: the LLM sees the "
                 "label and a shuffled mix of held-out activating and non-activating snippets and says which "
-                "fire; accuracy is shown next to chance. Manual labels are never overwritten.")
+                "fire; then **by fuzzing**: it sees held-out snippets, half highlighted on the right tokens and "
+                "half on others, and says which are right. Each accuracy is shown next to its chance level. Manual "
+                "labels are never overwritten.")
     status = gr.Markdown(elem_id="labeling-status")
     with gr.Accordion("Provider", open=True):
-        (preset, base_url, model, api_key, price_in, price_out, timeout, json_mode, test_btn,
-         models) = _provider_block()
+        (preset, base_url, model, api_key, price_in, price_out, timeout, json_mode, test_btn, test_msg, models,
+         local_note) = _provider_block()
     with gr.Accordion("Prompt template", open=False):
         system = gr.Textbox(label="System message", value=h.DEFAULT_SYSTEM, lines=3)
         template = gr.Textbox(label="User template ({index} {examples} {top_logits} {bottom_logits} {frequency} "
@@ -55,39 +60,47 @@ def layout(ctx: AppContext) -> None:
         sae_items = choices(ctx.store.list("saes"))
         sae = gr.Dropdown(label="SAE (with extracted features)", choices=sae_items, value=pick(sae_items, None),
                           scale=2)
-        selection = gr.Radio(list(h.SELECTIONS), value="All live features", label="Features", scale=2)
-        indices = gr.Textbox(label="Feature indices", placeholder="3, 17, 40-45", scale=2)
+        selection = gr.Radio(list(h.SELECTIONS), value="All live features", label="Which features", scale=2)
+        indices = gr.Textbox(label="List (used with 'Only the features listed')", placeholder="3, 17, 40-45", scale=2)
     with gr.Row():
         only_unlabeled = gr.Checkbox(label="Only unlabeled", value=True)
         score = gr.Checkbox(label="Score labels (detection)", value=True)
+        fuzz = gr.Checkbox(label="Also fuzzing (are the right tokens highlighted?)", value=True)
         concurrency = gr.Slider(1, 32, value=4, step=1, label="Requests in flight")
         n_top = gr.Slider(1, 40, value=10, step=1, label="Top examples shown")
     with gr.Row():
         start_btn = gr.Button("Start labeling", variant="primary")
         cancel_btn = gr.Button("Cancel", variant="stop")
         resume_btn = gr.Button("Resume")
+        start_msg = gr.Markdown(elem_id="labeling-start-status")  # Start/Cancel/Resume answers, beside them
         job_id = gr.Textbox(label="Job", interactive=False)
     job_md = gr.Markdown(elem_id="labeling-job")
     with gr.Row():
         labels_btn = gr.Button("Show labels")
         refresh_btn = gr.Button("Refresh SAEs and job")
     labels = gr.Dataframe(table([], h.LABEL_COLUMNS), label="Labels", interactive=False, max_height=400)
+    with gr.Row():
+        card_index = gr.Number(label="Feature", value=0, precision=0, minimum=0, scale=1)
+        card_btn = gr.Button("Score card", scale=1)
+    card = gr.HTML(elem_id="labeling-score-card")
 
     preset.input(h.apply_preset, [preset], [base_url, model], api_name="labeling_preset")
-    test_btn.click(bind(h.test_connection, ctx), [base_url, model, api_key, timeout], [status, models],
+    test_btn.click(bind(h.test_connection, ctx), [base_url, model, api_key, timeout], [test_msg, models],
                    api_name="labeling_test_connection")
     reset_btn.click(h.reset_template, None, [system, template], api_name="labeling_reset_template")
     preview_btn.click(bind(h.preview_prompt, ctx), [sae, preview_index, n_top, system, template], [status, preview],
                       api_name="labeling_preview_prompt")
     start_btn.click(bind(h.start_job, ctx), [sae, base_url, model, api_key, price_in, price_out, timeout, json_mode,
                                              selection, indices, only_unlabeled, score, concurrency, n_top, system,
-                                             template], [status, job_id], api_name="labeling_start").then(
+                                             template, fuzz], [start_msg, job_id], api_name="labeling_start").then(
         bind(h.watch_job, ctx), [job_id], [job_md], api_name="labeling_watch_job").then(
         bind(h.labels_after_job, ctx), [sae, job_id], [status, labels], api_name="labeling_labels_after_job")
-    cancel_btn.click(bind(h.cancel_job, ctx), [job_id], [status, job_md], api_name="labeling_cancel")
-    resume_btn.click(bind(h.resume_job, ctx), [job_id, api_key], [status, job_md], api_name="labeling_resume").then(
+    cancel_btn.click(bind(h.cancel_job, ctx), [job_id], [start_msg, job_md], api_name="labeling_cancel")
+    resume_btn.click(bind(h.resume_job, ctx), [job_id, api_key], [start_msg, job_md], api_name="labeling_resume").then(
         bind(h.watch_job, ctx), [job_id], [job_md], api_name="labeling_watch_resumed")
     labels_btn.click(bind(h.labels_table, ctx), [sae], [status, labels], api_name="labeling_labels")
     sae.input(bind(h.labels_table, ctx), [sae], [status, labels], api_name="labeling_select_sae")
     refresh_btn.click(bind(h.refresh, ctx), [sae, job_id], [sae, job_id, job_md], api_name="labeling_refresh_now")
+    card_btn.click(bind(h.score_card, ctx), [sae, card_index], [status, card], api_name="labeling_score_card")
     on_show(ctx, bind(h.refresh, ctx), [sae, job_id], [sae, job_id, job_md], api_name="labeling_refresh")
+    on_show(ctx, bind(h.local_models_note, ctx), None, [local_note], api_name="labeling_local_models")

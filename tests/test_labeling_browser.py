@@ -28,16 +28,19 @@ def test_labeling_tab_from_nothing_to_scored_labels(store, monkeypatch, artifact
         with served(demo) as url, Browser(artifacts_dir, width=1300, height=1300) as b:
             page = b.open(url, wait_for=None)  # the empty status is hidden; clicks wait for the page
             page.get_by_role("button", name="Start labeling").click()
-            status = page.locator("#labeling-status")
-            status.get_by_text("OPENAI_API_KEY").wait_for(timeout=15_000)  # OpenAI preset, no key: say so
+            start_msg = page.locator("#labeling-start-status")  # the answer appears beside the button
+            start_msg.get_by_text("OPENAI_API_KEY").wait_for(timeout=15_000)  # OpenAI preset, no key: say so
 
             page.get_by_label("Base URL").fill(server.url)
             page.get_by_label("Model").fill("fake-model")
             page.get_by_role("button", name="Test connection").click()
-            status.get_by_text("model found").wait_for(timeout=15_000)
+            page.locator("#labeling-test-status").get_by_text("model found").wait_for(timeout=15_000)
             page.get_by_role("button", name="Start labeling").click()
             page.locator("#labeling-job").get_by_text("done").wait_for(timeout=30_000)
             page.get_by_text("word5").wait_for(timeout=15_000)
+            page.get_by_role("button", name="Score card").click()
+            page.locator("#labeling-score-card").get_by_text("fuzzing").wait_for(timeout=15_000)
+            assert "Feature indices" not in page.content()  # one name for the radio option, another for the box
             b.screenshot(page, "labeling_tab")
     finally:
         server.stop()

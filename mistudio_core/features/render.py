@@ -77,7 +77,7 @@ def frequency_histogram(freqs: list[float], dense_threshold: float, n_tokens: in
         fig.add_bar(x=[floor - 0.5], y=[n_dead], width=0.4, name=f"dead ({n_dead})", marker_color="#9ca3af")
     fig.add_vline(x=math.log10(dense_threshold), line_dash="dash", line_color="#dc2626",
                   annotation_text=f"dense > {dense_threshold:g}")
-    fig.update_layout(title="Feature firing frequency", xaxis_title="log10(fraction of tokens)",
+    fig.update_layout(title="Feature density: how often each feature fires", xaxis_title="log10(fraction of tokens)",
                       yaxis_title="features", yaxis_type="log", height=300, template="plotly_white",
                       margin=dict(l=50, r=20, t=45, b=45), barmode="overlay")
     return fig
@@ -95,6 +95,9 @@ def logit_histogram(hist: dict, index: int) -> go.Figure:
     return fig
 
 
+_TD = ' style="padding:2px 10px;text-align:left;white-space:nowrap"'
+
+
 def score_card_html(entry: dict | None) -> str:
     """A label's score card: each scorer's accuracy beside its chance level, as bars."""
     if not entry:
@@ -102,17 +105,19 @@ def score_card_html(entry: dict | None) -> str:
     rows = []
     for name, score in (("detection", entry.get("score")), ("fuzzing", entry.get("fuzzing"))):
         if not score:
-            rows.append(f"<tr><td>{name}</td><td colspan=3>not scored</td></tr>")
+            rows.append(f"<tr><td{_TD}>{name}</td><td{_TD} colspan=4>not scored</td></tr>")
             continue
         acc, chance = float(score.get("accuracy") or 0), float(score.get("chance") or 0)
         bar = (f'<div style="position:relative;width:160px;height:12px;background:#e5e7eb;border-radius:3px">'
                f'<div style="width:{acc * 100:.0f}%;height:12px;background:#22c55e;border-radius:3px"></div>'
                f'<div style="position:absolute;left:{chance * 100:.0f}%;top:-2px;width:2px;height:16px;'
                f'background:#111" title="chance {chance:.0%}"></div></div>')
-        rows.append(f"<tr><td>{name}</td><td>{acc:.0%}</td><td>{chance:.0%}</td><td>{bar}</td>"
-                    f"<td>balanced {float(score.get('balanced_accuracy') or 0):.0%} · n {score.get('n', 0)}</td></tr>")
+        rows.append(f"<tr><td{_TD}>{name}</td><td{_TD}>{acc:.0%}</td><td{_TD}>{chance:.0%}</td><td{_TD}>{bar}</td>"
+                    f"<td{_TD}>balanced {float(score.get('balanced_accuracy') or 0):.0%} · n {score.get('n', 0)}"
+                    + (f" · AUC {score['auc']:.2f}" if score.get("auc") is not None else "") + "</td></tr>")
     head = (f"<b>{html.escape(entry.get('label', ''))}</b> <small>({html.escape(entry.get('source', ''))}"
             f"{', ' + html.escape(str(entry.get('model'))) if entry.get('model') else ''})</small>")
     desc = f"<div>{html.escape(entry.get('description') or '')}</div>" if entry.get("description") else ""
-    return (f'<div class="score-card">{head}{desc}<table><tr><th>scorer</th><th>accuracy</th><th>chance</th>'
-            f'<th></th><th></th></tr>{"".join(rows)}</table></div>')
+    heads = "".join(f"<th{_TD}>{h}</th>" for h in ("scorer", "accuracy", "chance", "accuracy vs chance (|)", ""))
+    return (f'<div class="score-card" style="font-size:0.9em">{head}{desc}<table style="width:auto;'
+            f'border-collapse:collapse;margin-top:4px"><tr>{heads}</tr>{"".join(rows)}</table></div>')
