@@ -53,3 +53,27 @@ def test_a_killed_rank_fails_the_job_with_a_message(tmp_path):
     assert res.returncode != 0 and time.time() - t0 < 100  # no hang in a collective
     assert ("lost the other ranks" in res.stderr or "another rank of the group failed" in res.stderr), res.stderr[-2000:]
     assert not list(tmp_path.glob("rank*.safetensors"))
+
+
+@pytest.mark.slow
+def test_torchrun_cli_train_runs_the_job_once_and_registers_one_sae(tmp_path):
+    """`torchrun -m mistudio_core train ...`: rank 0 runs the registry job, rank 1 only trains."""
+    import json
+
+    from mistudio_core.jobs import JobRegistry
+    from tests.test_jobs_train import make_train_home
+
+    store = make_train_home(tmp_path)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "mistudio_core", "--home", str(store.home), "--json", "train", "--model", "tiny-llama", "--dataset",
+           "tiny-ds", "--hook", "blocks.1.hook_resid_post", "--architecture", "topk", "--d-sae", "64", "--k", "4",
+           "--batch-tokens", "64", "--steps", "10", "--no-downstream", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "rank 0 of 2 (gloo) runs the job" in res.stderr
+    assert '"role": "worker (rank 0 registers the SAEs)"' in res.stdout
+    summary = json.loads(res.stdout[res.stdout.index('{\n  "job_id"'):].split("\n}")[0] + "\n}")
+    assert len(summary["saes"]) == 1 and summary["tokens_trained"] == 640
+    assert [m["id"] for m in store.list("saes")] == [summary["saes"][0]["sae_id"]]
+    assert [r["status"] for r in JobRegistry(store).list("train")] == ["done"]

@@ -149,7 +149,8 @@ def run_foreground(store, kind: str, spec: dict | None = None, name: str | None 
             reg.cancel(job_id)
         except MistudioError:
             pass  # it ended meanwhile
-    previous = signal.signal(signal.SIGINT, interrupt)
+    main_thread = threading.current_thread() is threading.main_thread()  # signals can only be caught there
+    previous = signal.signal(signal.SIGINT, interrupt) if main_thread else None
     try:
         follower.start()
         record = runner.run_here(job_id)
@@ -160,7 +161,8 @@ def run_foreground(store, kind: str, spec: dict | None = None, name: str | None 
             while (record := reg.get(job_id))["status"] in ("queued", "running"):
                 time.sleep(1.0)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
         follower.stop()
     return record
 
@@ -213,7 +215,15 @@ def _outcome(record: dict) -> dict:
 
 def _train(args):
     from ..jobs import JobRegistry
+    from ..sae.distributed import launched_by_torchrun
 
+    if launched_by_torchrun():  # rank 0 goes on below; the other ranks train in sae/distributed_job.py
+        from ..sae.distributed_job import torchrun_train
+
+        worker = torchrun_train(args, lambda: None if args.resume is not None else train_spec(args),
+                                lambda: _torchrun_spec(args))
+        if worker is not None:
+            return worker
     resume = _resume_target(JobRegistry(args.store), args.resume) if args.resume is not None else None
     spec = None if resume else train_spec(args)
     record = run_foreground(args.store, "train", spec, name=spec and spec["name"], resume=resume)
@@ -226,6 +236,16 @@ def _train(args):
     return dict(job_id=record["id"], saes=saes, seconds=round((record["ended"] or 0) - (record["started"] or 0), 1),
                 train_seconds=result.get("train_seconds"), tokens_per_s=result.get("tokens_per_s"),
                 tokens_trained=result.get("tokens_trained"), eval_seconds=result.get("eval_seconds"))
+
+
+def _torchrun_spec(args) -> dict:
+    """The spec rank 0 will run (a resumed job's own spec), sent to the other ranks."""
+    from ..jobs import JobRegistry
+
+    if args.resume is None:
+        return train_spec(args)
+    reg = JobRegistry(args.store)
+    return reg.get(_resume_target(reg, args.resume))["spec"]
 
 
 def _eval(args):

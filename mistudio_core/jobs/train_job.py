@@ -139,6 +139,10 @@ def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: i
         return stream(ctx, s, cache, loaded, start_batch, batch_tokens)
 
     train_ids, _ = tok.split_ids()
+    dd = _dist()
+    if dd is not None:  # torchrun: this rank's share of the contexts and of every batch (sae/distributed.py)
+        from ..sae.distributed import local_batch, shard_ids
+        train_ids, batch_tokens = shard_ids(train_ids, dd), local_batch(batch_tokens, dd)
     return ActivationStream(loaded.model, tok.tokens, s.hook_names, batch_tokens=batch_tokens,
                             start_batch=start_batch, bos_token_id=tok.config.get("bos_token_id"),
                             context_ids=train_ids, **s.stream)
@@ -160,17 +164,19 @@ def _train(s: TrainJobSpec, ctx) -> dict:
     configs, tcfgs = _configs(s, d_model(loaded.model), tok.config)
     first = tcfgs[0]
     try:
-        cache = prepare(ctx, s, loaded, tok, first)  # None: stream from the model
+        cache = None if _dist() else prepare(ctx, s, loaded, tok, first)  # None: stream from the model
     except Stopped:
         return {"stopped": True}
-    resume = ctx.load_checkpoint()
+    resume = _resume_state(ctx)
     start = int(resume[1]["step"]) if resume else 0
     ctx.log(f"training {len(configs)} SAE(s) for {first.total_steps} steps from step {start}")
     t0 = time.perf_counter()
     saes = train_saes(lambda b: _make_stream(s, loaded, tok, b, first.batch_tokens, cache, ctx), configs, tcfgs,
                       on_metrics=_Reporter(ctx, len(configs)), should_stop=ctx.should_stop,
-                      checkpoint=_Checkpointer(ctx, s, first.total_steps), resume_from=resume)
+                      checkpoint=_Checkpointer(ctx, s, first.total_steps), resume_from=resume, sync=_sync())
     train_seconds = time.perf_counter() - t0
+    if _dist() is not None and not _dist().is_main:
+        return {"worker": True}  # under torchrun only rank 0 evaluates and registers
     if ctx.stopped_on_request:
         return {"stopped": True}
     if not saes and resume and start >= first.total_steps:
@@ -184,6 +190,24 @@ def _train(s: TrainJobSpec, ctx) -> dict:
     return {"sae_ids": sae_ids, "steps": first.total_steps, "tokens_trained": tokens,
             "train_seconds": round(train_seconds, 2), "tokens_per_s": round(tokens / max(train_seconds, 1e-9)),
             "eval_seconds": round(time.perf_counter() - t1, 2)}
+
+
+def _dist():
+    """The torchrun process group this job runs in (None: a single process)."""
+    from ..sae.distributed import current
+    return current()
+
+
+def _sync():
+    from ..sae.distributed import TorchSync
+    return TorchSync() if _dist() is not None else None
+
+
+def _resume_state(ctx):
+    if _dist() is None:
+        return ctx.load_checkpoint()
+    from ..sae.distributed_job import shared_checkpoint
+    return shared_checkpoint(ctx)  # every rank resumes from rank 0's checkpoint
 
 
 def _configs(s: TrainJobSpec, width: int, tok_config: dict):
