@@ -126,3 +126,46 @@ def test_kill_then_resume_registers_the_sae_exactly_once(tmp_path, reference, po
     assert saes[0]["metrics"]["ce_loss_recovered"] == pytest.approx(ref_manifest["metrics"]["ce_loss_recovered"])
     assert saes[0]["train_batch_metrics"]["step"] == STEPS
     assert [h["step"] for h in reg.metrics_history(job_id)] == list(range(1, STEPS + 1))
+
+
+@pytest.mark.slow  # a CLI subprocess plus two runs: ~20 s idle, a minute on a loaded 2-core box
+def test_ctrl_c_in_the_cli_stops_resumably_and_resume_matches(tmp_path):
+    """A user's Ctrl-C in `python -m mistudio_core train` checkpoints and leaves the job resumable; `train --resume`
+    finishes it with the uninterrupted weights."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from mistudio_core.cli import main
+
+    home = make_train_home(tmp_path)
+    s = job_spec()
+    t = s["train"]
+    argv = ["--home", str(home.home), "--json", "train", "--model", "tiny-llama", "--dataset", "tiny-ds", "--hook",
+            s["hook_names"][0], "--name", "tiny", "--device", "cpu", "--architecture", "topk", "--d-sae", "64",
+            "--k", "4", "--batch-tokens", "64", "--steps", str(STEPS), "--lr", str(t["lr"]), "--seed", "3",
+            "--metrics-every", "1", "--checkpoint-every", "4"]
+    slow = "import time, mistudio_core.sae.trainer as tr; step = tr._Run.step; " \
+           "tr._Run.step = lambda self, x, s: (time.sleep(0.3), step(self, x, s))[1]; "
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(os.path.dirname(os.path.dirname(__file__))))
+    proc = subprocess.Popen([sys.executable, "-c", slow + "import sys, torch; torch.set_num_threads(1); "
+                             "from mistudio_core.cli import main; sys.exit(main(sys.argv[1:]))", *argv],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reg = JobRegistry(home)
+    deadline = time.time() + 120
+    while not any((r["checkpoint"] or {}).get("step", 0) >= 4 for r in reg.list("train")) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "train --resume" in err, err
+    (job,) = reg.list("train")
+    assert job["status"] in ("interrupted", "cancelled") and job["checkpoint"]["step"] < STEPS
+    md.clear_cache()
+    assert main(["--home", str(home.home), "--json", "train", "--resume"]) == 0
+    other = make_train_home(tmp_path / "uninterrupted")
+    md.clear_cache()
+    assert main(["--home", str(other.home), *argv[2:]]) == 0
+    (sae,), (ref_sae,) = home.list("saes"), other.list("saes")
+    got, ref = weights(home, sae["id"]), weights(other, ref_sae["id"])
+    assert all(torch.equal(got[k], ref[k]) for k in ref), "resumed weights equal the uninterrupted run's"
