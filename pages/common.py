@@ -132,7 +132,7 @@ def choices(manifests: Iterable[dict]) -> list[tuple[str, str]]:
     return out
 
 
-def sae_choice_label(m: dict, width: int = 36) -> str:
+def sae_choice_label(m: dict, width: int = 28) -> str:
     """`name · hook · #suffix` for an SAE manifest; the suffix is the id's random tail (unique enough to tell
     two SAEs of the same name apart), the name is shortened in the middle past `width` characters."""
     name, mid, hook = m.get("name") or m["id"], m["id"], m["hook_name"]

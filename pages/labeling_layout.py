@@ -59,9 +59,9 @@ def layout(ctx: AppContext) -> None:
     with gr.Row():
         sae_items = choices(ctx.store.list("saes"))
         sae = gr.Dropdown(label="SAE (with extracted features)", choices=sae_items, value=pick(sae_items, None),
-                          scale=2)
+                          scale=3)
         selection = gr.Radio(list(h.SELECTIONS), value="All live features", label="Which features", scale=2)
-        indices = gr.Textbox(label="List (used with 'Only the features listed')", placeholder="3, 17, 40-45", scale=2)
+        indices = gr.Textbox(label="List (with 'Only the features listed')", placeholder="3, 17, 40-45", scale=1)
     with gr.Row():
         only_unlabeled = gr.Checkbox(label="Only unlabeled", value=True)
         score = gr.Checkbox(label="Score labels (detection)", value=True)
