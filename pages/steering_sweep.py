@@ -46,8 +46,8 @@ def sweep_figure(result: dict) -> go.Figure:
                       row=2, col=1)
         fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[base.get("effect_share")] * 2, mode="lines",
                                  line=dict(dash="dash"), name="effect share (unsteered baseline)"), row=2, col=1)
-    fig.update_layout(height=460, margin=dict(l=50, r=50, t=30, b=40), template="plotly_white",
-                      legend=dict(orientation="h", y=1.12))
+    fig.update_layout(height=480, margin=dict(l=50, r=50, t=80, b=40), template="plotly_white",
+                      legend=dict(orientation="h", y=1.2))
     fig.update_xaxes(title_text="strength", row=2, col=1)
     fig.update_yaxes(title_text="feature activation", row=1, col=1, secondary_y=False)
     fig.update_yaxes(title_text="perplexity", type="log", row=1, col=1, secondary_y=True)

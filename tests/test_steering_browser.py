@@ -1,6 +1,7 @@
 """The Steering tab in Chromium (the page alone, served in-process, a tiny Llama and SAE behind it): pick the SAE,
-find a feature by index, add it, generate baseline and steered side by side, run a strength sweep (table + chart),
-save the session and load it back. No console errors."""
+find a feature by label words and pick it (the pick fills a slot), generate baseline and steered side by side (both
+activations named), run a strength sweep (table, chart, suggested strength), save the session and load it back.
+No console errors."""
 from __future__ import annotations
 
 import gradio as gr
@@ -25,6 +26,9 @@ def test_steering_tab_generate_sweep_and_session(store, tmp_path, monkeypatch, a
     with store.create("saes", "tiny sae", {"model_id": "tiny", "hook_name": HOOK, "d_sae": 64},
                       artifact_id="tiny-sae"):
         pass
+    from mistudio_core.labeling.store import LabelStore
+
+    LabelStore(store, "tiny-sae").set(5, "shouting in capital letters", description="yelling, ALL CAPS text")
     target = tiny_target(tmp_path / "tok")
     monkeypatch.setattr(steering, "load_target", lambda s, sae_id: target)
     with gr.Blocks() as demo:
@@ -38,12 +42,14 @@ def test_steering_tab_generate_sweep_and_session(store, tmp_path, monkeypatch, a
 
         _pick(page, "SAE", "tiny sae")
         query = page.get_by_label("find feature (label words or index)")
-        query.fill("5")
+        query.fill("yelling")                               # label words, not an index
         query.press("Enter")
         status.get_by_text("1 feature(s) found").wait_for(timeout=15_000)
-        page.get_by_role("button", name="Add", exact=True).click()
-        status.get_by_text("Added feature 5 to slot 1").wait_for(timeout=15_000)
+        _pick(page, "matches (pick one to put it in a slot)", "5 · shouting in capital letters [manual]")
+        status.get_by_text("Added feature 5").wait_for(timeout=15_000)   # picking fills the slot
         expect(page.get_by_label("feature 1", exact=True)).to_have_value("5")
+        page.get_by_role("button", name="Add", exact=True).click()
+        status.get_by_text("already in slot 1").wait_for(timeout=15_000)
 
         strength = page.get_by_label("number input for strength (negative suppresses)").first
         strength.fill("80")
@@ -56,8 +62,11 @@ def test_steering_tab_generate_sweep_and_session(store, tmp_path, monkeypatch, a
 
         page.get_by_text("strength sweep").click()
         page.get_by_role("button", name="Run sweep").click()
-        status.get_by_text("Swept").wait_for(timeout=60_000)
-        page.locator(".js-plotly-plot").first.wait_for(timeout=15_000)
+        status.get_by_text("Swept").wait_for(timeout=90_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        expect(page.locator("#steering-suggestion")).to_contain_text("uggested strength")
+        expect(page.locator("#steering-readings")).to_contain_text("activation in the steered model (at the hook)")
+        b.screenshot(page, "steering_sweep")
 
         page.get_by_text("sessions and prompt sets").click()
         page.get_by_label("session name").fill("feature five")
