@@ -1,9 +1,10 @@
 """Steering tab: generate with SAE features amplified or suppressed, side by side with the unsteered baseline.
 
 Pick an SAE, find features by label or index, set strengths (negative pushes away from a feature), then
-generate: both columns stream from the same seed, so what differs is the steering alone. A strength sweep shows
-the outputs at several strengths with a chart of the feature's activation and the output's perplexity under the
-unsteered model. Sessions (prompt, features, strengths, outputs) and prompt sets (a batch template) are saved in
+generate: both columns stream from the same seed, so what differs is the steering alone. Every run names its two
+activations: the activation in the steered model (at the hook) and the unsteered model reading the output. A
+strength sweep (over seeds) charts both, the perplexity and the effect share (generated tokens among the feature's
+top tokens) against the unsteered baseline, and suggests a strength (largest with perplexity ≤ 1.5× baseline). Sessions (prompt, features, strengths, outputs) and prompt sets (a batch template) are saved in
 the data directory. Handlers are plain functions of `(ctx, ...)` tested directly; the first output is a status.
 """
 from __future__ import annotations

@@ -3,6 +3,11 @@
 - `methods.py`: the interventions (Neuronpedia's additive, orthogonal decomposition, projection cap; and a
   feature-space clamp that edits only the SAE's own reconstruction).
 - `generate.py`: baseline and steered generation from one seed, batched into one forward, streamed.
-- `sweep.py`: a strength sweep scored by the unsteered model (feature activation, perplexity).
+- `sweep.py`: a strength sweep over seeds beside an unsteered baseline: both activations, perplexity, effect share,
+  suggested strength.
+- `score.py`: the unsteered model's reading of a text (perplexity, `feature_mean`), and the names that keep it apart
+  from `steered_feature_mean` (recorded in the hook by `methods.Steerer`).
+- `effect.py`: the feature's top tokens (extraction results, else the unembedding), their share in generated text,
+  the suggested strength, token specificity.
 - `sessions.py`: steering sessions and prompt sets as JSON in the data directory.
 """
