@@ -100,8 +100,8 @@ class TrainConfig:
     """Linear warm-up of the L1 coefficient from 0 (standard only; Anthropic: first 5%). Ignored with target_l0."""
     target_l0: float | None = None
     """Standard only: the L0 (active latents per token) to reach instead of a fixed λ. λ starts at l1_coefficient
-    and is adjusted multiplicatively every step of the first target_l0_steps steps (each step moves log λ by
-    0.02·log(L0/target), at most ±0.05), then frozen for the rest of the run."""
+    and is adjusted multiplicatively every step of the first target_l0_steps steps (log λ moves by 0.01·e + (e −
+    e_prev), e = log(L0/target), at most ±0.05: damped, since L0 answers λ late), then frozen for the rest."""
     target_l0_steps: int | None = None
     """Steps during which λ chases target_l0; None → 70% of the run (the rest trains at a fixed λ)."""
     dead_feature_window: int | None = None

@@ -44,6 +44,7 @@ class _Run:
         self.fire_tokens = 0
         self.unit_decoder = cfg.architecture in ("topk", "batchtopk")
         self.l1 = tcfg.l1_coefficient  # the live λ: moved by target_l0 during its warm-up, else fixed
+        self.l0_error = math.nan  # log(L0 / target) at the previous step (the controller's damping term)
         self.last: dict = {}
 
     @torch.no_grad()
@@ -88,10 +89,14 @@ class _Run:
         self.last = dict(out, x=x, lr=lr, dead=dead, l1_coefficient=l1)
 
     def _chase_l0(self, l0: float, step: int) -> None:
-        """target_l0: nudge log λ toward the λ that gives the target (a damped, clipped multiplicative step)."""
+        """target_l0: move log λ by 0.01·e + 1.0·(e − e_prev), e = log(L0/target), clipped to ±0.05. L0 answers λ
+        tens of steps late, so a plain proportional step overshoots (measured: target 40 → L0 10); the damping
+        term stops pushing while L0 is already moving toward the target."""
         if step < self.tcfg.l1_adapt_steps:
-            move = 0.02 * math.log(max(l0, 1e-3) / self.tcfg.target_l0)
-            self.l1 *= math.exp(max(-0.05, min(0.05, move)))
+            error = math.log(max(l0, 1e-3) / self.tcfg.target_l0)
+            change = 0.0 if math.isnan(self.l0_error) else error - self.l0_error
+            self.l1 *= math.exp(max(-0.05, min(0.05, 0.01 * error + 1.0 * change)))
+            self.l0_error = error
 
     def _count(self, fired: torch.Tensor, n: int, step: int) -> None:
         self.since_fired += n
@@ -117,7 +122,7 @@ class _Run:
             for key, value in self.opt.state.get(param, {}).items():
                 out[f"{p}adam.{name}.{key}"] = value.reshape(-1) if value.dim() == 0 else value
         out[p + "since_fired"], out[p + "fire_count"] = self.since_fired, self.fire_count
-        out[p + "l1"] = torch.tensor([self.l1], dtype=torch.float64)
+        out[p + "l1"] = torch.tensor([self.l1, self.l0_error], dtype=torch.float64)
         return {k: v.detach().contiguous().clone() for k, v in out.items()}
 
     @torch.no_grad()
@@ -137,7 +142,7 @@ class _Run:
         self.fire_count.copy_(_need(tensors, p + "fire_count", self.fire_count.shape))
         self.fire_tokens = fire_tokens
         if p + "l1" in tensors:  # older checkpoints have no live λ
-            self.l1 = float(tensors[p + "l1"].reshape(-1)[0])
+            self.l1, self.l0_error = (float(v) for v in tensors[p + "l1"].reshape(-1)[:2])
 
 
 def _need(tensors: dict, key: str, shape) -> torch.Tensor:
