@@ -67,7 +67,7 @@ class Clock:
         return out
 
 
-def main() -> None:
+def parse(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="quality")
     ap.add_argument("--home", default=os.environ.get("MISTUDIO_TEST_HOME",
@@ -75,51 +75,68 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-contexts", type=int, default=64)
     ap.add_argument("--cache-tokens", type=int)
+    ap.add_argument("--fresh", action="store_true", help="delete a matching cache first, so capture is measured")
     for name in ("steps", "lr", "lr_warmup_steps", "lr_decay_steps", "aux_coefficient", "k", "expansion_factor"):
         ap.add_argument("--" + name.replace("_", "-"), dest=name, type=float if name in ("lr", "aux_coefficient")
                         else int)
     ap.add_argument("--b-dec-init")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def setup(args):
+    """(store, preset, train config, cache options) for the run `args` describes."""
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
     over = {k: getattr(args, k) for k in ("steps", "lr", "lr_warmup_steps", "lr_decay_steps", "aux_coefficient",
                                           "k", "expansion_factor", "b_dec_init")}
-    tcfg = preset.train_config(**over)
     store = Store(args.home)
     ensure_builtins(store)
     ensure_ood_dataset(store)
+    cache = {**preset.cache, **({"tokens": args.cache_tokens} if args.cache_tokens else {})}
+    return store, preset, preset.train_config(**over), cache
+
+
+def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
+    """Load, capture (or reuse) the cache, train, evaluate in and out of domain: (clock, results, cache)."""
     clock = Clock()
-    loaded = clock.phase("load model", load_model, store, MODEL, device="cpu")
+    loaded = clock.phase("load", load_model, store, MODEL, device="cpu")
     tok = load_tokenized(store, DATASET, MODEL)
     train_ids, _ = tok.split_ids()
     bos = tok.config.get("bos_token_id")
     identity = actcache.cache_identity(store, MODEL, DATASET, context_ids=train_ids, bos_token_id=bos)
-    n_cache = args.cache_tokens or preset.cache["tokens"]
-    cache = clock.phase("capture/reuse cache", actcache.ensure_cache, store, loaded.model, tok, [preset.hook],
-                        n_cache, identity, mode="use", dtype=preset.cache.get("dtype", "bfloat16"),
-                        context_ids=train_ids, log=print)
-    meta = dict(model_name=MODEL, dataset_path=DATASET, context_size=tok.config.get("context_size"))
-    cfg = tcfg.sae_config(576, preset.hook, **meta)
+    n_cache = cache_opts.get("tokens") or tcfg.total_steps * tcfg.batch_tokens
+    if args.fresh:
+        for m in actcache.list_caches(store):
+            if m["identity"] == identity:
+                actcache.delete_cache(store, m["id"])
+    cache = clock.phase("capture", actcache.ensure_cache, store, loaded.model, tok, [preset.hook], n_cache,
+                        identity, mode="use", dtype=cache_opts.get("dtype", "bfloat16"), context_ids=train_ids,
+                        log=print)
+    cfg = tcfg.sae_config(576, preset.hook, model_name=MODEL, dataset_path=DATASET,
+                          context_size=tok.config.get("context_size"))
 
     def stream(start):
         return actcache.CacheStream(store, cache["id"], [preset.hook], batch_tokens=tcfg.batch_tokens,
-                                    seed=tcfg.seed, start_batch=start)
+                                    seed=0, start_batch=start)
 
     def show(row):
         if row["step"] % 50 == 0 or row["step"] == row["total_steps"]:
             print(f"step {row['step']} epoch {row.get('epoch', 0):.2f} ev {row['explained_variance']:.3f} "
                   f"l0 {row['l0']:.1f} dead {row['dead_fraction']:.3f} lr {row['lr']:.2g}", flush=True)
 
-    sae = clock.phase("train", train_saes, stream, [cfg], tcfg, on_metrics=show)[0].folded()
+    sae = clock.phase("training", train_saes, stream, [cfg], tcfg, on_metrics=show)[0].folded()
     results = {}
     for name, tokens in (("sotu held-out", tok.heldout_tokens()), (OOD, load_tokenized(store, OOD, MODEL).tokens)):
-        m = clock.phase(f"eval {name}", evaluate_sae, loaded, sae, preset.hook, tokens, n_contexts=args.eval_contexts)
+        m = clock.phase("evaluation", evaluate_sae, loaded, sae, preset.hook, tokens, n_contexts=args.eval_contexts)
         results[name] = {k: v["value"] for k, v in m.items()}
-    wall = sum(r[1] for r in clock.rows)
-    cpu = sum(r[2] for r in clock.rows)
+    return clock, results, cache
+
+
+def report(args, tcfg, clock: Clock, results: dict, cache: dict) -> None:
+    wall, cpu = sum(r[1] for r in clock.rows), sum(r[2] for r in clock.rows)
     print(f"\npreset {args.preset}: {tcfg.total_steps} steps x {tcfg.batch_tokens} = "
           f"{tcfg.total_steps * tcfg.batch_tokens:,} tokens over a cache of {cache['n_tokens']:,} "
-          f"({tcfg.total_steps * tcfg.batch_tokens / cache['n_tokens']:.1f} epochs); overrides {over}")
+          f"({tcfg.total_steps * tcfg.batch_tokens / cache['n_tokens']:.1f} epochs)")
     print(f"{'phase':<22}{'wall s':>9}{'cpu s':>9}{'idle-est s':>12}")
     for name, w, c in clock.rows:
         print(f"{name:<22}{w:>9.1f}{c:>9.1f}{c / args.threads:>12.1f}")
@@ -129,6 +146,13 @@ def main() -> None:
     for name, flat in results.items():
         print(f"{name:<20}" + "".join(f"{flat.get(k, float('nan')):>20.4f}" for k in keys))
     print(f"(load avg at the end: {os.getloadavg()})")
+
+
+def main() -> None:
+    args = parse()
+    store, preset, tcfg, cache_opts = setup(args)
+    clock, results, cache = run(args, store, preset, tcfg, cache_opts)
+    report(args, tcfg, clock, results, cache)
 
 
 if __name__ == "__main__":
