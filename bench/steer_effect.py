@@ -1,8 +1,8 @@
 """Does steering at the suggested strength put a feature's own tokens into the text? (issue 17, item 5)
 
     MISTUDIO_HOME=DIR HF_HUB_OFFLINE=1 .venv/bin/python bench/steer_effect.py --sae SAE_ID \
-        [--extract-tokens 100000] [--n-features 10] [--multiples 0,1,2,4,8,16] [--sweep-seeds 3] [--seeds 8] \
-        [--tokens 32] [--prompt TEXT] [--chat]
+        [--extract-tokens 32768] [--n-features 10] [--multiples 0,1,2,4,8] [--sweep-seeds 2] [--seeds 6] \
+        [--tokens 24] [--prompt TEXT] [--chat]
 
 For the `--n-features` most token-specific features of the SAE (the share of a feature's top examples that peak on
 its most common token; features with fewer than `--min-examples` examples are skipped), with the feature's
@@ -58,8 +58,8 @@ def results_for(store: Store, sae_id: str, extract_tokens: int) -> FeatureResult
 
 
 def pick_features(results: FeatureResults, n: int, min_examples: int) -> list[tuple[int, float]]:
-    spec = token_specificity(results, min_examples)
-    order = sorted(range(len(spec)), key=lambda f: (-float(spec[f]), -float(results.frequencies()[f])))
+    spec, freq = token_specificity(results, min_examples).tolist(), results.frequencies().tolist()
+    order = sorted(range(len(spec)), key=lambda f: (-spec[f], -freq[f]))  # ties: the more frequent feature
     return [(f, float(spec[f])) for f in order[:n] if spec[f] > 0]
 
 
@@ -108,10 +108,10 @@ def main() -> None:
     ap.add_argument("--n-features", type=int, default=10)
     ap.add_argument("--min-examples", type=int, default=20)
     ap.add_argument("--top-tokens", type=int, default=5, help="size of each feature's token set")
-    ap.add_argument("--multiples", default="0,1,2,4,8,16", help="strengths as multiples of the max activation")
-    ap.add_argument("--sweep-seeds", type=int, default=3)
-    ap.add_argument("--seeds", type=int, default=8)
-    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--multiples", default="0,1,2,4,8", help="strengths as multiples of the max activation")
+    ap.add_argument("--sweep-seeds", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--tokens", type=int, default=24)
     ap.add_argument("--prompt", default=PROMPT)
     ap.add_argument("--chat", action="store_true")
     args = ap.parse_args()
