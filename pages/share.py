@@ -125,7 +125,8 @@ def export(ctx: AppContext, sae_id: str | None, fmt: str) -> tuple[str, Any, str
 
 def export_watch(ctx: AppContext, job_id: str):
     """Follow an export job until it ends: progress lines, then the bundle's zip, or the job's error."""
-    if not (job_id or "").strip() or ctx.jobs is None:
+    if not (job_id or "").strip() or ctx.jobs is None:  # a SAELens export: nothing to follow, change nothing
+        yield gr.skip(), gr.skip(), gr.skip()
         return
     while True:
         try:
@@ -207,8 +208,6 @@ def build(ctx: AppContext) -> None:
         cat_model.render()
         cat_imported.render()
     expl_sae = build_explanations(ctx, status)
-    cat_import_btn.click(bind(catalog_import, ctx), [*cat_inputs, cat_model], [status, cat_imported, expl_sae],
-                         api_name="share_catalog_import")
     with gr.Accordion("Import an SAE from a folder, an archive or any Hub repo", open=False):
         gr.Markdown("SAELens folders (v6 or older), Gemma Scope `params.npz`, EleutherAI sparsify folders. "
                     "Pickle files (`.pt`, `.pkl`) are refused: they can run code.")
@@ -235,8 +234,8 @@ def build(ctx: AppContext) -> None:
             fmt = gr.Radio(["saelens", "neuronpedia"], value="saelens", label="Format")
             export_btn = gr.Button("Export", variant="primary")
         with gr.Row():
-            card = gr.File(label="Model card of the SAELens bundle")
-            zipped = gr.File(label="Bundle as one zip", elem_id="share-zip")
+            card = gr.File(label="Model card of the SAELens bundle", height=90)
+            zipped = gr.File(label="Bundle as one zip", elem_id="share-zip", height=90)
         export_job = gr.Textbox(label="Export job", visible=False)
         with gr.Row():
             bundle = artifact_dropdown("Bundle")
@@ -252,6 +251,8 @@ def build(ctx: AppContext) -> None:
         cmp_plot = gr.Plot()
         cmp_table = gr.Dataframe(interactive=False, max_height=300)
 
+    cat_import_btn.click(bind(catalog_import, ctx), [*cat_inputs, cat_model], [status, cat_imported, expl_sae, sae],
+                         api_name="share_catalog_import")
     hub_btn.click(bind(import_hub, ctx), [repo, repo_path, token, model, hook], [status, imported], api_name="share_import_hub")
     local_btn.click(bind(import_local, ctx), [local_path, model, hook, local_repo, local_repo_path], [status, imported],
                     api_name="share_import_local")

@@ -34,6 +34,12 @@ def _width(n: int | None) -> str:
     return f"{n // 2**20}m" if n % 2**20 == 0 else f"{n // 1024}k" if n % 1024 == 0 else str(n)
 
 
+def _shown(r: dict) -> dict:
+    """A catalog row as the table shows it."""
+    return {**r, "width": _width(r["width"]), "size": fmt_bytes(r["download_bytes"]),
+            "neuronpedia": r.get("neuronpedia") or ""}
+
+
 def model_choices() -> list[str]:
     return [ALL, *catalog.models()]
 
@@ -45,8 +51,7 @@ def catalog_list(ctx: AppContext, model: str | None, layer: str | float | None, 
     layer_text = "" if layer in (None, "") else str(int(float(layer)))
     rows = catalog.list_entries(ctx.store, model=None if model in (None, "", ALL) else model, layer=layer_text,
                                 width=None if width in (None, "", ALL) else width)
-    shown = [{**r, "width": _width(r["width"]), "size": fmt_bytes(r["download_bytes"]),
-              "neuronpedia": r.get("neuronpedia") or ""} for r in rows[:500]]
+    shown = [_shown(r) for r in rows[:500]]
     more = f" (first 500 shown; narrow the filters)" if len(rows) > 500 else ""
     return ok(f"{len(rows)} SAEs in the catalog match{more}. Click a row to see what it needs."), \
         table(shown, CATALOG_COLUMNS)
@@ -87,9 +92,9 @@ def catalog_details(ctx: AppContext, entry_id: str) -> str:
     return "\n\n".join(lines)
 
 
-@guarded(3)
+@guarded(4)
 def catalog_import(ctx: AppContext, entry_id: str, snapshot: str, token: str, model_id: str | None
-                   ) -> tuple[str, Any, Any]:
+                   ) -> tuple[str, Any, Any, Any]:
     """Import the entry's SAE: from the snapshot folder when given, else the HF cache or the Hub."""
     require_writable(ctx)
     folder = safe_user_path(snapshot, [ctx.store.home, *ctx.allowed_roots]) if (snapshot or "").strip() else None
@@ -97,7 +102,7 @@ def catalog_import(ctx: AppContext, entry_id: str, snapshot: str, token: str, mo
                              model_id=(model_id or "").strip() or None)
     return (ok(f"Imported **{m['catalog']['id']}** as `{m['id']}` (hook `{m['hook_name']}`, model "
                f"`{m['model_id']}`). Next: import its Neuronpedia explanations below, or extract features."),
-            dropdown_update(ctx.store.list("saes"), m["id"]), dropdown_update(ctx.store.list("saes"), m["id"]))
+            *(dropdown_update(ctx.store.list("saes"), m["id"]) for _ in range(3)))  # Gradio edits updates in place
 
 
 @guarded(1)
@@ -156,7 +161,9 @@ def build_catalog(ctx: AppContext, status: gr.Markdown) -> tuple[gr.Button, list
             f_width = gr.Dropdown([ALL, "16k", "32k", "65k", "131k", "262k", "524k", "1m", "24576"], value="16k",
                                   label="Width")
             list_btn = gr.Button("Show")
-        grid = gr.Dataframe(interactive=False, max_height=260, elem_id="share-catalog-table")
+        first = catalog.list_entries(model="gemma-2-2b", layer=20, width="16k")  # a useful first view
+        grid = gr.Dataframe(table([_shown(r) for r in first], CATALOG_COLUMNS),
+                            interactive=False, max_height=260, elem_id="share-catalog-table")
         entry = gr.Textbox(label="Catalog id (click a row, or paste an id / Neuronpedia source)",
                            placeholder="gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_71",
                            elem_id="share-catalog-entry")
@@ -198,7 +205,7 @@ def build_explanations(ctx: AppContext, status: gr.Markdown) -> gr.Dropdown:
             query = gr.Textbox(label="Find features by words", placeholder="yelling, capital letters",
                                elem_id="share-expl-query")
             find_btn = gr.Button("Find", elem_id="share-expl-find")
-        hits = gr.Dataframe(interactive=False, max_height=260, elem_id="share-expl-hits")
+        hits = gr.Dataframe(table([], SEARCH_COLUMNS), interactive=False, max_height=260, elem_id="share-expl-hits")
     import_btn.click(functools.partial(explanations_import, ctx), [sae, path, upload, hub_repo, hub_file, token],
                      [status], api_name="share_explanations_import")
     gr.on([find_btn.click, query.submit], functools.partial(explanations_search, ctx), [sae, query], [status, hits],

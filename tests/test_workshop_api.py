@@ -26,9 +26,9 @@ def test_run_of_show_through_the_api(app):
     details = client.predict(ENTRY, api_name="/share_catalog_details")
     assert "google/gemma-2-2b" in details and "Gated" in details and "local snapshot" in details
 
-    status, _, _ = client.predict(ENTRY, "", "", MODEL_ID, api_name="/share_catalog_import")
+    status, *_ = client.predict(ENTRY, "", "", MODEL_ID, api_name="/share_catalog_import")
     assert status.startswith("⚠") and "HF_HUB_OFFLINE" in status and "local snapshot" in status
-    status, imported, expl_sae = client.predict(ENTRY, str(app.data / "gemma-scope-2b-pt-res"), "", MODEL_ID,
+    status, imported, expl_sae, _ = client.predict(ENTRY, str(app.data / "gemma-scope-2b-pt-res"), "", MODEL_ID,
                                                 api_name="/share_catalog_import")
     assert status.startswith("✓"), status
     sae_id = imported["value"]
