@@ -89,3 +89,27 @@ def test_cancel_then_resume_on_the_cache_equals_uninterrupted(runner, reference,
 def test_bad_cache_options_are_refused_at_submit(runner):
     with pytest.raises(ValidationError, match="cache.mode"):
         runner.registry.submit("train", {**spec(), "cache": {"mode": "sometimes"}})
+
+
+def test_cli_preset_with_overrides_trains_on_a_cache_then_lists_and_deletes_it(tmp_path, capsys):
+    import json
+
+    from mistudio_core.cli import main
+    from test_jobs_train import HOOK
+
+    home = make_train_home(tmp_path)
+    argv = ["--home", str(home.home), "--json", "train", "--model", "tiny-llama", "--dataset", "tiny-ds", "--hook",
+            HOOK, "--preset", "quick", "--steps", "8", "--batch-tokens", "64", "--d-sae", "64", "--k", "4",
+            "--lr-warmup-steps", "0", "--lr-decay-steps", "2", "--cache-tokens", "300", "--device", "cpu"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    from mistudio_core.jobs import JobRegistry
+    spec = JobRegistry(home).get(out["job_id"])["spec"]  # the record says which preset and cache it used
+    assert spec["preset"] == "quick" and spec["cache"] == {"mode": "use", "dtype": "bfloat16", "tokens": 300}
+    assert spec["train"]["steps"] == 8 and spec["train"]["lr"] == 8e-4  # flag overrides, preset's lr kept
+    assert main(["--home", str(home.home), "--json", "cache", "list"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["n_tokens"] == 300 and row["bytes"] > 0 and row["hook_names"] == [HOOK]
+    assert main(["--home", str(home.home), "--json", "cache", "delete", row["key"]]) == 0
+    capsys.readouterr()
+    assert actcache.list_caches(home) == []
