@@ -262,7 +262,9 @@ class _Checkpointer:
         final = state["step"] >= self.total or self.ctx.should_stop()
         if not final and time.time() - self.last < self.every_s:
             return
-        bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+        # weights, buffers and Adam moments must be finite; other state (e.g. a controller's NaN "unset") may not be
+        bad = [k for k, t in tensors.items() if any(part in k for part in (".param.", ".buffer.", ".adam."))
+               and t.is_floating_point() and not bool(t.isfinite().all())]
         if bad:
             raise TrainingDiverged(_diverged_message(self.ctx, f"non-finite values in {bad[:3]}"))
         self.ctx.checkpoint(tensors, state)
