@@ -75,9 +75,6 @@ def parse_cfg(raw: dict, where: str = "cfg.json") -> SAEConfig:
     if cfg.get("reshape_activations", "none") != "none":
         raise ValidationError(f"{where}: reshape_activations={cfg['reshape_activations']!r} (hook_z SAEs) is not "
                               f"supported; use an SAE on a residual, MLP or attention-output hook.")
-    if arch == "topk" and cfg.get("rescale_acts_by_decoder_norm"):
-        raise ValidationError(f"{where}: rescale_acts_by_decoder_norm=true TopK SAEs are not supported; fold the "
-                              f"decoder norms in SAELens (fold_W_dec_norm) and save again.")
     norm = cfg.get("normalize_activations") or "none"
     if norm not in ("none", "expected_average_only_in"):
         raise ValidationError(f"{where}: normalize_activations={norm!r} is not supported; fold it into the "
@@ -101,6 +98,16 @@ def _from_pre_v6(raw: dict) -> dict:
     cfg["architecture"] = arch
     cfg["metadata"] = {k: v for k, v in cfg.items() if k in _META_KEYS}
     return cfg
+
+
+def _fold_decoder_norms(sae: SAE) -> None:
+    """SAELens TopK with rescale_acts_by_decoder_norm (its training default) encodes (x·W_enc + b_enc)·‖W_dec[i]‖
+    and decodes Σ z_i·W_dec[i]/‖W_dec[i]‖: scaling W_enc's columns and b_enc by the norms and W_dec's rows by their
+    inverse gives a plain TopK SAE with the same codes and reconstructions (SAELens's own fold_W_dec_norm)."""
+    n = sae.W_dec.norm(dim=1).clamp_min(1e-12)
+    sae.W_enc.mul_(n)
+    sae.b_enc.mul_(n)
+    sae.W_dec.div_(n[:, None])
 
 
 def load_sae(folder, device=None) -> SAE:
@@ -133,6 +140,8 @@ def load_sae(folder, device=None) -> SAE:
                                       f"(d_in={cfg.d_in}, d_sae={cfg.d_sae}) needs {tuple(param.shape)}; the "
                                       f"config and weights do not belong together.")
             param.copy_(t.to(param.dtype))
+        if cfg.architecture == "topk" and raw.get("rescale_acts_by_decoder_norm"):
+            _fold_decoder_norms(sae)
         if raw.get("normalize_activations") in ("expected_average_only_in", True):
             scale = raw.get("norm_scaling_factor") or (raw.get("metadata") or {}).get("norm_scaling_factor")
             if scale:  # SAELens stores the factor beside the cfg when it did not fold it
