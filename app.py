@@ -27,7 +27,7 @@ from mistudio_core.store import Store
 from mistudio_core.system import get_monitor
 from pages.common import hide_paths
 from pages.context import AppContext
-from pages.hardening import harden
+from pages.hardening import api_docs, harden
 from pages.server import gradio_temp_dir, install_gate, uploads_dir
 
 TABS = ["datasets", "models", "training", "saes", "features", "labeling", "steering", "share", "system"]
@@ -137,7 +137,7 @@ def create_app(ctx: AppContext) -> gr.Blocks:
         gr.on([demo.load, timer.tick], functools.partial(header_text, ctx), outputs=[status, ready],
               api_name="header_status", show_progress="hidden")
     hide_paths((str(ctx.store.home), ""), *((str(d), "") for d in ctx.shared.get("upload_dirs", [])))
-    harden(demo, ctx.shared.get("upload_dirs"))
+    harden(demo, ctx.shared.get("upload_dirs"), api_docs(Path(__file__).resolve().parent / "docs" / "API.md"))
     return demo
 
 

@@ -1,7 +1,8 @@
 """Load check: 30 concurrent `gradio_client` clients poll job status and browse while a training runs.
 
 Runs the same small training twice on the launched app — alone, then under load — and prints a table: requests,
-errors (must be 0), p50/p95 latency, and the training's tokens/s alone vs. under load (the slowdown ratio).
+errors (must be 0), p50/p95 latency, and the training's tokens/s alone vs. under load (the slowdown ratio), with
+the machine's load average before and after (the CPU is shared: a busy machine slows both numbers).
 
     .venv/bin/python bench/bench_load.py [--clients 30] [--steps 60] [--home DIR]
 
@@ -87,6 +88,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--home", default=None, help="data directory (default: a temp one linked to the test store)")
     args = ap.parse_args()
+    load_before = os.getloadavg()
     store = Store(args.home or scratch_home())
     from mistudio_core.defaults import ensure_builtins
     ensure_builtins(store)
@@ -111,6 +113,8 @@ def main() -> None:
     print(f"{args.clients:>8} {len(lat):>9} {len(errors):>7} {p(0.5):>8.0f} {p(0.95):>8.0f} "
           f"{rate_alone:>18.0f} {rate_load:>11.0f} {rate_alone / rate_load:>8.2f}x")
     print(f"jobs: {status_alone}, {status_load}")
+    print("load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}; {} CPUs".format(
+        *load_before, *os.getloadavg(), os.cpu_count()))
     for e in errors[:5]:
         print("error:", e)
 

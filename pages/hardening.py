@@ -12,6 +12,8 @@ enforces what they all promise in docs/API.md):
   else a `gr.Error`). Every string output is scrubbed of server paths (`common.scrub`).
 - **Uploads do not outlive their request.** A file the event received from the upload folder is deleted after the
   event (ingested or refused), so nothing accumulates and nothing can be fetched back.
+- **Every endpoint describes itself** (API page, MCP tool list): the handler's docstring, else its line in
+  docs/API.md.
 - **Cheap reads never queue behind long work.** Lists, headers, status and job watchers get no concurrency limit
   (each call is short or mostly sleeps); everything else keeps the queue's default.
 """
@@ -41,7 +43,21 @@ def refillable_dropdowns(demo: gr.Blocks) -> list[gr.Dropdown]:
     return [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and id(b) in outputs]
 
 
-def harden(demo: gr.Blocks, upload_dirs: list[Path] | None = None) -> None:
+def api_docs(path: Path) -> dict[str, str]:
+    """`{endpoint: one-line description}` from docs/API.md's tables and bullet lists."""
+    out = {}
+    text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
+    for line in text.splitlines():
+        row = re.match(r"^\| `(\w+)` \| (.*?) \| (.*?) \|\s*$", line)
+        bullet = re.match(r"^- `(\w+)`\((.*)\)\s*$", line)
+        if row:
+            out[row.group(1)] = f"Parameters: {row.group(2)}. Returns: {row.group(3)}."
+        elif bullet:
+            out[bullet.group(1)] = f"Parameters: {bullet.group(2) or 'none'}."
+    return out
+
+
+def harden(demo: gr.Blocks, upload_dirs: list[Path] | None = None, docs: dict[str, str] | None = None) -> None:
     """Apply the module doc's rules to every dropdown and event of `demo` (call once, before launch)."""
     for dd in refillable_dropdowns(demo):
         # Also in the constructor arguments: a session rebuilds a component from them on every update.
@@ -55,6 +71,8 @@ def harden(demo: gr.Blocks, upload_dirs: list[Path] | None = None) -> None:
             # A click on a table row carries Gradio event data that a script cannot send: UI only.
             block_fn.api_visibility = "private"
         block_fn.fn = _wrap(block_fn, [Path(d) for d in upload_dirs or []])
+        if not block_fn.fn.__doc__ and block_fn.api_description is None and block_fn.api_name in (docs or {}):
+            block_fn.api_description = docs[block_fn.api_name]
         if isinstance(block_fn.api_name, str) and CHEAP.search(block_fn.api_name):
             block_fn.concurrency_limit = None
 
@@ -186,4 +204,6 @@ def _wrap(block_fn, upload_dirs: list[Path]) -> Callable:
                 done(args)
     # A handler bound with functools.partial would otherwise carry partial's own docstring (MCP tool descriptions).
     run.__doc__ = inspect.getdoc(getattr(fn, "func", fn)) or ""
+    # MCP names each tool after the function: the endpoint's name, not "run" or "partial".
+    run.__name__ = block_fn.api_name if isinstance(block_fn.api_name, str) else getattr(fn, "__name__", "fn")
     return run

@@ -62,6 +62,8 @@ def gradio_temp_dir() -> Path:
 
 
 FILE_ROUTE = "/gradio_api/file="
+# Gradio's own launch() calls this from localhost without a session; it answers true/false and reveals nothing.
+OPEN_PATHS = ("/gradio_api/startup-events",)
 
 
 class Gate:
@@ -82,7 +84,7 @@ class Gate:
         if not getattr(self.gradio_app, "auth", None):
             return await self.app(scope, receive, send)
         method = scope.get("method", "GET")
-        if self._user(scope) or (path.rstrip("/") == "/login" and method == "POST"):
+        if self._user(scope) or (path.rstrip("/") == "/login" and method == "POST") or path in OPEN_PATHS:
             return await self.app(scope, receive, send)
         if scope["type"] == "http" and path in ("", "/") and method in ("GET", "HEAD"):
             return await _respond(send, 200, "text/html; charset=utf-8",

@@ -65,18 +65,20 @@ def test_every_endpoint_answers_valid_ids(app, client):
 
 
 def test_uploads_are_removed_after_use_and_never_served(app, client):
-    uploads = app.ids.home / ".uploads"
+    uploads = (app.ids.home / ".uploads").resolve()
     status, *_ = client.predict(handle_file(str(app.ids.text_file)), "", "uploaded", api_name="/datasets_add_upload")
     assert status.startswith("✓"), status
     assert str(app.ids.home) not in status and "/tmp/" not in status
     assert uploads.is_dir() and not list(uploads.rglob("speech.txt"))  # ingested, then deleted
-    # a file in the upload folder (e.g. one in flight) is refused by the file route
-    (uploads / "x").mkdir()
-    secret = uploads / "x" / "secret.txt"
-    secret.write_text("not for you")
+    # an upload that no action has used yet is not served back either
+    import httpx
+
+    r = httpx.post(f"{app.url}gradio_api/upload", files={"files": ("secret.txt", b"not for you")}, timeout=30)
+    uploaded = r.json()[0]
+    assert Path(uploaded).is_file() and uploads in Path(uploaded).parents
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(f"{app.url}gradio_api/file={secret}", timeout=10)
-    assert err.value.code in (403, 404)
+        urllib.request.urlopen(f"{app.url}gradio_api/file={uploaded}", timeout=10)
+    assert err.value.code == 403
 
 
 def test_downloads_still_work(app, client):
