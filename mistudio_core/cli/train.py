@@ -89,7 +89,8 @@ def train_spec(args) -> dict:
     tcfg = _train_config(args)
     return {"model_id": args.model, "dataset_id": args.dataset, "hook_names": list(args.hook),
             "train": tcfg.to_dict(), "name": args.name or f"{args.model}-{tcfg.architecture}",
-            "device": args.device, "eval_contexts": args.eval_contexts, "eval_datasets": args.eval_dataset or [],
+            "device": args.device, "eval_datasets": args.eval_dataset or [],
+            "eval_contexts": args.eval_contexts or (_preset(args).eval_contexts if _preset(args) else None),
             "eval_downstream": args.downstream, "stream": {"seed": tcfg.seed, "buffer_contexts": _buffer(tcfg)},
             "preset": getattr(args, "preset", None), "cache": _cache_spec(args)}
 

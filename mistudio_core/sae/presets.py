@@ -38,6 +38,9 @@ class Preset:
     """Activation-cache options of the training job: mode ("off" | "use" | "build"), dtype, tokens."""
     hook: str | None = BUILTIN_HOOK
     """The hook point this recipe was tuned at (the form suggests it; any hook works)."""
+    eval_contexts: int | None = None
+    """Held-out contexts of the job's final evaluation (None: the job's default, 64). The evaluation runs the
+    full model three times per context (clean, spliced, zero-ablated): on a CPU it is a real share of a short run."""
 
     def train_config(self, **overrides) -> TrainConfig:
         """The preset's TrainConfig with `overrides` (None values ignored) on top."""
@@ -48,7 +51,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("quick", "Workshop demo: 128k cached tokens × ~4 epochs, TopK 8× k=32 (≈3 min on a 2-core CPU).",
            train=dict(architecture="topk", expansion_factor=8, k=32, lr=8e-4, batch_tokens=4096, steps=120,
                       lr_warmup_steps=10, lr_decay_steps=36, metrics_every=5, seed=0),
-           cache=dict(mode="use", dtype="bfloat16", tokens=131_072)),
+           cache=dict(mode="use", dtype="bfloat16", tokens=131_072), eval_contexts=32),
     Preset("quality", "TopK 8× k=32 tuned for EV ≥ 0.80 / CE recovered ≥ 0.90 out of domain (≈15 min on a 2-core "
            "CPU): 786k cached tokens replayed ~4 times, lr warm-up + decay.",
            train=dict(architecture="topk", expansion_factor=8, k=32, lr=6e-4, batch_tokens=4096, steps=800,
