@@ -32,3 +32,17 @@ def test_dead_window_scales_with_short_runs_and_caps_at_a_million():
     assert TrainConfig(steps=200, batch_tokens=4096).dead_window == 200 * 4096 // 4  # quick runs see dead latents
     assert TrainConfig(steps=30_000, batch_tokens=4096).dead_window == 1_000_000
     assert TrainConfig(steps=10, dead_feature_window=777).dead_window == 777
+
+
+def test_first_row_comes_after_the_first_step_then_on_time(monkeypatch):
+    from mistudio_core.sae import trainer
+
+    data = PlantedDictionary(d_in=16, n_features=32)
+    tcfg = TrainConfig(d_sae=32, k=4, steps=6, batch_tokens=64, metrics_every=100)
+    rows = []
+    train_saes(data.stream("h", 64), [tcfg.sae_config(16, "h")], tcfg, on_metrics=rows.append)
+    assert [r["step"] for r in rows] == [1, 6]  # a live chart has a point after step 1, not after 100
+    monkeypatch.setattr(trainer, "REPORT_SECONDS", 0.0)  # a slow run: a row whenever the interval passed
+    rows.clear()
+    train_saes(data.stream("h", 64), [tcfg.sae_config(16, "h")], tcfg, on_metrics=rows.append)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
