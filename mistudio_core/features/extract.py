@@ -148,7 +148,9 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     reservoir = max(64, 2 * cfg.n_quantiles * cfg.quantile_examples)
     acc = FeatureAccumulator(d_sae, cfg.top_k, cfg.threshold, reservoir, HIST_BINS, HIST_MIN, HIST_MAX,
                              cfg.cooc_features, cfg.seed, sae_dev, window=W, window_before=cfg.window_before)
+    t_pass = time.perf_counter()
     done = _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop)
+    t_pass = time.perf_counter() - t_pass
     quant = acc.quantile_picks(cfg.n_quantiles, cfg.quantile_examples)
     top = acc.sorted_top()
     ctx = torch.cat([top.ctx, quant.ctx], 1)
@@ -156,7 +158,9 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     acts = torch.cat([top.win, quant.win], 1).cpu()
     if progress:
         progress(0.97, "decoder logits")
+    t_logits = time.perf_counter()
     logit_t = decoder_logits(model, sae.W_dec, cfg.n_logits)
+    t_logits = time.perf_counter() - t_logits
     used = torch.unique(ctx[ctx >= 0].cpu())
     k = cfg.top_k
     tensors = {
@@ -172,7 +176,8 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     meta = {"config": cfg.to_dict(), "hook_name": hook, "d_sae": d_sae, "n_tokens": acc.n_tokens,
             "n_contexts": done, "pass2_contexts": 0, "stopped_early": done < n_ctx, "window": W,
             "n_quantiles": cfg.n_quantiles, "quantile_examples": cfg.quantile_examples,
-            "model_id": getattr(loaded_model, "model_id", None), "created": time.time()}
+            "model_id": getattr(loaded_model, "model_id", None), "created": time.time(),
+            "seconds": {"pass": round(t_pass, 3), "logits": round(t_logits, 3)}}
     windows = {"top_acts": acts[:, :k].contiguous(), "quant_acts": acts[:, k:].contiguous()}
     if progress:
         progress(1.0, f"done: {acc.n_tokens:,} tokens")
