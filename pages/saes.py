@@ -98,6 +98,9 @@ def detail(ctx: AppContext, sae_id: str | None) -> tuple[str, str, dict, dict]:
         data = _json_file(folder, name)
         if data is not None:
             record[name.removesuffix(".json")] = data
+    stored = evals.list_evals(ctx.store, sae_id)
+    if stored:  # every stored evaluation, with provenance and formulas
+        record["evals"] = {evals.source_label(r): r for r in stored}
     row, metrics = _row(manifest), manifest.get("metrics") or {}
     numbers = ", ".join(f"{short} {fmt_metric(metrics[key])}" for key, short in HEADLINE if key in metrics)
     head = (f"### {manifest.get('name') or sae_id}\n"

@@ -52,8 +52,10 @@ def test_library_columns_name_dataset_and_split(ctx):
     assert trained["CE rec. (tiny-ds held-out)"] != "" and trained["EV (train batch)"] != ""
     imported = lib[lib["id"] == "imported-sae"].iloc[0]
     assert imported["EV (source unknown)"] == "0.25" and imported["EV (tiny-ds held-out)"] == ""
-    head = saes.detail(ctx, ctx.trained)[1]
+    _, head, _, record = saes.detail(ctx, ctx.trained)
     assert "CE rec." in head and "on tiny-ds held-out" in head
+    shown = record["evals"]["tiny-ds held-out"]
+    assert shown["n_contexts"] == 12 and "CE_zero_ablated" in shown["metrics"]["ce_loss_recovered"]["formula"]
 
 
 def test_training_card_shows_held_out_ce_recovered(ctx):
