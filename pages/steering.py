@@ -20,6 +20,7 @@ from mistudio_core.steering import sessions as ss
 from mistudio_core.steering.generate import SamplingConfig, compare_stream, run_prompt_set
 from mistudio_core.steering.loader import effect_tokens_for, feature_label, load_target, search_features
 from mistudio_core.steering.methods import SteerFeature, SteeringConfig
+from mistudio_core.steering.score import READ_LABEL, STEERED_LABEL
 from mistudio_core.steering.sweep import parse_strengths, sweep
 
 from .common import dropdown_update, failed, guarded, ok, on_show, progress_adapter, require_writable, table
@@ -160,8 +161,16 @@ def run_batch(ctx: AppContext, sae_id, prompts_text, method, positions, normaliz
     with _LOCK:
         res = run_prompt_set(t.model, t.tokenizer, t.sae, t.hook_name, (prompts_text or "").splitlines(),
                              steering, sampling, progress=progress_adapter(progress))
-    return ok(f"Ran {len(res)} prompts."), table(res, {"prompt": "prompt", "baseline": "baseline",
-                                                       "steered": "steered"})
+    f0 = steering.features[0].index
+    rows = [{**r, "at_hook": _round(r["steered_feature_mean"].get(f0)), "read": _round(r["feature_mean"].get(f0))}
+            for r in res]
+    return ok(f"Ran {len(res)} prompts."), table(rows, {
+        "prompt": "prompt", "baseline": "baseline", "steered": "steered",
+        "at_hook": f"feature {f0}: {STEERED_LABEL}", "read": f"feature {f0}: {READ_LABEL}"})
+
+
+def _round(x):
+    return None if x is None else round(x, 3)
 
 
 @guarded(2)

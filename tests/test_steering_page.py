@@ -104,6 +104,7 @@ def test_prompt_set_save_load_and_batch(ctx):
     assert text == "Dogs are\nCats are"
     status, df = page.run_batch(ctx, "tiny", text, *KNOBS, *_slots((3, 5.0)))
     assert list(df["prompt"]) == ["Dogs are", "Cats are"]
+    assert "feature 3: activation in the steered model (at the hook)" in df.columns
 
 
 def test_build_wires_prefixed_api_names(store):
