@@ -4,8 +4,8 @@ Pick an SAE, find features by label or index, set strengths (negative pushes awa
 generate: both columns stream from the same seed, so what differs is the steering alone. Every run names its two
 activations: the activation in the steered model (at the hook) and the unsteered model reading the output. A
 strength sweep (over seeds) charts both, the perplexity and the effect share (generated tokens among the feature's
-top tokens) against the unsteered baseline, and suggests a strength (largest with perplexity ≤ 1.5× baseline). Sessions (prompt, features, strengths, outputs) and prompt sets (a batch template) are saved in
-the data directory. Handlers are plain functions of `(ctx, ...)` tested directly; the first output is a status.
+top tokens) against the unsteered baseline, and suggests a strength (largest with perplexity ≤ 1.5× baseline).
+Sessions (prompt, features, strengths, outputs) and prompt sets (a batch template) are saved in the data directory. Handlers are plain functions of `(ctx, ...)` tested directly; the first output is a status.
 """
 from __future__ import annotations
 
