@@ -93,3 +93,12 @@ def test_word_search_finds_yelling_and_capital_letters_ranked(store, sae, tmp_pa
     assert labels.search_words("capital letters")[:2] == [12, 7]  # both words beat one word
     assert labels.search_words("") == [] and labels.search_words("zebra") == []
     assert labels.search("French") == [14]  # the substring search of the contract still works
+
+
+def test_a_plain_folder_import_matches_by_the_model_name_in_its_config(store, tmp_path):
+    from mistudio_core.interop.importers import import_sae
+
+    m = import_sae(store, make_gemma_scope(tmp_path / "gs"), model_id="google--gemma-2-2b",
+                   repo_id="google/gemma-scope-2b-pt-res", path_in_repo="layer_1/width_16k/average_l0_20")
+    out = import_explanations(store, m["id"], write(tmp_path / "x.jsonl", ROWS, "jsonl"))
+    assert out["features"] == 5

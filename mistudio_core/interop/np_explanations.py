@@ -84,10 +84,22 @@ def sae_identity(store: Store, sae_id: str) -> dict:
     """What an SAE is, for matching: model names it answers to, layer and width."""
     m = store.manifest("saes", sae_id)
     cat = m.get("catalog") or {}
-    names = {str(n).lower() for n in (cat.get("model"), m.get("model_id")) if n}
+    names = {str(n).lower() for n in (cat.get("model"), m.get("model_id"), _cfg_model_name(store, sae_id)) if n}
+    if m.get("model_id") and store.exists("models", m["model_id"]):  # a Hub model answers to its repo's name
+        repo = (store.manifest("models", m["model_id"]).get("source") or {}).get("repo_id") or ""
+        names |= {repo.split("/")[-1].lower()} - {""}
     hook = re.match(r"blocks\.(\d+)\.", m.get("hook_name") or "")
     return {"models": names, "layer": int(hook.group(1)) if hook else None, "width": int(m["d_sae"]),
             "neuronpedia": cat.get("neuronpedia")}
+
+
+def _cfg_model_name(store: Store, sae_id: str) -> str | None:
+    """`metadata.model_name` of the SAE's cfg.json (Gemma Scope imports say `gemma-2-2b` there)."""
+    try:
+        cfg = json.loads((store.path("saes", sae_id) / "cfg.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (cfg.get("metadata") or {}).get("model_name") or cfg.get("model_name")
 
 
 def _describe(model: str, source: str) -> str:
