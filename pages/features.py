@@ -122,14 +122,15 @@ def feature_table(ctx: AppContext, sae_id: str | None, label_query: str, token_q
                                   "leading space (tokens often start with one, e.g. ' Congress').")
         df = df.set_index("index").loc[hits["index"]].reset_index()
         df.insert(2, "examples_on_token", hits["n_examples"].to_numpy())
-    if label_query.strip():  # words in labels, categories and descriptions (ours and imported ones)
+    if (label_query or "").strip():  # words ("yelling", "capital letters") in labels, descriptions, Neuronpedia's
         from mistudio_core.labeling.store import LabelStore
 
-        df = df[df["index"].isin(LabelStore(ctx.store, sae_id).search(label_query))]
+        ranked = LabelStore(ctx.store, sae_id).search_words(label_query)
+        df = df.set_index("index").reindex([i for i in ranked if i in set(df["index"])]).reset_index()
     masks = {"alive": ~df.dead, "dead": df.dead, "dense": df.dense, "labelled": df.label != ""}
     if show in masks:
         df = df[masks[show]]
-    if not token_query:
+    if not token_query and not (label_query or "").strip():  # searches keep their best-match-first order
         col = SORTS.get(sort, "frequency")
         df = df.sort_values(col, ascending=col == "index", kind="stable")
     size = max(1, int(page_size or 50))
