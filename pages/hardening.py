@@ -49,11 +49,11 @@ def api_docs(path: Path) -> dict[str, str]:
     text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
     for line in text.splitlines():
         row = re.match(r"^\| `(\w+)` \| (.*?) \| (.*?) \|\s*$", line)
-        bullet = re.match(r"^- `(\w+)`\((.*)\)\s*$", line)
+        bullet = re.match(r"^- `(\w+)`\s*(.*?)\s*$", line)
         if row:
             out[row.group(1)] = f"Parameters: {row.group(2)}. Returns: {row.group(3)}."
         elif bullet:
-            out[bullet.group(1)] = f"Parameters: {bullet.group(2) or 'none'}."
+            out[bullet.group(1)] = f"Parameters: {bullet.group(2).strip('()—: ') or 'none'}."
     return out
 
 
@@ -64,6 +64,8 @@ def harden(demo: gr.Blocks, upload_dirs: list[Path] | None = None, docs: dict[st
         dd.allow_custom_value = dd.filterable = True
         if getattr(dd, "_constructor_args", None):
             dd._constructor_args[0].update(allow_custom_value=True, filterable=True)
+        # The schema (API page, gradio_client, MCP tools) would otherwise say `enum: []`: any id is a string.
+        dd.api_info = functools.partial(_open_schema, dd.multiselect)
     for block_fn in demo.fns.values():
         if block_fn.fn is None:
             continue
@@ -75,6 +77,10 @@ def harden(demo: gr.Blocks, upload_dirs: list[Path] | None = None, docs: dict[st
             block_fn.api_description = docs[block_fn.api_name]
         if isinstance(block_fn.api_name, str) and CHEAP.search(block_fn.api_name):
             block_fn.concurrency_limit = None
+
+
+def _open_schema(multiselect: bool) -> dict:
+    return {"type": "array", "items": {"type": "string"}} if multiselect else {"type": "string"}
 
 
 def _takes_event_data(fn: Callable) -> bool:
