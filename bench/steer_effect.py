@@ -12,13 +12,16 @@ corpus first when the SAE has none):
 1. sweep additive strengths = multiples of the feature's max activation (its natural scale) over `--sweep-seeds`
    seeds; the suggested strength is the largest whose perplexity stays ≤ 1.5× the unsteered baseline's;
 2. at that strength, on `--seeds` *fresh* seeds (never used to pick the strength), compare the share of generated
-   tokens that are among the feature's top tokens: unsteered baseline vs steered.
+   tokens that are among the feature's top tokens: unsteered baseline vs steered. Beside it, for comparison, the
+   share of the tokens W_dec[f] promotes through the unembedding ("output tokens"): a feature that *reads* a token
+   at layer 8 need not make the model *write* it.
 
 Prints one row per feature and how many of them steering raised above baseline (the issue's goal: ≥ 7 of 10).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -30,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from mistudio_core.errors import NotFoundError  # noqa: E402
 from mistudio_core.features.results import FeatureResults  # noqa: E402
-from mistudio_core.steering.effect import effect_tokens, token_specificity  # noqa: E402
-from mistudio_core.steering.generate import SamplingConfig  # noqa: E402
+from mistudio_core.steering.effect import effect_tokens, token_share, token_specificity  # noqa: E402
+from mistudio_core.steering.generate import SamplingConfig, _eos_ids, encode_prompt, iter_rows  # noqa: E402
 from mistudio_core.steering.loader import load_target  # noqa: E402
-from mistudio_core.steering.methods import SteerFeature, SteeringConfig  # noqa: E402
+from mistudio_core.steering.methods import Steerer, SteerFeature, SteeringConfig  # noqa: E402
+from mistudio_core.steering.score import score_continuation, strip_eos  # noqa: E402
 from mistudio_core.steering.sweep import sweep  # noqa: E402
 from mistudio_core.store import Store  # noqa: E402
 
@@ -63,8 +67,30 @@ def pick_features(results: FeatureResults, n: int, min_examples: int) -> list[tu
     return [(f, float(spec[f])) for f in order[:n] if spec[f] > 0]
 
 
+def evaluate(t, f: int, strength: float, sampling: SamplingConfig, n_seeds: int, prompt_ids, keysets: dict) -> dict:
+    """Unsteered baseline (row 0) vs steered at `strength` (row 1) on `n_seeds` fresh seeds: per key set the
+    token-weighted share of generated tokens in it, and each row's perplexity (geometric mean over seeds)."""
+    eos = _eos_ids(t.tokenizer, t.model)
+    hits, n, logppl = {k: [0, 0] for k in keysets}, [0, 0], [0.0, 0.0]
+    for k in range(n_seeds):
+        s = SamplingConfig.from_dict({**sampling.to_dict(), "seed": FRESH_SEED + k})
+        steerer = Steerer(SteeringConfig([SteerFeature(f, 1.0)]), t.sae, rows=torch.tensor([False, True]),
+                          row_scale=torch.tensor([0.0, strength]))
+        for rows in iter_rows(t.model, prompt_ids, 2, s, steerer, t.hook_name, eos):
+            pass
+        for r in (0, 1):
+            toks = strip_eos(rows[r], eos)
+            for name, keys in keysets.items():
+                hits[name][r] += token_share(t.tokenizer, toks, keys)[0]
+            n[r] += len(toks)
+            logppl[r] += math.log(score_continuation(t.model, t.sae, t.hook_name, prompt_ids, toks, [f])["perplexity"])
+    return {"share": {name: (h[0] / max(n[0], 1), h[1] / max(n[1], 1)) for name, h in hits.items()},
+            "ppl": (math.exp(logppl[0] / n_seeds), math.exp(logppl[1] / n_seeds))}
+
+
 def run_feature(t, results, f: int, args) -> dict:
     tokens = effect_tokens(t.model, t.tokenizer, t.sae, [f], results, n=args.top_tokens)
+    out_tokens = effect_tokens(t.model, t.tokenizer, t.sae, [f], None, n=args.top_tokens)  # what W_dec[f] promotes
     scale = float(results.t["max"][f])  # the feature's largest activation in the extraction sample
     strengths = [round(m * scale, 3) for m in args.multiples]
     cfg = SteeringConfig([SteerFeature(f, 1.0)], method="additive")
@@ -72,32 +98,33 @@ def run_feature(t, results, f: int, args) -> dict:
                               stop_at_eos=False)
     swept = sweep(t.model, t.tokenizer, t.sae, t.hook_name, args.prompt, cfg, strengths, sampling,
                   seeds=args.sweep_seeds, effect_tokens=tokens)
-    row = {"feature": f, "tokens": tokens["tokens"][f][:3], "source": tokens["source"], "max_act": scale,
-           "suggested": swept["suggested_strength"], "sweep": swept}
+    row = {"feature": f, "tokens": tokens["tokens"][f][:3], "out_tokens": out_tokens["tokens"][f][:3],
+           "source": tokens["source"], "max_act": scale, "suggested": swept["suggested_strength"]}
     if not swept["suggested_strength"]:   # None, or 0: no strength kept the text fluent
-        return {**row, "base": None, "steered": None, "raised": False}
-    fresh = SamplingConfig.from_dict({**sampling.to_dict(), "seed": FRESH_SEED})
-    ev = sweep(t.model, t.tokenizer, t.sae, t.hook_name, args.prompt, cfg, [swept["suggested_strength"]], fresh,
-               seeds=args.seeds, effect_tokens=tokens)
-    base, steered = ev["baseline"], ev["rows"][0]
-    return {**row, "base": base, "steered": steered,
-            "raised": steered["effect_share"] > base["effect_share"]}
+        return {**row, "ev": None, "raised": False}
+    ev = evaluate(t, f, swept["suggested_strength"], sampling, args.seeds,
+                  encode_prompt(t.tokenizer, args.prompt, args.chat),
+                  {"top": tokens["keys"], "out": out_tokens["keys"]})
+    base, steered = ev["share"]["top"]
+    return {**row, "ev": ev, "raised": steered > base}
 
 
 def print_table(rows: list[dict], args, hook: str) -> None:
     print(f"\nSAE {args.sae} at {hook}; additive; prompt {args.prompt!r}; strengths = max activation × "
           f"{args.multiples}; suggestion from {args.sweep_seeds} seeds, effect on {args.seeds} fresh seeds × "
-          f"{args.tokens} tokens; token set: {rows[0]['source'] if rows else '-'}\n")
-    print(f"| feature | specificity | top tokens | max act | suggested | ppl base → steered | "
-          f"share base | share steered | raised |")
-    print("|---:|---:|---|---:|---:|---|---:|---:|:---:|")
+          f"{args.tokens} tokens\n'top tokens' = {rows[0]['source'] if rows else '-'} (the effect score); "
+          f"'output tokens' = unembedding alignment of W_dec[f] (what the direction promotes), for comparison\n")
+    print("| feature | specificity | top tokens | max act | suggested | ppl base → steered | top-token share "
+          "base → steered | raised | output tokens | output-token share base → steered |")
+    print("|---:|---:|---|---:|---:|---|---|:---:|---|---|")
     for r in rows:
-        b, s = r["base"], r["steered"]
-        ppl = f"{b['perplexity']:.1f} → {s['perplexity']:.1f}" if b else "-"
+        ev = r["ev"]
+        ppl = f"{ev['ppl'][0]:.1f} → {ev['ppl'][1]:.1f}" if ev else "-"
+        top = "{:.3f} → {:.3f}".format(*ev["share"]["top"]) if ev else "-"
+        out = "{:.3f} → {:.3f}".format(*ev["share"]["out"]) if ev else "-"
         print(f"| {r['feature']} | {r['specificity']:.2f} | {', '.join(map(repr, r['tokens']))} | "
-              f"{r['max_act']:.2f} | {'-' if not r['suggested'] else format(r['suggested'], 'g')} | {ppl} | "
-              f"{b['effect_share'] if b else float('nan'):.3f} | {s['effect_share'] if s else float('nan'):.3f} | "
-              f"{'yes' if r['raised'] else 'no'} |")
+              f"{r['max_act']:.2f} | {'-' if not r['suggested'] else format(r['suggested'], 'g')} | {ppl} | {top} | "
+              f"{'yes' if r['raised'] else 'no'} | {', '.join(map(repr, r['out_tokens']))} | {out} |")
     print(f"\nraised above baseline: {sum(r['raised'] for r in rows)} of {len(rows)} (goal: >= 7 of 10)")
 
 
