@@ -32,13 +32,22 @@ BROWSE = {"header_status": (), "training_choices": ("sotu", "smollm2-135m-instru
           "datasets_list": ("sotu", "smollm2-135m-instruct"), "models_list": ("smollm2-135m-instruct",)}
 
 
-def train_spec(steps: int) -> list:
-    return ["sotu", "smollm2-135m-instruct", ["blocks.4.hook_resid_post"], "load-bench",
-            "topk", 8, 0, 32, 5.0, 3e-4, 1024, steps, 0, 0]
+def train_args(client, steps: int) -> list:
+    """`/training_start`'s arguments by their labels (the form grows; unknown fields keep their defaults)."""
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/training_start"]
+    wanted = [("dataset", "sotu"), ("model", "smollm2-135m-instruct"), ("hook", ["blocks.4.hook_resid_post"]),
+              ("name", "load-bench"), ("architecture", "topk"), ("expansion", 8), ("k (", 32), ("batch", 1024),
+              ("steps", steps), ("activation cache", "off")]
+    args = []
+    for p in params["parameters"]:
+        label = (p.get("label") or "").lower()
+        value = next((v for key, v in wanted if label == key or label.startswith(key)), p.get("parameter_default"))
+        args.append(value)
+    return args
 
 
 def run_job(client, store: Store, steps: int) -> tuple[str, float]:
-    client.predict(*train_spec(steps), api_name="/training_start")
+    client.predict(*train_args(client, steps), api_name="/training_start")
     jobs = JobRegistry(store)
     job = jobs.list("train")[-1]["id"]
     while jobs.get(job)["status"] in ("queued", "running"):
