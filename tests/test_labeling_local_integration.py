@@ -13,7 +13,7 @@ from mistudio_core.labeling.client import LOCAL_URL
 from mistudio_core.labeling.engine import label_features
 from mistudio_core.labeling.spec import LabelSpec
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # minutes on a busy 2-core machine
 
 
 def test_builtin_model_labels_offline(real_store, tmp_path, capsys):

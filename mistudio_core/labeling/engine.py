@@ -3,7 +3,8 @@
 - Plan: skip manual labels (never overwritten), features already auto-labeled with this spec's fingerprint
   (so a resumed job does not pay twice) and, with `only_unlabeled`, any labeled feature.
 - Per feature: one labeling request (+ one retry with a reminder when the answer is not usable JSON), then
-  one detection-scoring and one fuzzing-scoring request. An unusable answer is a *failure of that feature*, recorded; the job goes on.
+  one detection-scoring and one fuzzing-scoring request. An unusable answer is a *failure of that feature*,
+  recorded; the job goes on.
 - A `ProviderError` (server down after retries, bad key, unknown model) stops the job: what finished is saved
   first, then the error is raised, so the job ends failed and resuming it labels only the rest. A feature
   whose scoring request hit that error is redone on resume (label and score are saved together).
