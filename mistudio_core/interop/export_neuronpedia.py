@@ -133,12 +133,24 @@ def _source_names(manifest: dict) -> tuple[str, str, str]:
     return model_id, set_name, f"{layer}-{set_name}"
 
 
+class _OpenWindows(dict):
+    """`windows.safetensors` opened once: name -> a lazy slice, indexed per feature like the in-memory dict."""
+
+    def __init__(self, path: Path):
+        from safetensors import safe_open
+
+        self.handle = safe_open(str(path), framework="pt")
+        super().__init__({name: self.handle.get_slice(name) for name in self.handle.keys()})
+
+
 def _feature_views(fr: FeatureResults):
     """`(view, live, dead)`: `view(i)` is `fr.feature(i)` with the all-feature vectors (frequencies, means)
     computed once — `feature(i)` alone recomputes them for every feature on each call, which made the export
     quadratic in the width. The per-instance overrides only affect this export's own `FeatureResults`."""
     freq, means = fr.frequencies(), fr.means()
     fr.frequencies, fr.means = (lambda: freq), (lambda: means)
+    if isinstance(fr._windows, Path):  # one open memory map for the whole export, not one per example group
+        fr._windows = _OpenWindows(fr._windows)
     flags = freq.tolist()
     live = [i for i, f in enumerate(flags) if f > 0]
     dead = [i for i, f in enumerate(flags) if f == 0]
