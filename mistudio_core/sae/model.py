@@ -40,9 +40,12 @@ class SAE(nn.Module):
         self.cfg = cfg
         dtype = torch_dtype(cfg.dtype)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        # Unit-norm decoder rows and W_enc = W_dec^T: the init SAELens, sparsify and Anthropic share.
+        # W_enc = W_dec^T with decoder rows of norm 1 (TopK: kept unit) or 0.1 (standard: Anthropic's April-2024
+        # init, SAELens's decoder_init_norm; at unit norm the ~half of latents active at init sum to
+        # reconstructions many times the input, and a short L1 run never recovers: EV -2.75 after 24 steps).
         w_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=gen, dtype=torch.float64)
-        w_dec = (w_dec / w_dec.norm(dim=1, keepdim=True)).to(dtype)
+        row_norm = 0.1 if cfg.architecture == "standard" else 1.0
+        w_dec = (w_dec * (row_norm / w_dec.norm(dim=1, keepdim=True))).to(dtype)
         self.W_dec = nn.Parameter(w_dec.to(device))
         self.W_enc = nn.Parameter(w_dec.t().contiguous().to(device))
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype, device=device))
