@@ -12,7 +12,7 @@ METRICS = {"loss": "loss", "mse": "MSE", "l0": "L0", "explained_variance": "expl
 # The live chart's panels: (key, title, y-axis label). The second panel is what the loss adds to the MSE — AuxK for
 # TopK, the L1 penalty for standard — since for TopK without dead latents "loss" and "MSE" are the same curve.
 PANELS = [("mse", "reconstruction MSE", "Σ‖x−x̂‖² / token"), ("penalty", "loss − MSE", "AuxK or λ·L1"),
-          ("l0", "L0", "active latents / token"), ("explained_variance", "explained variance", "1 − FVU"),
+          ("l0", "L0", "active latents / token"), ("explained_variance", "EV (train batch)", "1 − FVU"),
           ("dead_fraction", "dead fraction", "share of latents")]
 
 

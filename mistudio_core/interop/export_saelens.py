@@ -14,6 +14,7 @@ import json
 import shutil
 
 from ..store import Store, new_id
+from ..sae.evals import source_label
 from ..sae.library import training_record
 
 SAE_FILES = ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors")
@@ -32,7 +33,7 @@ def model_card(manifest: dict, record: dict, sae_folder_name: str) -> str:
         f"`{manifest.get('model_id')}`, made with miStudio ({manifest.get('source', 'trained')}).", "",
         "## Load it", "", "```python", "from sae_lens import SAE",
         f'sae = SAE.load_from_disk("{sae_folder_name}")  # or SAE.from_pretrained on this repo', "```", "",
-        "## Metrics (held-out)", "", *(lines or ["- (none recorded)"]), "",
+        f"## Metrics ({source_label(manifest.get('metrics_source'))})", "", *(lines or ["- (none recorded)"]), "",
         "Explained variance = 1 − Σ‖x−x̂‖² / Σ‖x−x̄‖²; L0 = mean active latents per token; CE loss recovered = "
         "(CE zero-ablated − CE spliced) / (CE zero-ablated − CE clean).", "",
         "## Training", "", "```json", json.dumps({"dataset_id": manifest.get("dataset_id"),
