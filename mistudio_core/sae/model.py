@@ -14,6 +14,11 @@ Training losses (summed over d_in, averaged over tokens, as SAELens does):
     topk / batchtopk: ‖s·x − ŝx‖² + α·AuxK, AuxK = ‖e − ê_dead‖² / ‖e − ē‖² where e is the detached residual
                and ê_dead its reconstruction from the top aux_k *dead* latents (Gao et al. 2024); decoder rows
                are kept at unit norm.
+How a step is computed (kernels.py): the encoder's pre-activations are the one dense product, written into a
+buffer reused across steps; the active (token, latent) pairs are then decoded and differentiated sparsely, and
+b_dec's gradient through xc is W_enc @ Σ_b ∂L/∂pre_b rather than a [B, d_in] product. Standard SAEs switch to
+pair lists once at most SPARSE_DENSITY of their codes fire (early in training about half do: dense kernel).
+Gradients equal dense autograd's (tests/test_sae_model.py).
 Limits: jumprelu is inference-only here (train batchtopk instead); no gated/matryoshka variants.
 """
 from __future__ import annotations
