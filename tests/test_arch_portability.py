@@ -11,7 +11,6 @@ import importlib.metadata as md
 import re
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # requirements with compiled code whose pinned version publishes manylinux aarch64 wheels (see the docstring)
@@ -45,7 +44,7 @@ def test_every_native_requirement_is_known_to_have_aarch64_wheels():
         try:
             wheel = md.distribution(name).read_text("WHEEL") or ""
         except md.PackageNotFoundError:
-            pytest.skip(f"{name} is not installed in this environment")
+            continue  # not installed here (e.g. just added): nothing to inspect; pinned pure-Python is the norm
         pure = "Root-Is-Purelib: true" in wheel
         assert pure or name.lower() in NATIVE_WITH_AARCH64_WHEELS, \
             f"{name} has compiled code: check it publishes aarch64 wheels, then add it to the allowlist"
