@@ -3,7 +3,7 @@
 what costs on a CPU; a cache pays it once), registered in the library of `$MISTUDIO_HOME`.
 
     MISTUDIO_HOME=/tmp/steer-home HF_HUB_OFFLINE=1 .venv/bin/python bench/steer_train_sae.py \
-        [--cache-tokens 131072] [--steps 200] [--name steer-bench]
+        [--cache-tokens 130048] [--steps 200] [--name steer-bench]
 
 Prints the SAE id, held-out explained variance / L0 (16 held-out contexts, no CE splicing) and the CPU time.
 """
@@ -32,11 +32,14 @@ from mistudio_core.store import Store  # noqa: E402
 from mistudio_core.tokenize import load_tokenized  # noqa: E402
 
 HOOK, N_EVAL = "blocks.8.hook_resid_post", 16
+# One stream refill is 512 contexts × 127 tokens (BOS skipped): a shard of exactly that size costs one refill; a
+# 65,536-token shard would cost two.
+SHARD = 512 * 127
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cache-tokens", type=int, default=131_072)
+    ap.add_argument("--cache-tokens", type=int, default=2 * SHARD)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--name", default="steer-bench")
     args = ap.parse_args()
@@ -51,7 +54,7 @@ def main() -> None:
     cfg = tcfg.sae_config(hooks.d_model(loaded.model), HOOK, model_name=BUILTIN_ID, dataset_path="sotu",
                           context_size=int(tok.tokens.shape[1]), prepend_bos=True)
     with tempfile.TemporaryDirectory(prefix="steer-cache-") as cache:
-        cache_activations(loaded.model, train_tokens, [HOOK], cache, n_tokens=args.cache_tokens,
+        cache_activations(loaded.model, train_tokens, [HOOK], cache, n_tokens=args.cache_tokens, shard_tokens=SHARD,
                           bos_token_id=(tok.config or {}).get("bos_token_id"),
                           progress=lambda f, m: print(f"cache {f:.0%}", file=sys.stderr, flush=True))
         c_cache = time.process_time() - c0
