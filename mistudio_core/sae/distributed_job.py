@@ -11,6 +11,7 @@ Limit: the app must not be running as the job runner on the same data directory 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -72,6 +73,10 @@ def torchrun_train(args, local_spec: Callable[[], dict | None], rank0_spec: Call
         return None
     from ..jobs.train_job import TrainJobSpec, _train
 
-    _train(TrainJobSpec.from_dict(spec), WorkerContext(args.store))
+    ctx = WorkerContext(args.store)
+    try:
+        _train(TrainJobSpec.from_dict(spec), ctx)
+    finally:
+        shutil.rmtree(ctx.run_dir, ignore_errors=True)
     dist.shutdown()
     return {"rank": info.rank, "world_size": info.world_size, "role": "worker (rank 0 registers the SAEs)"}
