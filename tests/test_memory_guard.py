@@ -41,3 +41,19 @@ def test_quantization_on_cpu_says_why_not():
     with pytest.raises(UnsupportedError, match="needs a CUDA GPU"):
         models.check_quantization("8bit", device="cpu")
     assert models.check_quantization("none", device="cpu") is None
+
+
+def test_steering_and_extraction_pass_quantization_through(store, monkeypatch):
+    from mistudio_core.features.extract import ExtractConfig
+    from mistudio_core.features.job import run_extraction
+    from mistudio_core.steering.loader import load_target
+
+    with store.create("saes", "s", {"model_id": "m", "hook_name": "blocks.1.hook_resid_post", "d_sae": 8},
+                      artifact_id="s"):
+        pass
+    with pytest.raises(UnsupportedError, match="4bit quantization needs a CUDA GPU"):
+        load_target(store, "s", device="cpu", quantization="4bit")
+    # the model load is what this checks; no dataset needed
+    monkeypatch.setattr("mistudio_core.features.job.load_tokens_for", lambda *a: None)
+    with pytest.raises(UnsupportedError, match="8bit quantization needs a CUDA GPU"):
+        run_extraction(store, ExtractConfig(sae_id="s", dataset_id="d"), device="cpu", quantization="8bit")
