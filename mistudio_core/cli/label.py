@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..labeling.client import PRESETS, LLMClient, ProviderConfig
+from ..labeling.client import PRESETS, ProviderConfig, make_client
 from ..labeling.engine import label_features
 from ..labeling.keys import ENV_VAR
 from ..labeling.prompts import build_messages
@@ -32,7 +32,7 @@ def _features(store, sae_id):
 
 
 def cmd_test(args):
-    return LLMClient(_provider(args), os.environ.get(ENV_VAR)).test_connection()
+    return make_client(_provider(args), os.environ.get(ENV_VAR), store=args.store).test_connection()
 
 
 def cmd_run(args):
@@ -66,7 +66,9 @@ def cmd_list(args):
         e = entries[i]
         score = e.get("score") or {}
         rows.append({"index": i, "label": e["label"], "category": e.get("category", ""), "source": e["source"],
-                     "accuracy": score.get("accuracy"), "chance": score.get("chance")})
+                     "accuracy": score.get("accuracy"), "chance": score.get("chance"),
+                     "fuzzing_accuracy": (e.get("fuzzing") or {}).get("accuracy"),
+                     "fuzzing_chance": (e.get("fuzzing") or {}).get("chance")})
     return rows
 
 
