@@ -57,8 +57,8 @@ def unexpected(action: str, err: BaseException) -> str:
     """The page's message for a bug: the traceback goes to the server log, the user gets what and where."""
     log.error("%s failed", action, exc_info=err)
     detail = scrub(str(err)).splitlines()[0][:200] if str(err) else ""
-    return (f"Unexpected error in {action} ({type(err).__name__}{': ' + detail if detail else ''}). Nothing was "
-            "changed that you can see; check the inputs, and if it happens again report it with the server log.")
+    return (f"Unexpected error in {action} ({type(err).__name__}{': ' + detail if detail else ''}). The action "
+            "stopped there: check its inputs and try again; if it happens again, report it with the server log.")
 
 
 class ReadOnlyError(MistudioError):
