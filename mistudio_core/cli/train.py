@@ -70,6 +70,22 @@ def _with_preset_defaults(args) -> None:
     args.hook = args.hook or ([preset.hook] if preset.hook else None)
 
 
+def _preset_eval_contexts(args) -> int | None:
+    """The preset's evaluation size, capped by the held-out contexts the dataset has (a preset is "up to")."""
+    from ..store import read_json
+    from ..tokenize import heldout_of, tokenized_dir
+
+    preset = _preset(args)
+    if preset is None or not preset.eval_contexts:
+        return None
+    folder = tokenized_dir(args.store, args.dataset, args.model)
+    try:
+        n = int(read_json(folder / "stats.json")["n_contexts"])
+        return min(preset.eval_contexts, heldout_of(read_json(folder / "config.json"), n)["n_contexts"])
+    except (MistudioError, KeyError, ValueError):
+        return preset.eval_contexts  # the job names the problem with this dataset
+
+
 def _cache_spec(args) -> dict:
     preset = _preset(args)
     cache = dict(preset.cache) if preset else {}
@@ -88,7 +104,7 @@ def train_spec(args) -> dict:
     return {"model_id": args.model, "dataset_id": args.dataset, "hook_names": list(args.hook),
             "train": tcfg.to_dict(), "name": args.name or f"{args.model}-{tcfg.architecture}",
             "device": args.device, "eval_datasets": args.eval_dataset or [],
-            "eval_contexts": args.eval_contexts or (_preset(args).eval_contexts if _preset(args) else None),
+            "eval_contexts": args.eval_contexts or _preset_eval_contexts(args),
             "eval_downstream": args.downstream, "stream": {"seed": tcfg.seed, "buffer_contexts": _buffer(tcfg)},
             "preset": getattr(args, "preset", None), "cache": _cache_spec(args)}
 
