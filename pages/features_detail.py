@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.errors import ValidationError
 from mistudio_core.features import render
 from mistudio_core.features.decoder import histogram, logit_effects, nearest_features
 
@@ -24,15 +24,15 @@ N_NEIGHBOURS = 10
 def decoder_view(ctx: AppContext, sae_id: str, index: int, res) -> tuple[pd.DataFrame, Any, str]:
     """(neighbours table, logit-effect histogram or None, note on what could not be shown)."""
     cols = ["feature", "cosine", "label"]
-    try:
+    try:  # any failure here (missing or unreadable weights) must not hide the rest of the feature page
         sae = data.sae_only(ctx, sae_id)
-    except (MistudioError, OSError) as err:
+    except Exception as err:
         return pd.DataFrame(columns=cols), None, f"Decoder views need the SAE's weights: {err}"
     near = nearest_features(sae.W_dec, index, N_NEIGHBOURS)
     table = pd.DataFrame([[n["index"], round(n["cosine"], 4), res.label(n["index"])] for n in near], columns=cols)
     try:
         loaded, sae, _ = data.model_and_sae(ctx, sae_id)
-    except (MistudioError, OSError) as err:
+    except Exception as err:  # e.g. an imported SAE whose model is not registered here
         return table, None, f"Logit effects need the SAE's model: {err}"
     effects = logit_effects(loaded.model, sae.W_dec, index)
     return table, render.logit_histogram(histogram(effects), index), ""

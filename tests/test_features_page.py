@@ -182,3 +182,10 @@ def test_extraction_job_is_submitted_and_watched(ctx, monkeypatch):
         assert "cancelled" in lines[-1]
     finally:
         ctx.jobs = None
+
+
+def test_feature_page_without_sae_weights_still_shows_the_rest(ctx):
+    """The tiny SAE has a manifest but no weights on disk: the decoder views say so, the examples still show."""
+    status, summary, examples, *_, neighbours, logit_fig, card = page.open_feature(ctx, "tiny-sae", 2)
+    assert status.startswith(OK) and "Decoder views need the SAE's weights" in status
+    assert "Feature 2" in summary and "<span" in examples and neighbours.empty and logit_fig is None
