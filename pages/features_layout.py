@@ -91,6 +91,7 @@ def layout(ctx: AppContext) -> None:
         export_fmt = gr.Radio(["CSV", "JSON"], value="CSV", label="Export format", scale=1)
         export_tbl = gr.Button("Export feature table", scale=1)
         export_one = gr.Button("Export this feature's examples", scale=1)
+        export_msg = gr.Markdown(elem_id="features-export-status")
         export_file = gr.File(label="Download", scale=2, visible=False)  # shown once there is a file
     (index, open_btn, skip_start, label, save, summary, hist, top_logits, bottom_logits, examples, quantiles,
      neighbours, logit_hist, score_card) = _feature_panel()
@@ -111,7 +112,7 @@ def layout(ctx: AppContext) -> None:
         bind(h.overview, ctx), [sae], overview_out, api_name="features_load_on_select")
     load_btn.click(bind(h.overview, ctx), [sae], overview_out, api_name="features_load")
     start.click(bind(h.start_extraction, ctx), [sae, dataset, n_tokens, top_k, threshold, filters],
-                [status, job_id], api_name="features_extract").then(
+                [job_status, job_id], api_name="features_extract").then(
         bind(h.watch_job, ctx), [job_id], [job_status], api_name="features_watch_job").then(
         bind(h.overview, ctx), [sae], overview_out, api_name="features_load_after_job")
     gr.on([label_q.submit, token_q.submit, sort.input, show.input, page.submit, page_size.input],
@@ -121,9 +122,9 @@ def layout(ctx: AppContext) -> None:
     open_btn.click(bind(h.open_feature, ctx), feature_in, feature_out, api_name="features_open")
     index.submit(bind(h.open_feature, ctx), feature_in, feature_out, api_name="features_open_submit")
     save.click(bind(h.save_label, ctx), [sae, index, label], [status], api_name="features_save_label")
-    export_tbl.click(bind(h.export_table, ctx), [sae, export_fmt], [status, export_file],
+    export_tbl.click(bind(h.export_table, ctx), [sae, export_fmt], [export_msg, export_file],
                      api_name="features_export_table")
-    export_one.click(bind(h.export_feature, ctx), [sae, index, export_fmt], [status, export_file],
+    export_one.click(bind(h.export_feature, ctx), [sae, index, export_fmt], [export_msg, export_file],
                      api_name="features_export_feature")
     prompt_btn.click(bind(h.analyze_prompt, ctx), [sae, prompt], [status, prompt_view, prompt_table],
                      api_name="features_prompt")
