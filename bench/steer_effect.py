@@ -1,8 +1,8 @@
 """Does steering at the suggested strength put a feature's own tokens into the text? (issue 17, item 5)
 
     MISTUDIO_HOME=DIR HF_HUB_OFFLINE=1 .venv/bin/python bench/steer_effect.py --sae SAE_ID \
-        [--extract-tokens 32768] [--n-features 10] [--multiples 0,1,2,4,8] [--sweep-seeds 2] [--seeds 6] \
-        [--tokens 24] [--prompt TEXT] [--chat]
+        [--extract-tokens 32768] [--n-features 10] [--multiples 0,2,4,8] [--sweep-seeds 1] [--seeds 4] \
+        [--tokens 16] [--prompt TEXT] [--chat]
 
 For the `--n-features` most token-specific features of the SAE (the share of a feature's top examples that peak on
 its most common token; features with fewer than `--min-examples` examples are skipped), with the feature's
@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from mistudio_core.errors import NotFoundError  # noqa: E402
 from mistudio_core.features.results import FeatureResults  # noqa: E402
-from mistudio_core.steering.effect import effect_tokens, token_share, token_specificity  # noqa: E402
+from mistudio_core.steering.effect import (SOURCE_EXTRACTION, effect_tokens, token_share,  # noqa: E402
+                                           token_specificity)
 from mistudio_core.steering.generate import SamplingConfig, _eos_ids, encode_prompt, iter_rows  # noqa: E402
 from mistudio_core.steering.loader import load_target  # noqa: E402
 from mistudio_core.steering.methods import Steerer, SteerFeature, SteeringConfig  # noqa: E402
@@ -109,23 +110,25 @@ def run_feature(t, results, f: int, args) -> dict:
     return {**row, "ev": ev, "raised": steered > base}
 
 
-def print_table(rows: list[dict], args, hook: str) -> None:
+def print_header(args, hook: str, source: str) -> None:
     print(f"\nSAE {args.sae} at {hook}; additive; prompt {args.prompt!r}; strengths = max activation × "
-          f"{args.multiples}; suggestion from {args.sweep_seeds} seeds, effect on {args.seeds} fresh seeds × "
-          f"{args.tokens} tokens\n'top tokens' = {rows[0]['source'] if rows else '-'} (the effect score); "
-          f"'output tokens' = unembedding alignment of W_dec[f] (what the direction promotes), for comparison\n")
+          f"{args.multiples}; suggestion from {args.sweep_seeds} seed(s), effect on {args.seeds} fresh seeds × "
+          f"{args.tokens} tokens\n'top tokens' = {source} (the effect score); 'output tokens' = unembedding "
+          f"alignment of W_dec[f] (what the direction promotes), for comparison\n")
     print("| feature | specificity | top tokens | max act | suggested | ppl base → steered | top-token share "
           "base → steered | raised | output tokens | output-token share base → steered |")
-    print("|---:|---:|---|---:|---:|---|---|:---:|---|---|")
-    for r in rows:
-        ev = r["ev"]
-        ppl = f"{ev['ppl'][0]:.1f} → {ev['ppl'][1]:.1f}" if ev else "-"
-        top = "{:.3f} → {:.3f}".format(*ev["share"]["top"]) if ev else "-"
-        out = "{:.3f} → {:.3f}".format(*ev["share"]["out"]) if ev else "-"
-        print(f"| {r['feature']} | {r['specificity']:.2f} | {', '.join(map(repr, r['tokens']))} | "
-              f"{r['max_act']:.2f} | {'-' if not r['suggested'] else format(r['suggested'], 'g')} | {ppl} | {top} | "
-              f"{'yes' if r['raised'] else 'no'} | {', '.join(map(repr, r['out_tokens']))} | {out} |")
-    print(f"\nraised above baseline: {sum(r['raised'] for r in rows)} of {len(rows)} (goal: >= 7 of 10)")
+    print("|---:|---:|---|---:|---:|---|---|:---:|---|---|", flush=True)
+
+
+def print_row(r: dict) -> None:
+    """One feature's line, printed as soon as it is measured (a long run still leaves its table behind)."""
+    ev = r["ev"]
+    ppl = f"{ev['ppl'][0]:.1f} → {ev['ppl'][1]:.1f}" if ev else "-"
+    top = "{:.3f} → {:.3f}".format(*ev["share"]["top"]) if ev else "-"
+    out = "{:.3f} → {:.3f}".format(*ev["share"]["out"]) if ev else "-"
+    print(f"| {r['feature']} | {r['specificity']:.2f} | {', '.join(map(repr, r['tokens']))} | "
+          f"{r['max_act']:.2f} | {'-' if not r['suggested'] else format(r['suggested'], 'g')} | {ppl} | {top} | "
+          f"{'yes' if r['raised'] else 'no'} | {', '.join(map(repr, r['out_tokens']))} | {out} |", flush=True)
 
 
 def main() -> None:
@@ -135,10 +138,10 @@ def main() -> None:
     ap.add_argument("--n-features", type=int, default=10)
     ap.add_argument("--min-examples", type=int, default=20)
     ap.add_argument("--top-tokens", type=int, default=5, help="size of each feature's token set")
-    ap.add_argument("--multiples", default="0,1,2,4,8", help="strengths as multiples of the max activation")
-    ap.add_argument("--sweep-seeds", type=int, default=2)
-    ap.add_argument("--seeds", type=int, default=6)
-    ap.add_argument("--tokens", type=int, default=24)
+    ap.add_argument("--multiples", default="0,2,4,8", help="strengths as multiples of the max activation")
+    ap.add_argument("--sweep-seeds", type=int, default=1)
+    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--prompt", default=PROMPT)
     ap.add_argument("--chat", action="store_true")
     args = ap.parse_args()
@@ -148,10 +151,11 @@ def main() -> None:
     t = load_target(store, args.sae)
     results = results_for(store, args.sae, args.extract_tokens)
     t0, cpu0, rows = time.perf_counter(), time.process_time(), []
+    print_header(args, t.hook_name, SOURCE_EXTRACTION)
     for f, spec in pick_features(results, args.n_features, args.min_examples):
         rows.append({**run_feature(t, results, f, args), "specificity": spec})
-        print(f"feature {f} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    print_table(rows, args, t.hook_name)
+        print_row(rows[-1])
+    print(f"\nraised above baseline: {sum(r['raised'] for r in rows)} of {len(rows)} (goal: >= 7 of 10)")
     print(f"\n{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} CPU-s; load average "
           f"{os.getloadavg()[0]:.1f}")
 
