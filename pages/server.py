@@ -100,7 +100,7 @@ class Gate:
             wanted = os.path.realpath(file_path)
         except (OSError, ValueError):
             return True  # not a path any upload could have: refuse rather than guess
-        return any(os.path.realpath(p) == wanted for p in uploaded)
+        return file_path in uploaded or wanted in uploaded  # Gradio records resolved absolute paths
 
     def _user(self, scope) -> str | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}

@@ -3,9 +3,9 @@ anonymous visitor gets the login form and nothing else (no schema, no config, no
 from __future__ import annotations
 
 import base64
-import shutil
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 
@@ -42,10 +42,24 @@ def _get(url: str, headers: dict | None = None) -> tuple[int, str]:
         return e.code, e.read().decode("utf-8", "replace")
 
 
-def test_anonymous_sees_only_the_login(ids, tmp_path):
-    home = tmp_path / "home"
-    shutil.copytree(ids.home, home, symlinks=True)
-    with AppServer(home, extra_args=["--auth", "ann:pw"]) as app:
+def _small_home(root):
+    """A dataset and an SAE (manifests only): names an anonymous visitor must never see."""
+    from mistudio_core.store import Store
+
+    store = Store(root / "home")
+    with store.create("datasets", "speech", {"n_docs": 1}, artifact_id="speech-secret"):
+        pass
+    with store.create("saes", "sae", {"model_id": "m", "hook_name": "blocks.1.hook_resid_post"},
+                      artifact_id="sae-secret") as tmp:
+        (tmp / "cfg.json").write_text("{}")
+    (root / "speech.txt").write_text("hello")
+    return SimpleNamespace(home=store.home, sae="sae-secret", dataset="speech-secret",
+                           text_file=root / "speech.txt")
+
+
+def test_anonymous_sees_only_the_login(tmp_path):
+    ids = _small_home(tmp_path)
+    with AppServer(ids.home, extra_args=["--auth", "ann:pw"]) as app:
         page_status, page = _get(app.url)
         assert page_status == 200 and 'name="password"' in page
         secret_words = ("gradio_api_info", "datasets_add_local", "saes_delete", ids.sae, "miStudio —", "components")
