@@ -1,7 +1,7 @@
 """Does steering at the suggested strength put a feature's own tokens into the text? (issue 17, item 5)
 
     MISTUDIO_HOME=DIR HF_HUB_OFFLINE=1 .venv/bin/python bench/steer_effect.py --sae SAE_ID \
-        [--extract-tokens 32768] [--n-features 10] [--multiples 0,2,4,8] [--sweep-seeds 1] [--seeds 4] \
+        [--extract-tokens 32768] [--n-features 10] [--multiples 0,1,2,4] [--sweep-seeds 1] [--seeds 4] \
         [--tokens 16] [--prompt TEXT] [--chat]
 
 For the `--n-features` most token-specific features of the SAE (the share of a feature's top examples that peak on
@@ -138,7 +138,7 @@ def main() -> None:
     ap.add_argument("--n-features", type=int, default=10)
     ap.add_argument("--min-examples", type=int, default=20)
     ap.add_argument("--top-tokens", type=int, default=5, help="size of each feature's token set")
-    ap.add_argument("--multiples", default="0,2,4,8", help="strengths as multiples of the max activation")
+    ap.add_argument("--multiples", default="0,1,2,4", help="strengths as multiples of the max activation")
     ap.add_argument("--sweep-seeds", type=int, default=1)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=16)
