@@ -24,7 +24,7 @@ def test_builtin_model_labels_offline(real_store, tmp_path, capsys):
     from mistudio_core.labeling import local
 
     spec = LabelSpec(sae_id="sae-1", provider={"base_url": LOCAL_URL, "model": "smollm2-135m-instruct",
-                                               "max_tokens": 60}, concurrency=1, n_score_examples=4)
+                                               "max_tokens": 40}, concurrency=1, n_score_examples=2)
     real_load = local.LocalClient.__init__
 
     def init(self, cfg, _store, stop=None, loader=None):  # load the model from the persistent test store
@@ -32,7 +32,7 @@ def test_builtin_model_labels_offline(real_store, tmp_path, capsys):
     local.LocalClient.__init__ = init
     try:
         t0 = time.time()
-        totals = label_features(store, spec, None, FakeFeatures(n=2))
+        totals = label_features(store, spec, None, FakeFeatures(n=1))
     finally:
         local.LocalClient.__init__ = real_load
     labels = LabelStore(store, "sae-1").all()
@@ -41,5 +41,5 @@ def test_builtin_model_labels_offline(real_store, tmp_path, capsys):
             print(f"\nfeature {i}: {e['label']!r} detection {e['score']['accuracy']} (chance {e['score']['chance']}, "
                   f"AUC {e['score'].get('auc')}) fuzzing {e['fuzzing']['accuracy']} (chance "
                   f"{e['fuzzing']['chance']}) · {time.time() - t0:.1f} s, {totals.completion_tokens} tokens generated")
-    assert totals.labeled == 2 and totals.failed == 0
-    assert all(e["label"] and e["score"]["n"] == 8 and e["fuzzing"]["n"] == 4 for e in labels.values())
+    assert totals.labeled == 1 and totals.failed == 0
+    assert all(e["label"] and e["score"]["n"] == 4 and e["fuzzing"]["n"] == 2 for e in labels.values())
