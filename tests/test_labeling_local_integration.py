@@ -24,7 +24,8 @@ def test_builtin_model_labels_offline(real_store, tmp_path, capsys):
     from mistudio_core.labeling import local
 
     spec = LabelSpec(sae_id="sae-1", provider={"base_url": LOCAL_URL, "model": "smollm2-135m-instruct",
-                                               "max_tokens": 40}, concurrency=1, n_score_examples=2)
+                                               "max_tokens": 40}, concurrency=1, n_score_examples=2,
+                     selection="indices", indices=[0])  # feature 1 only supplies non-activating snippets
     real_load = local.LocalClient.__init__
 
     def init(self, cfg, _store, stop=None, loader=None):  # load the model from the persistent test store
@@ -32,7 +33,7 @@ def test_builtin_model_labels_offline(real_store, tmp_path, capsys):
     local.LocalClient.__init__ = init
     try:
         t0 = time.time()
-        totals = label_features(store, spec, None, FakeFeatures(n=1))
+        totals = label_features(store, spec, None, FakeFeatures(n=2))
     finally:
         local.LocalClient.__init__ = real_load
     labels = LabelStore(store, "sae-1").all()
