@@ -82,9 +82,27 @@ def start(ctx: AppContext, dataset: str, model: str, hooks: list[str], name: str
     cfg, plan = _plan(ctx, dataset, model, hooks, values)
     spec = {"model_id": model, "dataset_id": dataset, "hook_names": list(hooks), "train": cfg.to_dict(),
             "name": (name or "").strip() or f"{cfg.architecture}-{dataset}", "stream": stream_options(plan.tokens),
-            "cache": cache_options(list(values))}
+            "cache": cache_options(list(values)), "eval_datasets": eval_datasets(ctx, model, list(values))}
     job_id = ctx.jobs.submit("train", spec, name=spec["name"])
     return ok(f"Queued `{job_id}`. {plan.summary()}"), gr.update(choices=_job_ids(ctx), value=job_id)
+
+
+def eval_datasets(ctx: AppContext, model: str, values: list) -> list[str]:
+    """The optional "also evaluate on" datasets (after FORM and CACHE_FORM; absent for older API callers), each
+    checked now so a typo fails at Start, not after the training."""
+    raw = values[len(FORM) + len(CACHE_FORM)] if len(values) > len(FORM) + len(CACHE_FORM) else None
+    names = [raw] if isinstance(raw, str) else list(raw or [])
+    for d in names:
+        if model not in (ctx.store.manifest("datasets", d).get("tokenizations") or []):
+            raise ValidationError(f"Dataset {d!r} is not tokenized for {model!r}, so it cannot be evaluated on. "
+                                  "Tokenize it for this model in the Datasets tab, or remove it from "
+                                  "'Also evaluate on'.")
+    return names
+
+
+def eval_choices(ctx: AppContext, model: str | None, dataset: str | None) -> Any:
+    return gr.update(choices=[d["id"] for d in ctx.store.list("datasets")
+                              if model in (d.get("tokenizations") or []) and d["id"] != dataset])
 
 
 def stream_options(tokens: int) -> dict:
@@ -241,8 +259,11 @@ def build(ctx: AppContext) -> None:
     full = form + [ui[k] for k in CACHE_FORM]
     ui["check_btn"].click(bind(check, ctx), [ui["dataset"], ui["model"], ui["hooks"], *full], ui["status"],
                           api_name="training_validate")
-    started = ui["start_btn"].click(bind(start, ctx), [ui["dataset"], ui["model"], ui["hooks"], ui["name"], *full],
+    started = ui["start_btn"].click(bind(start, ctx), [ui["dataset"], ui["model"], ui["hooks"], ui["name"], *full,
+                                                        ui["eval_datasets"]],
                                     [ui["status"], ui["job"]], api_name="training_start")
+    ui["eval_datasets"].focus(bind(eval_choices, ctx), [ui["model"], ui["dataset"]], ui["eval_datasets"],
+                              api_name="training_eval_choices", api_visibility="undocumented")
     cache_ui = build_cache_panel(ctx)
     on_show(ctx, bind(refresh, ctx), [], [cache_ui["caches"], cache_ui["cache_key"]], api_name="training_caches_show",
             api_visibility="undocumented")

@@ -55,6 +55,11 @@ def layout(ctx: AppContext) -> dict:
             ui["model"] = gr.Dropdown(label="Model", choices=[], allow_custom_value=True)
             ui["hooks"] = gr.Dropdown(label="Hook point(s) — several train in one pass", choices=[], multiselect=True,
                                       allow_custom_value=True, elem_id="training-hooks")
+        ui["eval_datasets"] = gr.Dropdown(
+            label="Also evaluate on (optional): datasets tokenized for the model, e.g. other-domain text",
+            info="Every training ends with an evaluation on the dataset's held-out slice; these add their own "
+                 "held-out slices.", choices=[], multiselect=True, allow_custom_value=True,
+            elem_id="training-eval-datasets")
         gr.Markdown("**② Recipe** — start from a preset, then adjust")
         _recipe(ui, d)
         gr.Markdown("**③ Check the estimate, then start**")

@@ -130,3 +130,16 @@ def test_topk_chart_says_l0_is_fixed_and_a_single_point_shows():
     titles = [a.text for a in fig.layout.annotations]
     assert "L0 (fixed at k=4)" in titles and "MSE" in " ".join(titles) and titles.count("loss") == 0
     assert all("markers" in t.mode for t in fig.data) and fig.layout.xaxis.title.text == "step"
+
+
+
+def test_start_adds_the_out_of_domain_datasets_to_the_final_evaluation(ctx):
+    with ctx.store.create("datasets", "recipes", {"n_docs": 1, "tokenizations": []}, artifact_id="recipes"):
+        pass
+    status, _ = training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "ood", *values(), ["recipes"])
+    assert "not tokenized for 'tiny-llama'" in status and ctx.jobs.list() == []  # refused at Start, not after
+    ctx.store.update_manifest("datasets", "recipes", tokenizations=["tiny-llama"])
+    assert "recipes" in training.eval_choices(ctx, "tiny-llama", "tiny-ds")["choices"]
+    status, _ = training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "ood", *values(), ["recipes"])
+    assert status.startswith("✓"), status
+    assert ctx.jobs.list()[0]["spec"]["eval_datasets"] == ["recipes"]
