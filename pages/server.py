@@ -35,8 +35,10 @@ LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>miStudio
 input,button{{display:block;width:100%;margin:.4rem 0;padding:.5rem;font-size:1rem;box-sizing:border-box}}
 #err{{color:#b91c1c;min-height:1.2em}}</style></head><body>
 <h2>miStudio</h2><p>{message}</p>
-<form id="login"><input name="username" placeholder="user" autocomplete="username" required>
-<input name="password" type="password" placeholder="password" autocomplete="current-password" required>
+<form id="login"><label for="u">Username</label>
+<input id="u" name="username" autocomplete="username" required>
+<label for="p">Password</label>
+<input id="p" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Log in</button><p id="err"></p></form>
 <script>
 document.getElementById('login').addEventListener('submit', async (e) => {{

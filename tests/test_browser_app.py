@@ -137,10 +137,13 @@ def test_login_hides_the_app(tmp_path, browser):
     b = browser
     with AppServer(tmp_path / "home", extra_args=["--auth", "ann:pw"]) as server:
         page = b.open(server.url, wait_for=None)
-        page.get_by_role("button", name=re.compile("login", re.I)).wait_for(timeout=30_000)
+        page.get_by_role("button", name=re.compile("log ?in", re.I)).wait_for(timeout=30_000)
         assert page.locator("#mistudio-status").count() == 0 and "SmolLM2" not in page.content()
         b.screenshot(page, "browser-login")
         page.get_by_label(re.compile("username", re.I)).fill("ann")
+        page.get_by_label(re.compile("password", re.I)).fill("wrong")
+        page.get_by_role("button", name=re.compile("log ?in", re.I)).click()
+        page.get_by_text("Wrong user or password").wait_for(timeout=15_000)
         page.get_by_label(re.compile("password", re.I)).fill("pw")
-        page.get_by_role("button", name=re.compile("login", re.I)).click()
+        page.get_by_role("button", name=re.compile("log ?in", re.I)).click()
         page.wait_for_selector("#mistudio-status", timeout=30_000)
