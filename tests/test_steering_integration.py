@@ -20,6 +20,9 @@ HOOK = "blocks.8.hook_resid_post"
 def smol(real_store):
     loaded = load_model(real_store, BUILTIN_ID, device="cpu")
     sae = SAE(SAEConfig("standard", d_in=loaded.model.config.hidden_size, d_sae=1024), seed=0)
+    with torch.no_grad():  # shaped like a trained SAE: unit decoder rows, an encoder that reads a step back 1:1
+        sae.normalize_decoder()  # (a fresh standard SAE starts at decoder norm 0.1 and would re-read 1% of a step)
+        sae.W_enc.copy_(sae.W_dec.T)
     return loaded, sae
 
 
