@@ -11,7 +11,7 @@ from .training_charts import METRICS
 L1_INFO = ("Standard SAEs only. λ weighs Σ z·‖W_dec‖ against the squared error summed over d_model, on inputs "
            "scaled to mean norm √d_model: ≈2 suits d_model 576 (≈2·√(d_model/576) in general). Values like 0.001 "
            "from other tools are on another scale and give an SAE that is not sparse. Or set a target L0.")
-TARGET_INFO = "Standard SAEs: λ is adjusted during the first 70% of steps to reach this L0 (0 = use λ as given)."
+TARGET_INFO = "Standard SAEs: λ is adjusted every step to reach this L0 (0 = use λ as given)."
 
 
 def _recipe(ui: dict, d: TrainConfig) -> None:

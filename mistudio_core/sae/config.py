@@ -100,10 +100,11 @@ class TrainConfig:
     """Linear warm-up of the L1 coefficient from 0 (standard only; Anthropic: first 5%). Ignored with target_l0."""
     target_l0: float | None = None
     """Standard only: the L0 (active latents per token) to reach instead of a fixed λ. λ starts at l1_coefficient
-    and is adjusted multiplicatively every step of the first target_l0_steps steps (log λ moves by 0.01·e + (e −
+    and is adjusted multiplicatively every step of the first target_l0_steps steps (log λ moves by 0.05·e + (e −
     e_prev), e = log(L0/target), at most ±0.05: damped, since L0 answers λ late), then frozen for the rest."""
     target_l0_steps: int | None = None
-    """Steps during which λ chases target_l0; None → 70% of the run (the rest trains at a fixed λ)."""
+    """Steps during which λ chases target_l0; None → the whole run. (Freezing λ at 70% let L0 drift from 47 to 57
+    for a target of 40 while the SAE kept learning; chasing to the end, as the lr decays, landed at 38.)"""
     dead_feature_window: int | None = None
     """A latent that has not fired in this many tokens counts as dead (and feeds AuxK for topk). None (default)
     scales with the run: min(1M, training tokens / 4), so a short run still reports dead latents and AuxK acts
@@ -175,7 +176,7 @@ class TrainConfig:
         """Steps during which λ chases target_l0 (0 without a target)."""
         if self.target_l0 is None:
             return 0
-        return min(self.total_steps, self.target_l0_steps or max(1, int(0.7 * self.total_steps)))
+        return min(self.total_steps, self.target_l0_steps or self.total_steps)
 
     @property
     def total_steps(self) -> int:

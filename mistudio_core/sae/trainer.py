@@ -89,13 +89,13 @@ class _Run:
         self.last = dict(out, x=x, lr=lr, dead=dead, l1_coefficient=l1)
 
     def _chase_l0(self, l0: float, step: int) -> None:
-        """target_l0: move log λ by 0.01·e + 1.0·(e − e_prev), e = log(L0/target), clipped to ±0.05. L0 answers λ
+        """target_l0: move log λ by 0.05·e + 1.0·(e − e_prev), e = log(L0/target), clipped to ±0.05. L0 answers λ
         tens of steps late, so a plain proportional step overshoots (measured: target 40 → L0 10); the damping
         term stops pushing while L0 is already moving toward the target."""
         if step < self.tcfg.l1_adapt_steps:
             error = math.log(max(l0, 1e-3) / self.tcfg.target_l0)
             change = 0.0 if math.isnan(self.l0_error) else error - self.l0_error
-            self.l1 *= math.exp(max(-0.05, min(0.05, 0.01 * error + 1.0 * change)))
+            self.l1 *= math.exp(max(-0.05, min(0.05, 0.05 * error + 1.0 * change)))
             self.l0_error = error
 
     def _count(self, fired: torch.Tensor, n: int, step: int) -> None:
