@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 
-from .prompts import _tok, window
+from .prompts import marked, window
 
 FUZZ_SYSTEM = ("You judge whether highlighted tokens in text snippets are the ones a language-model feature "
                "fires on. Reply with JSON only.")
@@ -35,22 +35,6 @@ Some tokens of this snippet are highlighted <<like this>>:
 {snippets}
 
 Are the highlighted tokens the ones this feature fires on? Answer Yes or No."""
-
-
-def marked(tokens: list[str], mask: list[bool]) -> str:
-    """The snippet with each run of masked tokens wrapped in `<<...>>`."""
-    parts, run = [], []
-    for t, m in zip(tokens, mask):
-        if m:
-            run.append(_tok(t))
-            continue
-        if run:
-            parts.append(f"<<{''.join(run)}>>")
-            run = []
-        parts.append(_tok(t))
-    if run:
-        parts.append(f"<<{''.join(run)}>>")
-    return "".join(parts).strip()
 
 
 def fuzzed(example: dict, correct: bool, rng: random.Random) -> tuple[str, bool]:

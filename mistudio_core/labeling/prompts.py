@@ -65,9 +65,15 @@ def format_example(example: dict, mark: bool = True, threshold: float = 0.0) -> 
     tokens, acts = window(example)
     if not mark:
         return "".join(_tok(t) for t in tokens).strip()
+    return f"{marked(tokens, [a > threshold for a in acts])}  [{max(acts, default=0.0):.2f}]"
+
+
+def marked(tokens: list[str], mask: list[bool]) -> str:
+    """The snippet with each run of masked tokens wrapped in `<<...>>` (consecutive tokens share a span, as in
+    delphi)."""
     parts, run = [], []
-    for t, a in zip(tokens, acts):  # consecutive active tokens share one <<...>> span, as in delphi
-        if a > threshold:
+    for t, m in zip(tokens, mask):
+        if m:
             run.append(_tok(t))
             continue
         if run:
@@ -76,7 +82,7 @@ def format_example(example: dict, mark: bool = True, threshold: float = 0.0) -> 
         parts.append(_tok(t))
     if run:
         parts.append(f"<<{''.join(run)}>>")
-    return f"{''.join(parts).strip()}  [{max(acts, default=0.0):.2f}]"
+    return "".join(parts).strip()
 
 
 def format_logits(pairs: list, n: int = 10) -> str:
