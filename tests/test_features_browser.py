@@ -37,6 +37,11 @@ def test_feature_page_in_the_browser(page_ctx, artifacts_dir):
     f = int(at_start.sum(1).argmax())  # a feature with top examples right after BOS, to hide them
     with served(demo) as url, Browser(artifacts_dir, width=1400, height=1400) as b:
         page = b.open(url, wait_for=None)
+        sae_box = page.get_by_label("SAE", exact=True)
+        for _ in range(300):  # the SAE list arrives with the page's load event: on a busy machine after the click
+            if sae_box.input_value():
+                break
+            page.wait_for_timeout(200)
         page.get_by_role("button", name="Load features").click()
         info = page.locator("#features-page-info")
         info.get_by_text("Page 1 of").wait_for(timeout=20_000)
