@@ -11,25 +11,14 @@ import torch
 
 from mistudio_core import activations as acts
 from mistudio_core import datasets as ds
-from mistudio_core import models as md
 from mistudio_core.cli import main
 from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.tokenize import (TokenizeConfig, heldout_split, load_tokenized, split_ids, tokenize_dataset)
-from test_jobs_train import make_train_home, spec
+from test_jobs_train import make_train_home, spec, one_thread  # noqa: F401  (autouse: one thread)
 from tiny_models import random_tokens, tiny_model
 from tiny_tokenizer import TINY_MODEL_ID, register_tiny_tokenizer_model
 
 HOOK = "blocks.1.hook_resid_post"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    md.clear_cache()
-    yield
-    md.clear_cache()
-    torch.set_num_threads(before)
 
 
 def test_default_rule_is_documented_and_deterministic():

@@ -4,10 +4,8 @@ the fix named; a cancelled evaluation stores nothing."""
 from __future__ import annotations
 
 import pytest
-import torch
 from safetensors.torch import save_file
 
-from mistudio_core import models as md
 from mistudio_core.errors import MistudioError
 from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.jobs.eval_job import submit_eval
@@ -16,19 +14,10 @@ from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.library import register_sae
 from mistudio_core.sae.model import SAE
 from mistudio_core.store import write_json_atomic
-from test_jobs_train import make_train_home, spec
+from test_jobs_train import make_train_home, spec, one_thread  # noqa: F401  (autouse: one thread)
 from tiny_models import random_tokens
 
 HOOK = "blocks.1.hook_resid_post"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    md.clear_cache()
-    yield
-    torch.set_num_threads(before)
 
 
 def add_dataset(store, dataset_id: str, model_id: str, n: int, seed: int) -> None:

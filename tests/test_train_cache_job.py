@@ -3,26 +3,16 @@ epochs, the card's line says what the job does, and cancel + resume on the cache
 from __future__ import annotations
 
 import pytest
-import torch
 
 from mistudio_core import actcache
-from mistudio_core import models as md
 from mistudio_core.errors import ValidationError
 from mistudio_core.jobs import Runner
-from test_jobs_train import assert_same_weights, make_train_home, run_to_end, spec, weights
+from test_jobs_train import (assert_same_weights, make_train_home, one_thread,  # noqa: F401  (autouse: one thread)
+                             run_to_end, spec, weights)
 from test_jobs_kill import wait_until
 
+
 CACHE = {"mode": "use", "dtype": "float32", "tokens": 600}  # more than the train split holds: capped at it
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    md.clear_cache()
-    yield
-    md.clear_cache()
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
