@@ -15,6 +15,7 @@ TRAINABLE = ("standard", "topk", "batchtopk")
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 NORMALIZATIONS = ("none", "expected_average_only_in")
 B_DEC_INITS = ("mean", "geometric_median", "zeros")
+AUTOCASTS = ("off", "bf16", "fp16")
 
 
 @dataclass
@@ -125,6 +126,14 @@ class TrainConfig:
     """Parameter and compute dtype."""
     device: str | None = None
     """Device; None → the stream's tensors' device."""
+    autocast: str = "off"
+    """Mixed precision of training: "off", "bf16" or "fp16" (torch.autocast on the activations' device). Only the
+    encoder's pre-activation product — the one dense [batch, d_sae] product of a step — runs in low precision;
+    parameters, Adam moments, the sparse decoder, gradients and the loss stay float32 (so fp16 needs no loss
+    scaling). Meant for GPUs (bf16 on Ampere or newer); it runs on CPU, where it is rarely faster."""
+    tf32: bool = False
+    """Allow TF32 tensor cores for the float32 matrix products of training on CUDA (~10 significant bits in the
+    products, several times faster on Ampere or newer); no effect on CPU."""
     metrics_every: int = 10
     """Report metrics every this many steps (and at the last step)."""
     checkpoint_every: int = 0
@@ -158,6 +167,11 @@ class TrainConfig:
             raise ValidationError(f"dtype {self.dtype!r} is not supported; use one of {DTYPES}.")
         if self.normalize_activations not in NORMALIZATIONS:
             raise ValidationError(f"normalize_activations must be one of {NORMALIZATIONS}.")
+        if self.autocast not in AUTOCASTS:
+            raise ValidationError(f"autocast {self.autocast!r} is not supported; use one of {AUTOCASTS}.")
+        if self.autocast != "off" and self.dtype != "float32":
+            raise ValidationError(f"autocast {self.autocast} lowers float32 products, but dtype is {self.dtype}; "
+                                  "set dtype float32 or autocast off.")
         if self.b_dec_init not in B_DEC_INITS:
             raise ValidationError(f"b_dec_init must be one of {B_DEC_INITS}.")
         if self.target_l0 is not None and self.architecture != "standard":
@@ -206,6 +220,8 @@ class TrainConfig:
         d_sae = self.d_sae or self.expansion_factor * d_in
         k = self.k if self.architecture in ("topk", "batchtopk") else None
         meta = dict(metadata, hook_name=hook_name) if hook_name else dict(metadata)
+        if self.autocast != "off" or self.tf32:  # how it was trained, beside SAELens' own metadata
+            meta.update(train_autocast=self.autocast, train_tf32=self.tf32)
         return SAEConfig(self.architecture, d_in, d_sae, k=k, dtype=self.dtype,
                          normalize_activations=self.normalize_activations, metadata=meta)
 

@@ -113,6 +113,9 @@ class SAE(nn.Module):
         """pre = xc @ W_enc + b_enc into a [B, d_sae] buffer kept across steps: a fresh tensor this size costs
         a page fault per 4 KiB on every step. Valid until the next call; nothing may keep it."""
         shape = (xc.shape[0], self.cfg.d_sae)
+        if torch.is_autocast_enabled(xc.device.type):  # TrainConfig.autocast: the one dense product in bf16/fp16
+            low = torch.get_autocast_dtype(xc.device.type)
+            return torch.addmm(self.b_enc.to(low), xc.to(low), self.W_enc.to(low))
         buf = self.__dict__.get("_pre_buf")
         if buf is None or buf.shape != shape or buf.dtype != self.W_enc.dtype or buf.device != xc.device:
             buf = torch.empty(shape, dtype=self.W_enc.dtype, device=xc.device)
@@ -120,6 +123,10 @@ class SAE(nn.Module):
         return torch.addmm(self.b_enc, xc, self.W_enc, out=buf)
 
     def _autoencode(self, xc, rows, cols, pre_sel, output_bias=True):
+        with _full_precision(xc):  # the hand-written kernels mix no dtypes: fp32 even under autocast
+            return self._autoencode_fp(xc, rows, cols, pre_sel.to(self.W_enc.dtype), output_bias)
+
+    def _autoencode_fp(self, xc, rows, cols, pre_sel, output_bias):
         return kernels.SparseAutoencode.apply(xc, self.W_enc, self.b_enc, self.W_dec, self.b_dec, rows, cols,
                                               pre_sel, self.cfg.apply_b_dec_to_input, output_bias)
 
@@ -136,8 +143,10 @@ class SAE(nn.Module):
             l1 = (acts * norms[cols]).sum() / n
             fired = torch.bincount(cols, minlength=self.cfg.d_sae)
         else:
-            x_hat, z = kernels.DenseAutoencode.apply(xc, self.W_enc, self.b_enc, self.W_dec, self.b_dec, pre,
-                                                     self.cfg.apply_b_dec_to_input, True)
+            with _full_precision(xc):
+                x_hat, z = kernels.DenseAutoencode.apply(xc, self.W_enc, self.b_enc, self.W_dec, self.b_dec,
+                                                         pre.to(self.W_enc.dtype), self.cfg.apply_b_dec_to_input,
+                                                         True)
             l1 = (z.sum(0) * norms).sum() / n
             fired = active.sum(0)
         mse = (x_hat - x).pow(2).sum(-1).mean()
@@ -209,3 +218,8 @@ class SAE(nn.Module):
         if self.threshold is not None:
             out.threshold.copy_(self.threshold)  # pre-activations are unchanged by the fold
         return out
+
+
+def _full_precision(x: torch.Tensor):
+    """Autocast off for the kernels (TrainConfig.autocast lowers only the pre-activation product)."""
+    return torch.autocast(x.device.type, enabled=False)

@@ -11,6 +11,7 @@ the gradients between `loss.backward()` and `opt.step()` and makes the init stat
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Callable, Iterable, Iterator
@@ -26,6 +27,10 @@ Stream = Iterable[dict] | Callable[[int], Iterator[dict]]
 REPORT_SECONDS = 10.0
 """Besides every metrics_every steps, report when this long has passed since the last row (and after the first
 step), so a slow run shows its first point within seconds."""
+
+
+_LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""TrainConfig.autocast → the dtype of the pre-activation product (model.SAE._pre_acts_buffer)."""
 
 
 class _Run:
@@ -68,8 +73,10 @@ class _Run:
             group["lr"] = lr
         dead = self.since_fired >= self.tcfg.dead_window
         l1 = self.l1 if self.tcfg.target_l0 is not None else self.tcfg.l1_at(step)
-        out = self.sae.training_losses(x, l1, dead,
-                                       self.tcfg.aux_k or self.cfg.d_in // 2, self.tcfg.aux_coefficient)
+        low = _LOW.get(self.tcfg.autocast)
+        with torch.autocast(x.device.type, dtype=low, enabled=low is not None):
+            out = self.sae.training_losses(x, l1, dead,
+                                           self.tcfg.aux_k or self.cfg.d_in // 2, self.tcfg.aux_coefficient)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         if self.sync:
@@ -213,6 +220,23 @@ def train_saes(stream: Stream, configs: list[SAEConfig], train_cfg: TrainConfig 
     `.feature_frequency` (firing rate over the second half of training) and `.train_summary`.
     """
     first_cfg = train_cfg[0] if isinstance(train_cfg, (list, tuple)) else train_cfg
+    with _tf32(first_cfg.tf32):
+        return _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, checkpoint, resume_from, sync)
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool):
+    """TrainConfig.tf32: TF32 CUDA matmuls for this training only (the process-wide flags are put back after)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if enabled:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, checkpoint, resume_from, sync):
     device = torch.device(first_cfg.device) if first_cfg.device else None
     runs: list[_Run] | None = None
     start = int(resume_from[1]["step"]) if resume_from else 0
