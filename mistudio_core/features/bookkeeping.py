@@ -92,7 +92,7 @@ class FeatureAccumulator:
         self.hist = torch.zeros(n_features * n_bins, dtype=torch.long, device=self.device)
         self.top = TopSlots.empty(n_features, k, self.device, window)
         self.res = TopSlots.empty(n_features, reservoir, self.device, window)
-        self._flat: torch.Tensor | None = None  # the current batch's codes [B*T, F], read by the window gather
+        self._entries: tuple | None = None  # the current batch's (sorted keys, values, tokens): _window_codes
         self.res_keys = torch.full((n_features, reservoir), -math.inf, device=self.device)
         self.cooc_n = cooc_features
         self.cooc_ids: torch.Tensor | None = None
@@ -102,36 +102,55 @@ class FeatureAccumulator:
     def update(self, codes: torch.Tensor, ctx_ids: torch.Tensor, mask: torch.Tensor | None = None,
                inplace: bool = False) -> None:
         """Add one batch: `codes [B, T, F]`, `ctx_ids [B]` (global context ids), `mask [B, T]` (True = count it).
-        `inplace=True` lets it zero the masked positions of `codes` itself instead of copying the batch."""
-        src = codes
-        codes = codes.detach().to(self.device, torch.float32)
-        ctx_ids = ctx_ids.to(self.device, torch.long)
-        restore = None
+        Reads the dense codes once to list their nonzero entries, then `update_sparse`. (`inplace` is kept for
+        callers of the old signature; the codes are never written.)"""
+        B, T, F = codes.shape
+        flat = codes.detach().to(self.device, torch.float32).reshape(B * T, F)
+        tok, feat = flat.nonzero(as_tuple=True)  # the one pass over the dense batch (row-major: keys sorted)
+        self.update_sparse(tok, feat, flat[tok, feat], B, T, ctx_ids, mask)
+
+    def update_sparse(self, tok: torch.Tensor, feat: torch.Tensor, vals: torch.Tensor, B: int, T: int,
+                      ctx_ids: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Add one batch given as its nonzero codes: entry i is `vals[i]` at token `tok[i]` (0..B·T-1, context
+        `tok // T`) of feature `feat[i]`; every other code is 0. Per-token work is proportional to the entries
+        (a TopK SAE's k per token), not to d_sae."""
+        dev = self.device
+        tok, feat = tok.to(dev, torch.long), feat.to(dev, torch.long)
+        vals, ctx_ids = vals.detach().to(dev, torch.float32), ctx_ids.to(dev, torch.long)
+        fired = vals > self.threshold
         if mask is not None:
-            mask = mask.to(self.device)
-            if not bool(mask.all()):
-                if codes is src and not inplace:
-                    codes = codes.clone()
-                if self.window:  # windows show the raw activations, filtered positions included
-                    restore = (~mask, codes[~mask])
-                codes[~mask] = 0.0  # only the few filtered positions are written
+            mask = mask.to(dev).reshape(-1)
+            fired &= mask[tok]  # filtered tokens never count as firing (windows still show them)
             self.n_tokens += int(mask.sum())
         else:
-            self.n_tokens += codes.shape[0] * codes.shape[1]
-        B, T, F = codes.shape
-        flat = codes.reshape(B * T, F)
-        tok, feat = (flat > self.threshold).nonzero(as_tuple=True)  # the one pass over the dense batch
-        vals = flat[tok, feat]
-        self._update_stats(feat, vals)
-        cmax, cpos = self._context_peaks(tok, feat, vals, B, T)
-        if restore is not None:
-            codes[restore[0]] = restore[1]
-        self._flat, self._T = (flat, T) if self.window else (None, T)
+            self.n_tokens += B * T
+        ftok, ffeat, fvals = tok[fired], feat[fired], vals[fired]
+        self._update_stats(ffeat, fvals)
+        cmax, cpos = self._context_peaks(ftok, ffeat, fvals, B, T)
+        if self.window:  # entries sorted feature-major, so a window's entries are one contiguous run
+            keys, order = (feat * (B * T) + tok).sort()
+            self._entries = (keys, vals[order], B * T)
+        self._T = T
         self._update_top(cmax, cpos, ctx_ids)
         self._update_reservoir(cmax, cpos, ctx_ids)
-        self._flat = None
+        self._entries = None
         if self.cooc_n:
-            self._update_cooc(tok, feat, B * T)
+            self._update_cooc(ftok, ffeat, B * T)
+
+    def _window_codes(self, feat: torch.Tensor, tok0: torch.Tensor, W: int) -> torch.Tensor:
+        """Codes of feature `feat[i]` at batch tokens `tok0[i] .. tok0[i] + W - 1`, `[L, W]` (0 where no entry):
+        two binary searches per window in the feature-major keys, then one scatter of the entries found."""
+        keys, vals, n_tok = self._entries
+        out = torch.zeros((len(feat), W), device=self.device)
+        base = feat * n_tok + tok0
+        lo, hi = torch.searchsorted(keys, base), torch.searchsorted(keys, base + W)
+        n = hi - lo
+        total = int(n.sum())
+        if total:
+            slot = torch.repeat_interleave(torch.arange(len(feat), device=self.device), n)
+            e = lo[slot] + torch.arange(total, device=self.device) - (n.cumsum(0) - n)[slot]
+            out[slot, keys[e] - base[slot]] = vals[e]
+        return out
 
     def _update_stats(self, feat: torch.Tensor, vals: torch.Tensor) -> None:
         self.count += torch.bincount(feat, minlength=self.n_features)
@@ -180,8 +199,7 @@ class FeatureAccumulator:
         r, j = (idx >= S).nonzero(as_tuple=True)
         if len(r):
             start = (pos[r, j] - self.window_before).clamp(0, max(T - W, 0))
-            tok = ((idx[r, j] - S) * T + start)[:, None] + torch.arange(W, device=self.device)
-            out[r, j] = self._flat[tok, feats[r][:, None]].half()
+            out[r, j] = self._window_codes(feats[r], (idx[r, j] - S) * T + start, W).half()
         return out
 
     def _update_top(self, cmax, cpos, ctx_ids) -> None:

@@ -24,6 +24,7 @@ from ..errors import ValidationError
 from .bookkeeping import FeatureAccumulator
 from .logits import decoder_logits
 from .results import FeatureResults
+from .sparse_encode import sparse_codes
 from .token_filters import eligible, excluded_vocab, special_ids, validate_filters, vocab_strings
 
 Progress = Callable[[float, str], None]
@@ -100,37 +101,43 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
-def _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop) -> int:
-    """Pass 1: capture B contexts at a time, then encode + account them in chunks of contexts small enough
-    that a chunk's dense codes stay under MAX_CODE_ELEMENTS whatever the SAE's width."""
+def _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop) -> tuple[int, float]:
+    """Pass 1: capture B contexts at a time, encode them to their nonzero codes (chunks of contexts small enough
+    that a chunk's pre-activations stay under MAX_CODE_ELEMENTS whatever the SAE's width), account the batch.
+    Returns (contexts done, seconds of the first batch: it also fills every feature's empty slots, a fixed cost)."""
     from ..hooks import capture
 
     B, T, t0 = cfg.batch_contexts, tokens.shape[1], time.time()
     sae_param = next(sae.parameters())
-    sub = max(1, MAX_CODE_ELEMENTS // (T * sae.W_dec.shape[0]))
-    dev, done = _device_of(model), 0
+    dev, done, first_s = _device_of(model), 0, 0.0
     for s in range(0, len(order), B):
         if should_stop and should_stop():
             break
+        t_batch = time.perf_counter()
         ids = order[s:s + B]
         batch = tokens[ids].long()  # rows read on demand from the (int32, memory-mapped) grid
         keep = eligible(batch, excluded)
         with torch.no_grad(), _autocast(dev, cfg.autocast):
             acts = capture(model, batch.to(dev), [hook])[hook].to(sae_param.device, sae_param.dtype)
-            for c in range(0, len(ids), sub):
-                acc.update(sae.encode(acts[c:c + sub]).float(), ids[c:c + sub], keep[c:c + sub], inplace=True)
+            tok, feat, vals = sparse_codes(sae, acts, MAX_CODE_ELEMENTS)
+        acc.update_sparse(tok, feat, vals, len(ids), T, ids, keep)
+        if s == 0:
+            first_s = time.perf_counter() - t_batch
         done = s + len(ids)
         if progress:
             rate = done * T / max(time.time() - t0, 1e-9)
             eta = (len(order) - done) * T / max(rate, 1e-9)
             progress(0.95 * done / len(order),
                      f"{done * T:,}/{len(order) * T:,} tokens · {rate:,.0f} tok/s · ETA {eta:,.0f}s")
-    return done
+    return done, first_s
 
 
 def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig, progress: Progress | None = None,
                      should_stop: Callable[[], bool] | None = None, hook_name: str | None = None) -> FeatureResults:
-    """Run both passes and the decoder-logit lists; returns in-memory `FeatureResults` (call `.save(folder)`)."""
+    """Run the pass and the decoder-logit lists; returns in-memory `FeatureResults` (call `.save(folder)`).
+    `meta["seconds"]` splits the time: setup (vocabulary strings), pass (first_batch of it apart), logits and
+    finish (quantile picks, sorting) — all but the pass after its first batch are fixed costs per SAE."""
+    t_setup = time.perf_counter()
     model, tokenizer = loaded_model.model, loaded_model.tokenizer
     hook = hook_name or (getattr(sae.cfg, "metadata", None) or {}).get("hook_name")
     if not hook:
@@ -149,8 +156,10 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     acc = FeatureAccumulator(d_sae, cfg.top_k, cfg.threshold, reservoir, HIST_BINS, HIST_MIN, HIST_MAX,
                              cfg.cooc_features, cfg.seed, sae_dev, window=W, window_before=cfg.window_before)
     t_pass = time.perf_counter()
-    done = _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop)
+    t_setup = t_pass - t_setup
+    done, t_first = _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop)
     t_pass = time.perf_counter() - t_pass
+    t_finish = time.perf_counter()
     quant = acc.quantile_picks(cfg.n_quantiles, cfg.quantile_examples)
     top = acc.sorted_top()
     ctx = torch.cat([top.ctx, quant.ctx], 1)
@@ -158,7 +167,7 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     acts = torch.cat([top.win, quant.win], 1).cpu()
     if progress:
         progress(0.97, "decoder logits")
-    t_logits = time.perf_counter()
+    t_finish, t_logits = time.perf_counter() - t_finish, time.perf_counter()
     logit_t = decoder_logits(model, sae.W_dec, cfg.n_logits)
     t_logits = time.perf_counter() - t_logits
     used = torch.unique(ctx[ctx >= 0].cpu())
@@ -177,7 +186,8 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
             "n_contexts": done, "pass2_contexts": 0, "stopped_early": done < n_ctx, "window": W,
             "n_quantiles": cfg.n_quantiles, "quantile_examples": cfg.quantile_examples,
             "model_id": getattr(loaded_model, "model_id", None), "created": time.time(),
-            "seconds": {"pass": round(t_pass, 3), "logits": round(t_logits, 3)}}
+            "seconds": {"setup": round(t_setup, 3), "pass": round(t_pass, 3), "first_batch": round(t_first, 3),
+                        "logits": round(t_logits, 3), "finish": round(t_finish, 3)}}
     windows = {"top_acts": acts[:, :k].contiguous(), "quant_acts": acts[:, k:].contiguous()}
     if progress:
         progress(1.0, f"done: {acc.n_tokens:,} tokens")
