@@ -115,6 +115,9 @@ def run(spec: dict, ctx) -> dict:
     """Train, evaluate and register the SAEs; returns `{"sae_ids", "steps", "tokens_trained", "train_seconds",
     "tokens_per_s", "eval_seconds"}` (the last four for this attempt)."""
     s = TrainJobSpec.from_dict(spec)
+    from ..sae.distributed_launch import run_under_torchrun, torchrun_processes
+    if nproc := torchrun_processes(spec):  # several GPUs visible: one torchrun rank per GPU
+        return run_under_torchrun(spec, ctx, nproc)
     try:
         return _train(s, ctx)
     except MistudioError:
