@@ -32,6 +32,7 @@ from .training_charts import METRICS, compare_figure, metrics_figure
 FORM = ["architecture", "expansion_factor", "d_sae", "k", "l1_coefficient", "lr", "batch_tokens", "steps",
         "lr_warmup_steps", "seed", "lr_decay_steps", "target_l0"]
 CACHE_FORM = ["cache_mode", "cache_dtype", "cache_tokens"]
+PRECISION_FORM = ["autocast", "tf32"]  # Start only: after FORM, CACHE_FORM and "also evaluate on"
 ACTIVE = ("queued", "running")
 JOB_COLUMNS = {"id": "job", "status": "status", "progress": "progress", "eta": "ETA", "queue": "queue",
                "loss": "loss", "l0": "L0 (train batch)", "explained_variance": "EV (train batch)",
@@ -80,11 +81,18 @@ def check(ctx: AppContext, dataset: str, model: str, hooks: list[str], *values) 
 def start(ctx: AppContext, dataset: str, model: str, hooks: list[str], name: str, *values) -> tuple[str, Any]:
     require_writable(ctx)
     cfg, plan = _plan(ctx, dataset, model, hooks, values)
+    cfg = TrainConfig(**{**cfg.to_dict(), **precision_options(list(values))})
     spec = {"model_id": model, "dataset_id": dataset, "hook_names": list(hooks), "train": cfg.to_dict(),
             "name": (name or "").strip() or f"{cfg.architecture}-{dataset}", "stream": stream_options(plan.tokens),
             "cache": cache_options(list(values)), "eval_datasets": eval_datasets(ctx, model, list(values))}
     job_id = ctx.jobs.submit("train", spec, name=spec["name"])
     return ok(f"Queued `{job_id}`. {plan.summary()}"), gr.update(choices=_job_ids(ctx), value=job_id)
+
+
+def precision_options(values: list) -> dict:
+    """The Advanced precision inputs (after FORM, CACHE_FORM and the eval datasets; absent for older callers)."""
+    raw = dict(zip(PRECISION_FORM, values[len(FORM) + len(CACHE_FORM) + 1:]))
+    return {"autocast": raw.get("autocast") or "off", "tf32": bool(raw.get("tf32"))}
 
 
 def eval_datasets(ctx: AppContext, model: str, values: list) -> list[str]:
@@ -260,7 +268,7 @@ def build(ctx: AppContext) -> None:
     ui["check_btn"].click(bind(check, ctx), [ui["dataset"], ui["model"], ui["hooks"], *full], ui["status"],
                           api_name="training_validate")
     started = ui["start_btn"].click(bind(start, ctx), [ui["dataset"], ui["model"], ui["hooks"], ui["name"], *full,
-                                                        ui["eval_datasets"]],
+                                                        ui["eval_datasets"], *[ui[k] for k in PRECISION_FORM]],
                                     [ui["status"], ui["job"]], api_name="training_start")
     ui["eval_datasets"].focus(bind(eval_choices, ctx), [ui["model"], ui["dataset"]], ui["eval_datasets"],
                               api_name="training_eval_choices", api_visibility="undocumented")

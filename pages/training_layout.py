@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from mistudio_core.sae.config import TrainConfig
+from mistudio_core.sae.distributed_launch import launch_note
 
 from .context import AppContext
 from .training_charts import METRICS
@@ -40,6 +41,13 @@ def _recipe(ui: dict, d: TrainConfig) -> None:
                                          "off: run the model every epoch")
         ui["cache_dtype"] = gr.Radio(["bfloat16", "float16", "float32"], value="bfloat16", label="Cache dtype")
         ui["cache_tokens"] = gr.Number(0, label="Tokens to cache (0 = what the run trains on)", precision=0)
+    with gr.Accordion("Advanced: precision and GPUs", open=False):
+        with gr.Row():
+            ui["autocast"] = gr.Radio(["off", "bf16", "fp16"], value=d.autocast, label="Mixed precision (autocast)",
+                                      info="bf16/fp16: the encoder's big product in low precision (GPUs); weights, "
+                                           "optimizer and loss stay float32")
+            ui["tf32"] = gr.Checkbox(d.tf32, label="TF32 matmuls (CUDA)")
+        gr.Markdown(launch_note(), elem_id="training-gpus")
 
 
 def layout(ctx: AppContext) -> dict:

@@ -99,3 +99,20 @@ def test_the_real_torchrun_child_trains_and_registers_once(home, monkeypatch):
     run_dir = JobRegistry(home).run_dir(rec["id"])
     assert "2 GPUs: training data-parallel with torchrun" in (run_dir / "log.txt").read_text()
     assert (run_dir / launch.LOG).is_file() and rec["progress"]["step"] == 6
+
+
+def test_the_training_form_says_it_will_use_torchrun_with_two_gpus(monkeypatch):
+    import gradio as gr
+
+    from pages.context import AppContext
+    from pages.training_layout import layout
+
+    def note_shown() -> str:
+        with gr.Blocks() as demo:
+            layout(AppContext(store=None, jobs=None, allowed_roots=[]))
+        return next(b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "training-gpus")
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert "2 GPUs: will train data-parallel with torchrun" in note_shown()
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert "torchrun" not in note_shown()

@@ -93,3 +93,22 @@ def test_bf16_autocast_and_tf32_training_on_cuda():
     assert sae.W_enc.is_cuda and sae.W_enc.dtype == torch.float32
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     assert abs(ev16 - ev32) < 0.03, (ev32, ev16)
+
+
+def test_training_form_advanced_precision_reaches_the_job(tmp_path):
+    from mistudio_core.jobs import JobRegistry
+    from pages import training
+    from pages.context import AppContext
+    from tests.test_jobs_train import HOOK, make_train_home
+
+    store = make_train_home(tmp_path)
+    ctx = AppContext(store=store, jobs=JobRegistry(store), allowed_roots=[store.home])
+    form = dict(architecture="topk", expansion_factor=2, d_sae=64, k=4, l1_coefficient=5.0, lr=1e-3, batch_tokens=64,
+                steps=12, lr_warmup_steps=0, seed=0, lr_decay_steps=0, target_l0=0, cache_mode="off",
+                cache_dtype="bfloat16", cache_tokens=0)
+    values = [form[k] for k in training.FORM + training.CACHE_FORM]
+    assert training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "mixed", *values, [], "bf16", True)[0].startswith("✓")
+    assert training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "older-caller", *values)[0].startswith("✓")
+    specs = {r["name"]: r["spec"]["train"] for r in ctx.jobs.list("train")}
+    assert (specs["mixed"]["autocast"], specs["mixed"]["tf32"]) == ("bf16", True)
+    assert (specs["older-caller"]["autocast"], specs["older-caller"]["tf32"]) == ("off", False)

@@ -55,6 +55,15 @@ def torchrun_processes(spec: dict) -> int:
     return n if n > 1 else 0
 
 
+def launch_note(n: int | None = None) -> str:
+    """What the Training form says about GPUs: with N > 1, that a job trains data-parallel under torchrun."""
+    n = visible_gpus() if n is None else n
+    if n > 1:
+        return (f"**{n} GPUs: will train data-parallel with torchrun** ({n} processes, one per GPU; each trains on "
+                f"1/{n} of every batch).")
+    return "1 GPU: trains in the app's job runner." if n == 1 else "No GPU visible: trains on the CPU."
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
