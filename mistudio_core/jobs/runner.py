@@ -13,12 +13,16 @@ continue from their last checkpoint.
 
 Scheduling: queued jobs start in queue order. Jobs of an accelerator kind run one at a time (the queue position
 in the record shows where each waits); light kinds (`accelerator=False`) may run beside it, up to `light_slots`.
-Each job runs in its own thread; the loop thread keeps the heartbeats of running jobs fresh.
+Each job runs in its own thread; the loop thread keeps the heartbeats of running jobs fresh. With `isolate=True`
+(the app) an accelerator job's thread starts a child process that executes it (`worker.py` says why: the web
+process's interpreter lock) and waits for it; the lock, the claiming and the heartbeats stay here.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import threading
 import time
 import traceback
@@ -43,8 +47,11 @@ class Runner:
     """Executes queued jobs in the background while this process holds the runner lock."""
 
     def __init__(self, store: Store, registry: JobRegistry | None = None, poll_interval: float = 0.5,
-                 lock_retry: float = 2.0, heartbeat_interval: float = 2.0, light_slots: int = 2):
+                 lock_retry: float = 2.0, heartbeat_interval: float = 2.0, light_slots: int = 2,
+                 isolate: bool = False):
+        """`isolate`: execute accelerator jobs in a child process each (`worker.py`), not in a thread here."""
         self.store = store
+        self.isolate = isolate
         self.registry = registry or JobRegistry(store)
         self.poll_interval, self.lock_retry = poll_interval, lock_retry
         self.heartbeat_interval, self.light_slots = heartbeat_interval, light_slots
@@ -100,6 +107,15 @@ class Runner:
             self._lock.release()
         return self.registry.get(job_id)
 
+    def run_claimed(self, record: dict) -> None:
+        """Execute `record`, a job already claimed (status `running`) by the runner holding the lock, in the calling
+        thread: what the job worker child (`worker.py`) does. `stop()` makes the job checkpoint and stop."""
+        self._active[record["id"]] = _Active(threading.current_thread(), None, record["accelerator"])
+        try:
+            self._execute(record)
+        finally:
+            self._active.pop(record["id"], None)
+
     # ---- the loop ------------------------------------------------------------------------------------------
     def _loop(self) -> None:
         next_try = next_beat = 0.0
@@ -148,8 +164,8 @@ class Runner:
                 continue
             accel_busy |= claimed["accelerator"]
             light += not claimed["accelerator"]
-            thread = threading.Thread(target=self._execute, args=(claimed,), name=f"job-{claimed['id']}",
-                                      daemon=True)
+            target = self._execute_isolated if self.isolate and claimed["accelerator"] else self._execute
+            thread = threading.Thread(target=target, args=(claimed,), name=f"job-{claimed['id']}", daemon=True)
             self._active[claimed["id"]] = _Active(thread, None, claimed["accelerator"])
             thread.start()
 
@@ -190,6 +206,36 @@ class Runner:
         finally:
             if ctx is not None:
                 ctx.close()
+
+    def _execute_isolated(self, record: dict) -> None:
+        """Run the job in a child process and wait for it; a shutdown is passed on as SIGTERM (the job checkpoints).
+        A child that ends without finishing the record (killed, crashed) leaves it `failed`, resumable, saying why."""
+        from . import worker
+
+        job_id = record["id"]
+        try:
+            proc = worker.spawn(self.store.home, job_id)
+        except OSError as e:
+            code_text = f"could not start ({e})"
+        else:
+            signalled = False
+            while True:
+                try:
+                    code_text = worker.describe_exit(proc.wait(timeout=self.poll_interval))
+                    break
+                except subprocess.TimeoutExpired:
+                    if self._halt.is_set() and not signalled:
+                        proc.send_signal(signal.SIGTERM)
+                        signalled = True
+        try:
+            still_running = self.registry.get(job_id)["status"] == "running"
+        except MistudioError:
+            return  # deleted meanwhile
+        if still_running:
+            message = (f"The job's process ended without finishing ({code_text}); resume to continue from its last "
+                       "checkpoint.")
+            self._set(job_id, status="failed", error=message, ended=time.time(), stop_requested=None,
+                      message=f"Failed: {message}")
 
     def _finish(self, ctx: JobContext, result) -> None:
         job_id = ctx.job_id
