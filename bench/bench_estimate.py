@@ -34,7 +34,8 @@ def one(preset_name: str, base: argparse.Namespace) -> list[tuple]:
             qp.actcache.delete_cache(store, m["id"])
     t0 = time.perf_counter()
     plan = validate_training(store, qp.MODEL, qp.DATASET, [preset.hook], tcfg, cache=cache_opts,
-                             eval_contexts=args.eval_contexts * 2)  # the bench evaluates two datasets
+                             eval_contexts=args.eval_contexts * 2,  # the bench evaluates two datasets
+                             model_dtype=preset.model_dtype)
     validate_s = time.perf_counter() - t0
     clock, results, cache = qp.run(args, store, preset, tcfg, cache_opts)
     qp.report(args, tcfg, clock, results, cache)

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from mistudio_core import actcache  # noqa: E402
+from mistudio_core.compute import resolve_model_dtype  # noqa: E402
 from mistudio_core.defaults import ensure_builtins  # noqa: E402
 from mistudio_core.models import load_model  # noqa: E402
 from mistudio_core.sae.evaluate import evaluate_sae  # noqa: E402
@@ -80,6 +81,7 @@ def parse(argv=None):
         ap.add_argument("--" + name.replace("_", "-"), dest=name, type=float if name in ("lr", "aux_coefficient")
                         else int)
     ap.add_argument("--b-dec-init")
+    ap.add_argument("--model-dtype", choices=("auto", "float32", "bfloat16"), help="default: the preset's")
     return ap.parse_args(argv)
 
 
@@ -99,11 +101,15 @@ def setup(args):
 def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
     """Load, capture (or reuse) the cache, train, evaluate in and out of domain: (clock, results, cache)."""
     clock = Clock()
-    loaded = clock.phase("load", load_model, store, MODEL, device="cpu")
+    dtype = resolve_model_dtype(args.model_dtype or preset.model_dtype, "cpu")
+    print(f"model dtype: {dtype}")
+    loaded = clock.phase("load", load_model, store, MODEL, device="cpu", dtype=dtype)
     tok = load_tokenized(store, DATASET, MODEL)
     train_ids, _ = tok.split_ids()
     bos = tok.config.get("bos_token_id")
     identity = actcache.cache_identity(store, MODEL, DATASET, context_ids=train_ids, bos_token_id=bos)
+    if dtype != "float32":  # as the job keys it (actcache_job.prepare)
+        identity["model_dtype"] = dtype
     n_cache = cache_opts.get("tokens") or tcfg.total_steps * tcfg.batch_tokens
     if args.fresh:
         for m in actcache.list_caches(store):

@@ -58,6 +58,8 @@ def prepare(ctx, spec, loaded, tok, tcfg) -> dict | None:
     identity = actcache.cache_identity(ctx.store, spec.model_id, spec.dataset_id, context_ids=train_ids,
                                        skip_bos=stream_opts.get("skip_bos", True), bos_token_id=bos,
                                        pad_token_id=stream_opts.get("pad_token_id"))
+    if loaded.dtype != "float32":  # a bf16 model's activations are not an fp32 model's: never mix the two
+        identity["model_dtype"] = loaded.dtype
     n_tokens = opts["tokens"] or tcfg.total_steps * tcfg.batch_tokens
     last = [0.0]
 

@@ -68,7 +68,8 @@ def form_values(cfg: dict) -> list:
 
 def _plan(ctx: AppContext, dataset: str, model: str, hooks, values: list):
     cfg = train_config(list(values))
-    return cfg, validate_training(ctx.store, model, dataset, list(hooks or []), cfg, cache=cache_options(list(values)))
+    return cfg, validate_training(ctx.store, model, dataset, list(hooks or []), cfg, cache=cache_options(list(values)),
+                                  model_dtype="auto")  # as start() submits it
 
 
 @guarded(1)
@@ -84,7 +85,8 @@ def start(ctx: AppContext, dataset: str, model: str, hooks: list[str], name: str
     cfg = TrainConfig(**{**cfg.to_dict(), **precision_options(list(values))})
     spec = {"model_id": model, "dataset_id": dataset, "hook_names": list(hooks), "train": cfg.to_dict(),
             "name": (name or "").strip() or f"{cfg.architecture}-{dataset}", "stream": stream_options(plan.tokens),
-            "cache": cache_options(list(values)), "eval_datasets": eval_datasets(ctx, model, list(values))}
+            "cache": cache_options(list(values)), "eval_datasets": eval_datasets(ctx, model, list(values)),
+            "model_dtype": "auto"}  # bf16 capture where this machine runs it faster (compute.py), else fp32
     job_id = ctx.jobs.submit("train", spec, name=spec["name"])
     return ok(f"Queued `{job_id}`. {plan.summary()}"), gr.update(choices=_job_ids(ctx), value=job_id)
 

@@ -103,3 +103,33 @@ def test_cli_preset_with_overrides_trains_on_a_cache_then_lists_and_deletes_it(t
     assert main(["--home", str(home.home), "--json", "cache", "delete", row["key"]]) == 0
     capsys.readouterr()
     assert actcache.list_caches(home) == []
+
+
+def test_a_bf16_model_gets_its_own_cache_and_its_evaluation_says_so(runner, reference):
+    """model_dtype bfloat16: activations of a bf16 model are never mixed with an fp32 model's cache."""
+    from mistudio_core.sae.evals import EVALS_DIR
+
+    before = {c["id"] for c in actcache.list_caches(runner.store)}
+    rec = run_to_end(runner.registry, runner.registry.submit("train", {**cached_spec(), "model_dtype": "bfloat16"}))
+    new = [c for c in actcache.list_caches(runner.store) if c["id"] not in before]
+    assert len(new) == 1 and new[0]["identity"]["model_dtype"] == "bfloat16"
+    assert "(bfloat16)" in runner.registry.log_text(rec["id"])
+    folder = runner.store.path("saes", rec["result"]["sae_ids"][0]) / EVALS_DIR
+    (record,) = [__import__("json").loads(p.read_text()) for p in folder.glob("*.json")]
+    assert record["model_dtype"] == "bfloat16"
+
+
+def test_model_dtype_is_checked_at_submit(runner):
+    with pytest.raises(ValidationError, match="model_dtype must be one of"):
+        runner.registry.submit("train", {**cached_spec(), "model_dtype": "int8"})
+
+
+def test_auto_dtype_takes_bf16_on_a_cpu_only_when_it_is_faster(monkeypatch):
+    from mistudio_core import compute
+
+    monkeypatch.setattr(compute, "cpu_bf16_speedup", lambda: 2.6)
+    assert compute.resolve_model_dtype("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(compute, "cpu_bf16_speedup", lambda: 0.4)  # emulated bf16 on an older CPU
+    assert compute.resolve_model_dtype("auto", "cpu") == "float32"
+    assert compute.resolve_model_dtype(None, "cpu") == "float32"  # jobs that never asked keep fp32
+    assert compute.resolve_model_dtype("bfloat16", "cpu") == "bfloat16"

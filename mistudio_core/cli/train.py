@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from ..errors import NotFoundError, ValidationError
+from ..errors import MistudioError, NotFoundError, ValidationError
 from ..sae.config import TrainConfig, field_docs
 from .foreground import outcome as _outcome
 from .foreground import run_foreground
@@ -106,7 +106,13 @@ def train_spec(args) -> dict:
             "device": args.device, "eval_datasets": args.eval_dataset or [],
             "eval_contexts": args.eval_contexts or _preset_eval_contexts(args),
             "eval_downstream": args.downstream, "stream": {"seed": tcfg.seed, "buffer_contexts": _buffer(tcfg)},
-            "preset": getattr(args, "preset", None), "cache": _cache_spec(args)}
+            "preset": getattr(args, "preset", None), "cache": _cache_spec(args), "model_dtype": _model_dtype(args)}
+
+
+def _model_dtype(args) -> str | None:
+    """--model-dtype, else the preset's (presets say "auto": bf16 where this machine runs it faster)."""
+    preset = _preset(args)
+    return getattr(args, "model_dtype", None) or (preset.model_dtype if preset else None)
 
 
 def _buffer(tcfg: TrainConfig) -> int:
@@ -209,6 +215,9 @@ def register(subparsers) -> None:
                    help="continue a stopped training (job id or name; empty: the latest)")
     p.add_argument("--preset", choices=_preset_names(), help="start from a named recipe (sae/presets.py); flags "
                    "given with it override its fields. Alone, it trains the built-in model on the built-in corpus.")
+    p.add_argument("--model-dtype", choices=("auto", "float32", "bfloat16"),
+                   help="dtype the model computes in for capture and evaluation; auto: bfloat16 on a GPU or a CPU "
+                        "with fast bf16 (AMX / AVX-512 BF16), else float32 (default: the preset's, else float32)")
     p.add_argument("--cache", choices=("off", "use", "build"), help="activation cache: off streams from the model "
                    "every epoch; use reuses a matching cache or captures one; build always captures a new one")
     p.add_argument("--cache-dtype", choices=("bfloat16", "float16", "float32"), help="cache dtype on disk "

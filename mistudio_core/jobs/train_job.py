@@ -30,6 +30,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
+from ..compute import CHOICES, resolve_model_dtype
 from ..errors import MistudioError, UnsupportedError, ValidationError
 from .checkpoint import checkpoint_info
 from .kinds import register_job
@@ -70,6 +71,10 @@ class TrainJobSpec:
     """The training preset the form or `train --preset` started from (`sae/presets.py`); recorded, not applied."""
     cache: dict = field(default_factory=dict)
     """Activation cache: {mode: "off" | "use" | "build", dtype: "bfloat16", tokens: n} (see actcache_job.py)."""
+    model_dtype: str | None = None
+    """Dtype the model computes in for capture and evaluation: "float32", "bfloat16", or "auto" (bfloat16 on a GPU
+    or on a CPU where bf16 matmuls are measurably faster, see `compute.py`). None: the model's default (float32 on
+    a CPU). The SAE itself always trains in float32."""
 
     def __post_init__(self):
         if not self.model_id or not self.dataset_id:
@@ -85,6 +90,9 @@ class TrainJobSpec:
         if isinstance(self.eval_datasets, str):
             self.eval_datasets = [self.eval_datasets]
         self.eval_datasets = [d for d in dict.fromkeys(self.eval_datasets or []) if d and d != self.dataset_id]
+        if self.model_dtype is not None and self.model_dtype not in CHOICES:
+            raise ValidationError(f"model_dtype must be one of {', '.join(CHOICES)} or empty (got "
+                                  f"{self.model_dtype!r}).")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,7 +140,8 @@ def run(spec: dict, ctx) -> dict:
         raise
 
 
-def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: int, cache=None, ctx=None):
+def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: int, cache=None, ctx=None,
+                 groups=None):
     """The activation stream of a training: the tokenization's train contexts only, from batch `start_batch`
     (replayed from the activation cache `cache`, a manifest of train-split activations, when given)."""
     from ..activations import ActivationStream
@@ -143,10 +152,11 @@ def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: i
 
     train_ids, _ = tok.split_ids()
     dd = _dist()
-    if dd is not None:  # torchrun: this rank's share of the contexts and of every batch (sae/distributed.py)
+    if dd is not None and groups is None:  # torchrun: this rank's share of the contexts and of every batch
         from ..sae.distributed import local_batch, shard_ids
         train_ids, batch_tokens = shard_ids(train_ids, dd), local_batch(batch_tokens, dd)
-    return ActivationStream(loaded.model, tok.tokens, s.hook_names, batch_tokens=batch_tokens,
+    hooks = groups.hooks if groups else s.hook_names  # distribute_saes: the whole batch, this rank's hooks only
+    return ActivationStream(loaded.model, tok.tokens, hooks, batch_tokens=batch_tokens,
                             start_batch=start_batch, bos_token_id=tok.config.get("bos_token_id"),
                             context_ids=train_ids, **s.stream)
 
@@ -160,8 +170,9 @@ def _train(s: TrainJobSpec, ctx) -> dict:
 
     from ..actcache_job import Stopped, prepare, say
 
-    say(ctx, f"loading model {s.model_id}")
-    loaded = load_model(ctx.store, s.model_id, device=s.device)
+    dtype = resolve_model_dtype(s.model_dtype, s.device)
+    say(ctx, f"loading model {s.model_id} ({dtype})")
+    loaded = load_model(ctx.store, s.model_id, device=s.device, dtype=dtype)
     tok = load_tokenized(ctx.store, s.dataset_id, s.model_id)
     plan = evaluation_plan(ctx.store, s, tok)  # refuses too few held-out contexts before any training
     configs, tcfgs = _configs(s, d_model(loaded.model), tok.config)
@@ -170,18 +181,24 @@ def _train(s: TrainJobSpec, ctx) -> dict:
         cache = None if _dist() else prepare(ctx, s, loaded, tok, first)  # None: stream from the model
     except Stopped:
         return {"stopped": True}
+    from ..sae.distributed_job import SAEGroups
+    groups = SAEGroups.plan(ctx, configs, first)  # torchrun + distribute_saes: this rank's own SAEs
     resume = _resume_state(ctx)
     start = int(resume[1]["step"]) if resume else 0
     ctx.log(f"training {len(configs)} SAE(s) for {first.total_steps} steps from step {start}")
     t0 = time.perf_counter()
-    saes = train_saes(lambda b: _make_stream(s, loaded, tok, b, first.batch_tokens, cache, ctx), configs, tcfgs,
-                      on_metrics=_Reporter(ctx, len(configs)), should_stop=ctx.should_stop,
-                      checkpoint=_Checkpointer(ctx, s, first.total_steps), resume_from=resume, sync=_sync())
+    saes = train_saes(lambda b: _make_stream(s, loaded, tok, b, first.batch_tokens, cache, ctx, groups), configs,
+                      tcfgs, on_metrics=_Reporter(ctx, len(groups.owned) if groups else len(configs)),
+                      should_stop=ctx.should_stop, resume_from=resume, sync=groups.sync if groups else _sync(),
+                      checkpoint=groups.checkpoint if groups else _Checkpointer(ctx, s, first.total_steps),
+                      owned=groups.owned if groups else None)
     train_seconds = time.perf_counter() - t0
     if _dist() is not None and not _dist().is_main:
         return {"worker": True}  # under torchrun only rank 0 evaluates and registers
     if ctx.stopped_on_request:
         return {"stopped": True}
+    if groups is not None:
+        saes = saes_from_checkpoint(*groups.final())  # every rank's SAEs, from their owners' final checkpoints
     if not saes and resume and start >= first.total_steps:
         saes = saes_from_checkpoint(*resume)  # killed after the final checkpoint, before registering
     t1 = time.perf_counter()
@@ -207,10 +224,8 @@ def _sync():
 
 
 def _resume_state(ctx):
-    if _dist() is None:
-        return ctx.load_checkpoint()
-    from ..sae.distributed_job import shared_checkpoint
-    return shared_checkpoint(ctx)  # every rank resumes from rank 0's checkpoint
+    from ..sae.distributed_job import resume_state
+    return resume_state(ctx)  # under torchrun every rank resumes from rank 0's (or the SAEs' owners') checkpoint
 
 
 def _configs(s: TrainJobSpec, width: int, tok_config: dict):

@@ -79,6 +79,7 @@ def evaluate_record(loaded, sae, hook_name: str, tok, dataset_id: str, split: st
     return dict(dataset_id=dataset_id, split=split, model_id=tok.config.get("model_id") or getattr(loaded,
                 "model_id", None), hook_name=hook_name, n_contexts=len(tokens), n_tokens=metrics["n_tokens"]["value"],
                 context_size=int(tokens.shape[1]), downstream=downstream, created=time.time(),
+                model_dtype=getattr(loaded, "dtype", None),
                 seconds=round(time.perf_counter() - t0, 2), metrics=metrics)
 
 

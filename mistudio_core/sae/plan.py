@@ -116,8 +116,10 @@ def _tokenization(store: Store, dataset_id: str, model_id: str) -> tuple[dict, d
 
 def validate_training(store: Store, model_id: str, dataset_id: str, hook_names: list[str], cfg: TrainConfig,
                       device: str = "cpu", cache: dict | None = None, probe: bool = True,
-                      eval_contexts: int = EVAL_CONTEXTS) -> Plan:
-    """Check a training request against the library before it is queued; raise with the fix, or return a Plan."""
+                      eval_contexts: int = EVAL_CONTEXTS, model_dtype: str | None = None) -> Plan:
+    """Check a training request against the library before it is queued; raise with the fix, or return a Plan.
+    `model_dtype` is the job's (`compute.resolve_model_dtype`): the probe times the model in that dtype."""
+    from ..compute import resolve_model_dtype
     from ..tokenize import heldout_of
 
     if not hook_names:
@@ -140,16 +142,17 @@ def validate_training(store: Store, model_id: str, dataset_id: str, hook_names: 
     if usable < cfg.batch_tokens:
         raise ValidationError(f"Dataset {dataset_id!r} has {usable:,} usable training tokens, fewer than one batch "
                               f"of {cfg.batch_tokens:,}. Lower batch_tokens or add text.")
+    dtype = resolve_model_dtype(model_dtype, device)
     work = _work(store, model_id, dataset_id, hook_names, cfg, cache or {}, usable, train_contexts,
-                 config.get("bos_token_id"))
+                 config.get("bos_token_id"), dtype)
     plan = _estimate(store, model, d_in, d_sae, hook_names, cfg, device, ctx_size, work, probe,
-                     min(eval_contexts, max(n_contexts - train_contexts, 0)))
+                     min(eval_contexts, max(n_contexts - train_contexts, 0)), dtype)
     plan.advice = [a for a in [l1_advice(cfg, d_in)] if a]
     return plan
 
 
 def _work(store, model_id, dataset_id, hook_names, cfg, cache: dict, usable: int, train_contexts: int,
-          bos: int | None) -> dict:
+          bos: int | None, model_dtype: str = "float32") -> dict:
     """What the job will run the model on: capture tokens, epochs, and a line about the cache."""
     import torch
 
@@ -164,6 +167,8 @@ def _work(store, model_id, dataset_id, hook_names, cfg, cache: dict, usable: int
     if mode == "use":
         ident = actcache.cache_identity(store, model_id, dataset_id, context_ids=torch.arange(train_contexts),
                                         bos_token_id=bos)  # the job's identity: same ids, same BOS rule
+        if model_dtype != "float32":
+            ident["model_dtype"] = model_dtype
         found = actcache.find_cache(store, ident, hook_names, want, dtype)
         if found:
             return {"capture": 0, "epochs": tokens / found["n_tokens"], "cache_bytes": 0,
@@ -174,7 +179,7 @@ def _work(store, model_id, dataset_id, hook_names, cfg, cache: dict, usable: int
 
 
 def _estimate(store, model: dict, d_in: int, d_sae: int, hook_names: list[str], cfg: TrainConfig, device: str,
-              ctx_size: int, work: dict, probe: bool, eval_contexts: int) -> Plan:
+              ctx_size: int, work: dict, probe: bool, eval_contexts: int, model_dtype: str = "float32") -> Plan:
     n_saes, tokens = len(hook_names), cfg.total_steps * cfg.batch_tokens
     sae_params = 2 * d_in * d_sae + d_sae + d_in
     # params + grads + 2 Adam moments, plus the step's dense pre-activations (x2 for the top-k selection)
@@ -182,7 +187,7 @@ def _estimate(store, model: dict, d_in: int, d_sae: int, hook_names: list[str], 
     model_bytes = int(model.get("n_params") or 0) * 4
     disk = work["cache_bytes"] + n_saes * sae_params * 4 * 5  # checkpoint (params + 2 moments + ...) + saved SAE
     eval_tokens = eval_contexts * ctx_size * n_saes
-    rates = _rates(store, model, hook_names, cfg, d_in, device, ctx_size) if probe else None
+    rates = _rates(store, model, hook_names, cfg, d_in, device, ctx_size, model_dtype) if probe else None
     if rates:
         breakdown = {"load": rates["load_s"], "capture": work["capture"] / rates["capture"],
                      "training": tokens * n_saes / rates["sae"] * 1.03,  # +3%: reading the cache, reports
@@ -198,11 +203,11 @@ def _estimate(store, model: dict, d_in: int, d_sae: int, hook_names: list[str], 
                 work["capture"], work["epochs"], breakdown, bool(rates), work["note"])
 
 
-def _rates(store, model, hook_names, cfg, d_in, device, ctx_size) -> dict | None:
+def _rates(store, model, hook_names, cfg, d_in, device, ctx_size, model_dtype: str = "float32") -> dict | None:
     from . import probe
 
     try:
-        rates = probe.model_rates(store, model["id"], hook_names, ctx_size, device)
+        rates = probe.model_rates(store, model["id"], hook_names, ctx_size, device, dtype=model_dtype)
         return {**rates, "sae": probe.sae_rate(cfg, d_in, device)}
     except (MistudioError, OSError, RuntimeError):
         return None  # e.g. a model that cannot load here: the FLOP-count estimate stands in

@@ -27,16 +27,18 @@ def _timed(fn, repeat: int = 1) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def model_rates(store, model_id: str, hook_names: list[str], context_size: int, device: str | None = None) -> dict:
-    """`{capture, full}` tokens/s of this model here, and `load_s` (seconds its first load took; 0 if cached)."""
+def model_rates(store, model_id: str, hook_names: list[str], context_size: int, device: str | None = None,
+                dtype: str | None = None) -> dict:
+    """`{capture, full}` tokens/s of this model here (loaded in `dtype`, as the job will load it), and `load_s`
+    (seconds its first load took; 0 if cached)."""
     from ..hooks import capture, parse_hook
     from ..models import load_model
 
-    key = ("model", model_id, tuple(sorted(hook_names)), context_size, device, torch.get_num_threads())
+    key = ("model", model_id, tuple(sorted(hook_names)), context_size, device, dtype, torch.get_num_threads())
     if key in _CACHE:
         return {**_CACHE[key], "load_s": 0.0}
     t0 = time.perf_counter()
-    loaded = load_model(store, model_id, device=device)
+    loaded = load_model(store, model_id, device=device, dtype=dtype)
     load_s = time.perf_counter() - t0
     model = loaded.model
     for h in hook_names:
