@@ -53,16 +53,6 @@ class TopSlots:
         win = None if self.win is None else self.win.gather(1, idx[..., None].expand(-1, -1, self.win.shape[2]))
         return TopSlots(self.values.gather(1, idx), self.ctx.gather(1, idx), self.pos.gather(1, idx), win)
 
-    def merge(self, keys: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor, ranks: torch.Tensor | None = None):
-        """Merge candidates `keys/ctx/pos [F, B]`, keeping the k largest keys per feature. `ranks` (the current
-        slots' keys, default their values) lets the reservoir rank by random keys while carrying values."""
-        k = self.values.shape[1]
-        cur = self.values if ranks is None else ranks
-        all_keys = torch.cat([cur, keys], dim=1)
-        top, idx = torch.topk(all_keys, k, dim=1, sorted=False)  # unsorted: 2-3x faster on CPU
-        new_ctx = torch.cat([self.ctx, ctx], 1).gather(1, idx).masked_fill_(top == -math.inf, -1)
-        return top, idx, new_ctx, torch.cat([self.pos, pos], 1).gather(1, idx)
-
 
 def hist_edges(n_bins: int, lo: float, hi: float) -> torch.Tensor:
     """Log-spaced bin edges shared by all features: n_bins + 1 values from lo to hi."""
@@ -171,36 +161,32 @@ class FeatureAccumulator:
         return cmax.view(B, F), cpos.clamp_max_(T - 1).view(B, F)
 
     def _merge_rows(self, slots: TopSlots, ranks: torch.Tensor, keys, ctx_ids, cpos, vals=None):
-        """Merge only the features with a candidate that beats their current worst slot (after the first
-        batches, most features have none, so most of the [F, k+B] top-k is skipped). Updates in place."""
-        need = keys.amax(1) > ranks.amin(1)
-        n_need = int(need.sum())
-        if n_need == 0:
+        """Keep the S best `ranks` per feature among the current slots and the batch's candidates `keys [F, B]`,
+        for the features with a candidate above their current worst slot only (fewer and fewer as the stream
+        goes on). Slots stay in place: a candidate that gets in overwrites one evicted slot, so only the new
+        slots' values, contexts, positions and windows are written. `vals` (reservoir) are carried values when
+        the ranking keys are random; for the top slots the keys are the values (`ranks is slots.values`)."""
+        rows = torch.nonzero(keys.amax(1) > ranks.amin(1)).flatten()
+        if not len(rows):
             return
-        rows = slice(None) if n_need > 0.5 * len(need) else torch.nonzero(need).flatten()  # skip gathers if most
-        sub = TopSlots(slots.values[rows], slots.ctx[rows], slots.pos[rows], None)
-        ctx = ctx_ids[None, :].expand(sub.ctx.shape[0], -1)
-        top, idx, c, p = sub.merge(keys[rows], ctx, cpos.T[rows], ranks=None if vals is None else ranks[rows])
-        if vals is None:
-            slots.values[rows] = top
-        else:
-            slots.values[rows] = torch.cat([sub.values, vals[rows]], 1).gather(1, idx)
-            ranks[rows] = top
-        slots.ctx[rows], slots.pos[rows] = c, p
-        if slots.win is not None:
-            feats = torch.arange(len(need), device=self.device)[rows]
-            slots.win[rows] = self._windows(slots.win[rows], idx, p, feats)
-
-    def _windows(self, old: torch.Tensor, idx: torch.Tensor, pos: torch.Tensor, feats: torch.Tensor):
-        """Windows after a merge: kept slots move with `idx`; slots taken from the batch (idx >= S) are cut from
-        the batch's codes around their peak (start clamped so the window stays inside the context)."""
-        S, W, T = old.shape[1], old.shape[2], self._T
-        out = old.gather(1, idx.clamp_max(S - 1)[..., None].expand(-1, -1, W))
-        r, j = (idx >= S).nonzero(as_tuple=True)
-        if len(r):
-            start = (pos[r, j] - self.window_before).clamp(0, max(T - W, 0))
-            out[r, j] = self._window_codes(feats[r], (idx[r, j] - S) * T + start, W).half()
-        return out
+        S, new_keys = ranks.shape[1], keys[rows]
+        top, idx = torch.topk(torch.cat([ranks[rows], new_keys], 1), S, dim=1, sorted=False)
+        taken = (idx >= S) & (top > -math.inf)  # batch candidates that got in (a -inf never displaces a slot)
+        n_new = taken.sum(1, keepdim=True)
+        evicted = torch.ones((len(rows), S + keys.shape[1]), dtype=torch.bool, device=self.device)
+        evicted = evicted.scatter_(1, idx, False)[:, :S]
+        evicted &= evicted.cumsum(1) <= n_new  # the first n_new evicted slots of each row take the newcomers
+        r, j = taken.nonzero(as_tuple=True)  # row-major, so row by row the two lists pair up in order
+        r_ev, slot = evicted.nonzero(as_tuple=True)
+        f, b = rows[r], idx[r, j] - S
+        ranks[f, slot] = new_keys[r, b]
+        if vals is not None:
+            slots.values[f, slot] = vals[f, b]
+        slots.ctx[f, slot], slots.pos[f, slot] = ctx_ids[b], cpos[b, f]
+        if slots.win is not None:  # cut from the batch's codes around the peak, kept inside the context
+            W, T = slots.win.shape[2], self._T
+            start = (cpos[b, f] - self.window_before).clamp(0, max(T - W, 0))
+            slots.win[f, slot] = self._window_codes(f, b * T + start, W).half()
 
     def _update_top(self, cmax, cpos, ctx_ids) -> None:
         keys = cmax.T.masked_fill(cmax.T <= self.threshold, -math.inf)  # [F, B]; non-firing never enter
