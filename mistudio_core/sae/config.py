@@ -138,6 +138,11 @@ class TrainConfig:
     """Report metrics every this many steps (and at the last step)."""
     checkpoint_every: int = 0
     """Checkpoint every this many steps (0: only at cancel and at the end)."""
+    distribute_saes: bool = False
+    """Under torchrun with several SAEs (hooks) in one job: give each rank its own SAEs (round robin: rank r trains
+    SAEs r, r+world, ...) on the whole batch, capturing only their hooks, with no gradient all-reduce (sparsify's
+    distribute_modules). Needs at least as many SAEs as ranks. Off: every rank trains every SAE on 1/world of
+    each batch. Ignored in a single process."""
 
     def __post_init__(self):
         if self.architecture not in TRAINABLE:

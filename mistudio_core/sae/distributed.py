@@ -23,7 +23,7 @@ stops them with SIGTERM); either way each survivor exits with `RankFailure`'s me
 (collectives time out after `timeout_s`). Limits: TopK's AuxK loss (active only while latents are dead) divides
 by the residual variance of the *local* batch, as sparsify's DDP does, so with dead latents the ranks' common
 step differs slightly from one process's; a geometric-median b_dec init is rank 0's, broadcast; one SAE
-group per rank (sparsify's distribute_modules) is not implemented — every rank trains every SAE.
+group per rank: `TrainConfig.distribute_saes` (`owned_saes`, `StopSync`, checkpoints in `distributed_job.py`).
 """
 from __future__ import annotations
 
@@ -243,3 +243,36 @@ class TorchSync:
             t = t.cuda()
         self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
         return bool(t.item() > 0)
+
+
+def owned_saes(n_saes: int, info: DistInfo) -> list[int]:
+    """distribute_saes: the SAEs rank `info.rank` trains (round robin), each on the whole global batch."""
+    if n_saes < info.world_size:
+        raise ValidationError(f"distribute_saes gives each of the {info.world_size} ranks its own SAEs, but the job "
+                              f"has {n_saes}; use --nproc_per_node {n_saes} or fewer, more hooks, or turn "
+                              "distribute_saes off (data parallel).")
+    return list(range(info.rank, n_saes, info.world_size))
+
+
+class StopSync(TorchSync):
+    """The trainer's seam under distribute_saes: ranks train different SAEs on the same batches, so nothing is
+    averaged or summed (each rank is one process for its SAEs); only stopping (and checkpoint barriers) is agreed."""
+
+    def __init__(self):
+        super().__init__()
+        self.world = 1  # firing counts are this rank's whole batch
+
+    def grads(self, module):
+        pass
+
+    def buffers(self, module):
+        pass
+
+    def broadcast(self, module):
+        pass
+
+    def mean(self, t):
+        return t
+
+    def sum(self, t):
+        return t

@@ -171,14 +171,14 @@ def geometric_median(x: torch.Tensor, iters: int = 50) -> torch.Tensor:
     return m
 
 
-def _runs(configs, train_cfg, device) -> list[_Run]:
+def _runs(configs, train_cfg, device, owned=None) -> list[_Run]:
     tcfgs = train_cfg if isinstance(train_cfg, (list, tuple)) else [train_cfg] * len(configs)
     if len(tcfgs) != len(configs) or not configs:
         raise ValidationError("Give one SAEConfig per SAE (at least one) and one TrainConfig or one per SAE.")
     shared = {(t.batch_tokens, t.total_steps) for t in tcfgs}
     if len(shared) > 1:
         raise ValidationError("SAEs trained together share the stream: give them equal batch_tokens and steps.")
-    return [_Run(i, c, t, device) for i, (c, t) in enumerate(zip(configs, tcfgs))]
+    return [_Run(i, c, t, device) for i, (c, t) in enumerate(zip(configs, tcfgs)) if owned is None or i in owned]
 
 
 def _hook_of(run: _Run, batch: dict) -> torch.Tensor:
@@ -200,14 +200,15 @@ def _save(runs, step, checkpoint, tokens_seen) -> None:
     for r in runs:
         tensors.update(r.state_tensors())
     state = dict(step=step, tokens_seen=tokens_seen, fire_tokens=[r.fire_tokens for r in runs],
-                 configs=[r.cfg.to_dict() for r in runs], train_configs=[r.tcfg.to_dict() for r in runs])
+                 configs=[r.cfg.to_dict() for r in runs], train_configs=[r.tcfg.to_dict() for r in runs],
+                 indices=[r.index for r in runs])  # which SAEs (all, or this rank's under distribute_saes)
     checkpoint(tensors, state)
 
 
 def train_saes(stream: Stream, configs: list[SAEConfig], train_cfg: TrainConfig | list[TrainConfig],
                on_metrics: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
                checkpoint: Callable[[dict, dict], None] | None = None,
-               resume_from: tuple[dict, dict] | None = None, sync=None) -> list[SAE]:
+               resume_from: tuple[dict, dict] | None = None, sync=None, owned: list[int] | None = None) -> list[SAE]:
     """Train one SAE per config on `stream` (dict[hook_name, Tensor[batch_tokens, d_in]] per step).
 
     `stream` is an iterable, or a callable `start_batch -> iterator` (preferred: a resumed run then gets batch
@@ -215,13 +216,16 @@ def train_saes(stream: Stream, configs: list[SAEConfig], train_cfg: TrainConfig 
     gets one dict per SAE every `metrics_every` steps. `checkpoint(tensors, state)` is called every
     `checkpoint_every` steps, at cancel (`should_stop()` true) and at the end; `resume_from=(tensors, state)`
     continues such a checkpoint. `sync` (`distributed.TorchSync`, under torchrun) makes each rank's step the
-    global batch's step: see `sae/distributed.py`. Returns the SAEs (normalisation not folded; `io.save_sae`
+    global batch's step: see `sae/distributed.py`. `owned` (indices into `configs`) trains only those SAEs, the
+    others' hooks may be missing from the stream (one SAE group per rank, `TrainConfig.distribute_saes`); their
+    indices, seeds and checkpoint keys stay the global ones. Returns the SAEs (normalisation not folded; `io.save_sae`
     folds it); each has
     `.feature_frequency` (firing rate over the second half of training) and `.train_summary`.
     """
     first_cfg = train_cfg[0] if isinstance(train_cfg, (list, tuple)) else train_cfg
     with _tf32(first_cfg.tf32):
-        return _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, checkpoint, resume_from, sync)
+        return _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, checkpoint, resume_from, sync,
+                      owned)
 
 
 @contextlib.contextmanager
@@ -236,7 +240,7 @@ def _tf32(enabled: bool):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-def _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, checkpoint, resume_from, sync):
+def _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, checkpoint, resume_from, sync, owned):
     device = torch.device(first_cfg.device) if first_cfg.device else None
     runs: list[_Run] | None = None
     start = int(resume_from[1]["step"]) if resume_from else 0
@@ -253,7 +257,7 @@ def _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, check
         batch = next(batches)
         if runs is None:
             dev = device or next(iter(batch.values())).device
-            runs = _runs(configs, train_cfg, dev)
+            runs = _runs(configs, train_cfg, dev, owned)
             for r in runs:
                 r.sync = sync
             if resume_from:
