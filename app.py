@@ -27,7 +27,7 @@ from mistudio_core.store import Store
 from mistudio_core.system import get_monitor
 from pages.common import hide_paths
 from pages.context import AppContext
-from pages.hardening import api_docs, harden
+from pages.hardening import api_docs, harden, tune_queue
 from pages.server import gradio_temp_dir, install_gate, uploads_dir
 
 TABS = ["datasets", "models", "training", "saes", "features", "labeling", "steering", "share", "system"]
@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     # built so both use it. Read-only ingests nothing and must not write there: Gradio's default folder serves.
     upload = gradio_temp_dir() if args.read_only else uploads_dir(ctx.store.home)
     ctx.shared["upload_dirs"] = [upload]
+    tune_queue()
     demo = create_app(ctx)
     install_gate("miStudio: log in to continue.")
     # run_history=False: the browser must not keep a record of calls (a hub token is an input).

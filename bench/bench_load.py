@@ -1,20 +1,27 @@
 """Load check: 30 `gradio_client` clients browse the app for 2 minutes while a training runs.
 
-One training runs on the launched app throughout. Its tokens/s is measured over a window with no clients ("alone"),
-then over the window in which the clients poll ("under load"), from the job's own metric rows (tokens and
-timestamps), so both numbers come from the same run at the same stage. Each client asks for one cheap read at a
-time (header status, training choices, SAE/dataset/model lists — what an open page polls), then waits 0.5 s.
-The table: requests, errors (must be 0), p50/p95/max latency of the cheap reads, tokens/s alone vs. under load
-and the slowdown, the CPU-seconds the server (web process, and job worker when there is one) and the clients
-spent in each window, and the load average.
+One training runs on the launched app throughout (the Training tab's form: SmolLM2 layer 4, top-k, activations
+streamed from the model). Its tokens/s is measured with no clients ("alone": half the time before the clients,
+half after, so drift and the stream's cycle weigh on both sides) and over the window in which the clients poll
+("under load"), from the job's own metric rows (tokens, timestamps, interpolated at the window edges; a training
+that stalls counts as stalled). The stream alternates ~64 fast SAE steps with a pause to refill its activation
+buffer (model forwards), so windows shorter than a few such cycles (~1 min on 2 cores) mismeasure: keep
+--alone and --duration at 120 s or more. Each client asks for one cheap read at a time (header status, training
+choices, SAE/dataset/model lists: what an open page asks for), then waits 0.5 s; latencies count once the clients
+had `--ramp` seconds to connect.
 
-Where the clients run: in production they are remote browsers; here they share the machine with the server (on
-the dev box, 2 cores). So they run in a separate process (`nice`d by `--client-nice`, default 10, so they take
-mostly spare cycles) and the table reports that process's CPU-seconds: readers see what the clients cost the
-training that a remote client would not. A busy machine (see the load average) slows everything.
+The table: requests, errors (must be 0), p50/p95/max latency of the cheap reads (and per endpoint), tokens/s alone
+vs. under load and the slowdown, CPU-seconds spent in each window by the web process, the job worker (the child
+process the app runs a training in; `--app-arg=--jobs-in-process` measures the old in-thread way) and the
+clients, and the load average before and after.
 
-    .venv/bin/python bench/bench_load.py [--clients 30] [--duration 120] [--alone 45] [--home DIR]
-                                         [--app-arg=--no-job-worker]
+Where the clients run: in production they are remote browsers; here they share the machine with the server (the
+dev box has 2 cores). So they run in a separate process, `nice`d by `--client-nice` (default 10) so they take
+mostly spare cycles, and the table reports that process's CPU-seconds: what the clients cost this machine that
+remote clients would not. A busy machine (see the load average) slows everything; compare runs on a quiet one.
+
+    .venv/bin/python bench/bench_load.py [--clients 30] [--duration 120] [--alone 120] [--ramp 30]
+                                         [--app-arg=--jobs-in-process] [--home DIR]
 
 `--home` defaults to a temp directory linked to the test suite's persistent store (SmolLM2 + sotu tokenized).
 The script always ends with the table, even when a phase fails or times out (the failed phase says so).
@@ -125,10 +132,21 @@ def tokens_at(rows: list[dict], t: float) -> float:
     return a["tokens"] + (b["tokens"] - a["tokens"]) * (t - a["time"]) / (b["time"] - a["time"])
 
 
-def rate(jobs, job: str, t0: float, t1: float) -> float:
-    """Training tokens/s over [t0, t1] (a training that stalled in the window counts as stalled, not skipped)."""
+def rates(jobs, job: str, windows: list[tuple]) -> float:
+    """Tokens/s over several windows `(t0, t1, ...)` together."""
     rows = [r for r in jobs.metrics_history(job) if "tokens" in r and "time" in r]
-    return (tokens_at(rows, t1) - tokens_at(rows, t0)) / (t1 - t0)
+    return sum(tokens_at(rows, w[1]) - tokens_at(rows, w[0]) for w in windows) / sum(w[1] - w[0] for w in windows)
+
+
+def window(app, seconds: float, client_pid: int | None = None) -> tuple[float, float, dict]:
+    """Wait `seconds`; `(start, end, CPU-seconds by role)` over that time, the clients' included when given."""
+    t0, cpu0, c0 = time.time(), cpu_by_process(app.proc.pid), proc_cpu(client_pid) if client_pid else 0.0
+    time.sleep(seconds)
+    t1, cpu1, c1 = time.time(), cpu_by_process(app.proc.pid), proc_cpu(client_pid) if client_pid else 0.0
+    cpu = {k: cpu1.get(k, 0.0) - v for k, v in cpu0.items()}
+    if client_pid:
+        cpu["clients"] = c1 - c0
+    return t0, t1, cpu
 
 
 def wait_rows(jobs, job: str, n: int, timeout: float) -> bool:
@@ -184,10 +202,8 @@ def measure(args, app, r: dict) -> None:
     job = r["job"] = jobs.list("train")[-1]["id"]
     if not wait_rows(jobs, job, 2, args.start_timeout):
         raise RuntimeError(f"training {job} did not get going: {jobs.get(job)['status']} {jobs.get(job)['message']}")
-    t0, cpu0 = time.time(), cpu_by_process(app.proc.pid)
-    time.sleep(args.alone)
-    t1, cpu1 = time.time(), cpu_by_process(app.proc.pid)
-    r["alone"] = [rate(jobs, job, t0, t1), t1 - t0, {k: cpu1.get(k, 0) - v for k, v in cpu0.items()}]
+    alone = [window(app, args.alone / 2)]  # half now, half after the clients (see the module doc)
+    r["alone"] = [rates(jobs, job, alone), alone]
     out = Path(tempfile.mkdtemp(prefix="bench-load-clients-")) / "clients.json"
     start = time.time() + args.ramp
     cmd = ["nice", "-n", str(args.client_nice), sys.executable, __file__, "--serve-clients", app.url, "--out",
@@ -195,19 +211,18 @@ def measure(args, app, r: dict) -> None:
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     try:
         time.sleep(max(0.0, start - time.time()))
-        t2, cpu2, ccpu2 = time.time(), cpu_by_process(app.proc.pid), proc_cpu(proc.pid)
-        time.sleep(max(0.0, start + args.duration - time.time()))
-        t3, cpu3, ccpu3 = time.time(), cpu_by_process(app.proc.pid), proc_cpu(proc.pid)
-        r["load"] = [nan, t3 - t2, {k: cpu3.get(k, 0) - v for k, v in cpu2.items()}, ccpu3 - ccpu2]
-        r["status"] = jobs.get(job)["status"]
+        loaded = [window(app, args.duration, proc.pid)]
+        r["load"] = [rates(jobs, job, loaded), loaded]
         proc.wait(timeout=150)
     finally:
         if proc.poll() is None:
             proc.kill()
             r.setdefault("notes", []).append("client process did not finish; killed")
     r["clients"] = json.loads(out.read_text()) if out.is_file() else None
-    time.sleep(min(15.0, args.alone))  # a metric row after the window's end pins its last tokens
-    r["alone"][0], r["load"][0] = rate(jobs, job, t0, t1), rate(jobs, job, t2, t3)
+    alone.append(window(app, args.alone / 2))
+    r["status"] = jobs.get(job)["status"]
+    time.sleep(15)  # a metric row after the last window's end pins its last tokens
+    r["alone"][0], r["load"][0] = rates(jobs, job, alone), rates(jobs, job, loaded)
     if r["status"] != "running":
         r.setdefault("notes", []).append(f"training ended early ({r['status']}): raise --steps")
     jobs.cancel(job)
@@ -220,7 +235,7 @@ def report(args, r: dict, load_before: tuple) -> None:
     c = r.get("clients") or {"latency": {}, "errors": [], "connected": []}
     lat = [x for v in c["latency"].values() for x in v]
     nan = float("nan")
-    (ra, wa, cpua), (rl, wl, cpul, ccpu) = r.get("alone") or (nan, 0, {}), r.get("load") or (nan, 0, {}, nan)
+    (ra, alone), (rl, loaded) = r.get("alone") or (nan, []), r.get("load") or (nan, [])
     print(f"\n{'clients':>8} {'connected':>9} {'requests':>9} {'errors':>7} {'p50 ms':>7} {'p95 ms':>7} "
           f"{'max ms':>7} {'tok/s alone':>12} {'under load':>11} {'slowdown':>9}")
     print(f"{args.clients:>8} {len(c['connected']):>9} {len(lat):>9} {len(c['errors']):>7} {pct(lat, .5):>7.0f} "
@@ -228,10 +243,16 @@ def report(args, r: dict, load_before: tuple) -> None:
           f"{ra / rl if rl else float('inf'):>8.2f}x")
     for name, v in sorted(c["latency"].items()):
         print(f"  {name:<18} {len(v):>6} requests  p50 {pct(v, .5):>6.0f} ms  p95 {pct(v, .95):>6.0f} ms")
-    roles = sorted(set(cpua) | set(cpul))
-    print(f"CPU-seconds alone ({wa:.0f} s): " + ", ".join(f"{k} {cpua.get(k, 0):.1f}" for k in roles))
-    print(f"CPU-seconds under load ({wl:.0f} s): " + ", ".join(f"{k} {cpul.get(k, 0):.1f}" for k in roles) +
-          f", clients (nice {args.client_nice}) {ccpu:.1f}")
+    for label, windows in (("alone", alone), ("under load", loaded)):
+        cpu: dict[str, float] = {}
+        for w in windows:
+            for k, v in w[2].items():
+                cpu[k] = cpu.get(k, 0.0) + v
+        print(f"CPU-seconds {label} ({sum(w[1] - w[0] for w in windows):.0f} s): " +
+              ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items())) +
+              (f" (clients at nice {args.client_nice})" if "clients" in cpu else ""))
+    ok = c["connected"] and not c["errors"] and pct(lat, .95) < 1000 and rl and ra / rl <= 1.25
+    print(f"goal (0 errors, p95 < 1000 ms, slowdown <= 1.25x): {'met' if ok else 'NOT met'}")
     print(f"job {r.get('job')}: {r.get('status')}; " + "; ".join(r.get("notes", [])))
     print("load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}; {} CPUs".format(
         *load_before, *os.getloadavg(), os.cpu_count()))
@@ -243,7 +264,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=30)
     ap.add_argument("--duration", type=float, default=120, help="seconds the clients poll (measured window)")
-    ap.add_argument("--alone", type=float, default=45, help="seconds of training measured with no clients")
+    ap.add_argument("--alone", type=float, default=120,
+                    help="seconds of training measured with no clients: half before, half after the clients")
     ap.add_argument("--ramp", type=float, default=30, help="seconds the clients get to connect before the window")
     ap.add_argument("--steps", type=int, default=20000, help="training steps (cancelled after the window)")
     ap.add_argument("--client-nice", type=int, default=10)
