@@ -4,9 +4,11 @@
 
 Phases (each timed in wall seconds and CPU-seconds of this process, `time.process_time`): load the model, capture
 (or reuse) the activation cache of the corpus's TRAIN contexts, train on it for the preset's steps (several epochs),
-evaluate on (a) the corpus's held-out slice and (b) an out-of-domain dataset. The out-of-domain text is the Python
-language reference that ships inside CPython (`pydoc_data.topics`: ~465k characters of technical English prose,
-nothing like State of the Union), registered once as the local dataset `python-reference` and tokenized like sotu.
+evaluate on the corpus's held-out slice (the job's final evaluation, in the job's model dtype) — that is the preset's
+time — and then, as extra phases outside it, on out-of-domain text with the model in float32 as an outside evaluator
+would: the Python language reference that ships inside CPython (`pydoc_data.topics`: ~465k characters of code-heavy
+technical prose, nothing like State of the Union) and, where the OS ships it, Debian's /usr/share/common-licenses
+(legal prose), each registered once as a local dataset (`python-reference`, `licenses`) and tokenized like sotu.
 
 The idle-machine wall time is estimated as CPU-seconds / threads used (the machine this was written on is shared,
 so wall time measures the neighbours as much as the code): printed beside the measured wall.
@@ -37,23 +39,42 @@ from mistudio_core.tokenize import load_tokenized  # noqa: E402
 MODEL, DATASET, OOD = "smollm2-135m-instruct", "sotu", "python-reference"
 
 
-def ensure_ood_dataset(store: Store) -> None:
-    """Register CPython's language reference (shipped with every Python) as a local text dataset, tokenized."""
+def _pydoc_topics() -> dict[str, str]:
+    import pydoc_data.topics as topics
+    return dict(topics.topics)
+
+
+def _licenses() -> dict[str, str]:
+    """Debian's /usr/share/common-licenses (GPL, Apache, MPL, GFDL, …): legal English prose, ~250 kB."""
+    folder = Path("/usr/share/common-licenses")
+    return {f.name: f.read_text(encoding="utf-8", errors="replace") for f in sorted(folder.iterdir())
+            if f.is_file() and not f.is_symlink()} if folder.is_dir() else {}
+
+
+# Out-of-domain text found offline: code-heavy technical prose, and legal prose (when the OS ships it).
+OODS = {OOD: _pydoc_topics, "licenses": _licenses}
+
+
+def ensure_ood_dataset(store: Store, name: str = OOD) -> bool:
+    """Register an out-of-domain text as a local dataset, tokenized for the model; False if this machine lacks it."""
     from mistudio_core.datasets import add_local
     from mistudio_core.tokenize import tokenize_dataset
-    import pydoc_data.topics as topics
 
-    if not any(d["id"] == OOD for d in store.list("datasets")):
-        folder = Path(store.home) / "ood-src" / OOD
+    if not any(d["id"] == name for d in store.list("datasets")):
+        texts = OODS[name]()
+        if not texts:
+            return False
+        folder = Path(store.home) / "ood-src" / name
         folder.mkdir(parents=True, exist_ok=True)
-        for name, text in sorted(topics.topics.items()):
-            (folder / f"{name}.txt").write_text(text, encoding="utf-8")
-        m = add_local(store, folder, name=OOD)
-        if m["id"] != OOD:  # ids get a suffix: keep a stable alias folder name
-            os.replace(store.path("datasets", m["id"]), store.path("datasets", OOD))
-            store.update_manifest("datasets", OOD, id=OOD)
-    if MODEL not in (store.manifest("datasets", OOD).get("tokenizations") or []):
-        tokenize_dataset(store, OOD, MODEL)
+        for doc, text in sorted(texts.items()):
+            (folder / f"{doc}.txt").write_text(text, encoding="utf-8")
+        m = add_local(store, folder, name=name)
+        if m["id"] != name:  # ids get a suffix: keep a stable alias folder name
+            os.replace(store.path("datasets", m["id"]), store.path("datasets", name))
+            store.update_manifest("datasets", name, id=name)
+    if MODEL not in (store.manifest("datasets", name).get("tokenizations") or []):
+        tokenize_dataset(store, name, MODEL)
+    return True
 
 
 class Clock:
@@ -93,7 +114,7 @@ def setup(args):
                                           "k", "expansion_factor", "b_dec_init")}
     store = Store(args.home)
     ensure_builtins(store)
-    ensure_ood_dataset(store)
+    args.oods = [name for name in OODS if ensure_ood_dataset(store, name)]
     cache = {**preset.cache, **({"tokens": args.cache_tokens} if args.cache_tokens else {})}
     return store, preset, preset.train_config(**over), cache
 
@@ -132,21 +153,28 @@ def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
 
     sae = clock.phase("training", train_saes, stream, [cfg], tcfg, on_metrics=show)[0].folded()
     results = {}
-    for name, tokens in (("sotu held-out", tok.heldout_tokens()), (OOD, load_tokenized(store, OOD, MODEL).tokens)):
-        m = clock.phase("evaluation", evaluate_sae, loaded, sae, preset.hook, tokens, n_contexts=args.eval_contexts)
+    m = clock.phase("evaluation", evaluate_sae, loaded, sae, preset.hook, tok.heldout_tokens(),
+                    n_contexts=args.eval_contexts)  # the job's final evaluation, in the job's model dtype
+    results["sotu held-out"] = {k: v["value"] for k, v in m.items()}
+    # Out of domain: scored as an outside evaluator would, with the model in float32 (not part of the preset's time)
+    fp32 = load_model(store, MODEL, device="cpu", dtype="float32")
+    for name in args.oods:
+        m = clock.phase("extra: out-of-domain evaluation", evaluate_sae, fp32, sae, preset.hook,
+                        load_tokenized(store, name, MODEL).tokens, n_contexts=args.eval_contexts)
         results[name] = {k: v["value"] for k, v in m.items()}
     return clock, results, cache
 
 
 def report(args, tcfg, clock: Clock, results: dict, cache: dict) -> None:
-    wall, cpu = sum(r[1] for r in clock.rows), sum(r[2] for r in clock.rows)
+    job = [r for r in clock.rows if not r[0].startswith("extra")]  # what `train --preset` itself runs
+    wall, cpu = sum(r[1] for r in job), sum(r[2] for r in job)
     print(f"\npreset {args.preset}: {tcfg.total_steps} steps x {tcfg.batch_tokens} = "
           f"{tcfg.total_steps * tcfg.batch_tokens:,} tokens over a cache of {cache['n_tokens']:,} "
           f"({tcfg.total_steps * tcfg.batch_tokens / cache['n_tokens']:.1f} epochs)")
     print(f"{'phase':<22}{'wall s':>9}{'cpu s':>9}{'idle-est s':>12}")
     for name, w, c in clock.rows:
         print(f"{name:<22}{w:>9.1f}{c:>9.1f}{c / args.threads:>12.1f}")
-    print(f"{'total':<22}{wall:>9.1f}{cpu:>9.1f}{cpu / args.threads:>12.1f}")
+    print(f"{'total (the preset)':<22}{wall:>9.1f}{cpu:>9.1f}{cpu / args.threads:>12.1f}")
     keys = ("explained_variance", "ce_loss_recovered", "l0", "dead_fraction", "kl_divergence")
     print(f"\n{'eval set':<20}" + "".join(f"{k[:18]:>20}" for k in keys))
     for name, flat in results.items():

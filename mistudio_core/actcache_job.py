@@ -60,6 +60,9 @@ def prepare(ctx, spec, loaded, tok, tcfg) -> dict | None:
                                        pad_token_id=stream_opts.get("pad_token_id"))
     if loaded.dtype != "float32":  # a bf16 model's activations are not an fp32 model's: never mix the two
         identity["model_dtype"] = loaded.dtype
+    if tcfg.token_noise:  # noised contexts are other activations too
+        identity["token_noise"] = list(tcfg.token_noise)
+        stream_opts.update(noise_options(tcfg, loaded))
     n_tokens = opts["tokens"] or tcfg.total_steps * tcfg.batch_tokens
     last = [0.0]
 
@@ -85,6 +88,15 @@ def stream(ctx, spec, manifest: dict, loaded, start_batch: int, batch_tokens: in
     return actcache.CacheStream(ctx.store, manifest["id"], spec.hook_names, batch_tokens=batch_tokens,
                                 seed=(spec.stream or {}).get("seed", 0), start_batch=start_batch,
                                 device=loaded.model.device)
+
+
+def noise_options(tcfg, loaded) -> dict:
+    """ActivationStream kwargs for the train config's token noise ({} when off)."""
+    if not tcfg.token_noise:
+        return {}
+    from .activations import noise_pool
+    return {"token_noise": tcfg.token_noise,
+            "noise_pool": noise_pool(loaded.tokenizer, loaded.model.config.vocab_size)}
 
 
 class Stopped(Exception):

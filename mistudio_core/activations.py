@@ -20,6 +20,11 @@ Kept tokens: position 0 and any BOS token are skipped by default (`skip_bos`): t
 since attention is causal, right padding never changes the activations of the tokens before it, so no attention
 mask is needed.
 
+Token noise (`token_noise`, off by default): a seeded share of each refill's contexts gets a share of its kept
+positions replaced by random vocabulary ids before the forward — a data augmentation for SAEs that must also
+reconstruct text unlike their corpus (see `TrainConfig.token_noise_contexts`). The kept positions are decided on the
+corpus's tokens, so refill lengths stay known without running the model.
+
 `cache_activations` writes a stream to safetensors shards once; `ShardStream` replays them (same batch protocol,
 same determinism: each epoch visits the shards in a seeded order and shuffles within each shard).
 """
@@ -105,6 +110,14 @@ def _token_ids(tokens, bos_token_id):
     return tokens, bos_token_id
 
 
+def noise_pool(tokenizer, vocab_size: int) -> torch.Tensor:
+    """Ids token noise may draw: the tokenizer's own vocabulary below `vocab_size`, less special and added tokens
+    (reserved ids such as Llama-3's have untrained embeddings)."""
+    added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {}) | set(tokenizer.all_special_ids or [])
+    ids = torch.arange(min(int(vocab_size), len(tokenizer)))
+    return ids[~torch.isin(ids, torch.tensor(sorted(added), dtype=torch.long))]
+
+
 def _context_ids(ids, n: int) -> torch.Tensor:
     """`context_ids` as a LongTensor of valid, distinct rows (None: all n rows, in order)."""
     if ids is None:
@@ -130,7 +143,7 @@ class ActivationStream(_Batcher):
     def __init__(self, model, tokens, hook_names, batch_tokens: int = 4096, contexts_per_forward: int = 32,
                  buffer_contexts: int = 512, skip_bos: bool = True, seed: int = 0, start_batch: int = 0,
                  device=None, bos_token_id: int | None = None, pad_token_id: int | None = None,
-                 context_ids=None):
+                 context_ids=None, token_noise: tuple[float, float] | None = None, noise_pool=None):
         self.model = unwrap(model)
         self.hook_names = [hook_names] if isinstance(hook_names, str) else list(dict.fromkeys(hook_names))
         for name in self.hook_names:
@@ -153,7 +166,31 @@ class ActivationStream(_Batcher):
             raise ValidationError("No tokens left to train on after skipping BOS/position 0 and padding; "
                                   "use longer contexts or skip_bos=False.")
         self._perms: dict[int, torch.Tensor] = {}
+        self.token_noise = tuple(token_noise) if token_noise and token_noise[0] > 0 else None
+        """(share of contexts, share of their tokens) replaced by random vocabulary ids (`TrainConfig.token_noise`)."""
+        self.noise_pool = self._pool(noise_pool) if self.token_noise else None
         super().__init__(batch_tokens, start_batch)
+
+    def _pool(self, pool) -> torch.Tensor:
+        """Token ids noise may draw (default: the model's vocabulary less its BOS/EOS/pad ids)."""
+        if pool is not None:
+            return torch.as_tensor(pool).long()
+        cfg = self.model.config
+        special = [getattr(cfg, name, None) for name in ("bos_token_id", "eos_token_id", "pad_token_id")]
+        special += [self.bos_token_id, self.pad_token_id]
+        flat = [i for v in special for i in (v if isinstance(v, (list, tuple)) else [v]) if isinstance(i, int)]
+        ids = torch.arange(int(cfg.vocab_size))
+        return ids[~torch.isin(ids, torch.tensor(flat, dtype=torch.long))]
+
+    def _noised(self, tokens: torch.Tensor, keep: torch.Tensor, r: int) -> torch.Tensor:
+        """Refill r's contexts with token_noise applied (seeded by (seed, r): a resumed run draws the same)."""
+        share, rate = self.token_noise
+        g = torch.Generator().manual_seed(derived_seed(self.seed, "noise", r))
+        rows = torch.rand(tokens.shape[0], generator=g) < share
+        where = (torch.rand(tokens.shape, generator=g) < rate) & rows[:, None] & keep
+        out = tokens.clone()
+        out[where] = self.noise_pool[torch.randint(len(self.noise_pool), (int(where.sum()),), generator=g)]
+        return out
 
     def keep_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         """Which positions of `tokens` [n, T] become training tokens."""
@@ -186,7 +223,9 @@ class ActivationStream(_Batcher):
 
     def _load_segment(self, r: int) -> dict[str, torch.Tensor]:
         tokens = self.tokens[self._contexts(r)].long()
-        keep = self.keep_mask(tokens)
+        keep = self.keep_mask(tokens)  # of the corpus's tokens: noise never turns a kept position into a skipped one
+        if self.token_noise:
+            tokens = self._noised(tokens, keep, r)
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.hook_names}
         for i in range(0, tokens.shape[0], self.contexts_per_forward):
             chunk, mask = tokens[i:i + self.contexts_per_forward], keep[i:i + self.contexts_per_forward]

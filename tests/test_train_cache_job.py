@@ -133,3 +133,10 @@ def test_auto_dtype_takes_bf16_on_a_cpu_only_when_it_is_faster(monkeypatch):
     assert compute.resolve_model_dtype("auto", "cpu") == "float32"
     assert compute.resolve_model_dtype(None, "cpu") == "float32"  # jobs that never asked keep fp32
     assert compute.resolve_model_dtype("bfloat16", "cpu") == "bfloat16"
+
+
+def test_a_noised_cache_is_kept_apart_from_the_clean_one(runner, reference):
+    before = {c["id"] for c in actcache.list_caches(runner.store)}
+    run_to_end(runner.registry, runner.registry.submit("train", cached_spec(token_noise_contexts=0.5)))
+    new = [c for c in actcache.list_caches(runner.store) if c["id"] not in before]
+    assert len(new) == 1 and new[0]["identity"]["token_noise"] == [0.5, 0.15]

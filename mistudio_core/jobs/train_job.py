@@ -141,7 +141,7 @@ def run(spec: dict, ctx) -> dict:
 
 
 def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: int, cache=None, ctx=None,
-                 groups=None):
+                 groups=None, noise: dict | None = None):
     """The activation stream of a training: the tokenization's train contexts only, from batch `start_batch`
     (replayed from the activation cache `cache`, a manifest of train-split activations, when given)."""
     from ..activations import ActivationStream
@@ -158,7 +158,7 @@ def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: i
     hooks = groups.hooks if groups else s.hook_names  # distribute_saes: the whole batch, this rank's hooks only
     return ActivationStream(loaded.model, tok.tokens, hooks, batch_tokens=batch_tokens,
                             start_batch=start_batch, bos_token_id=tok.config.get("bos_token_id"),
-                            context_ids=train_ids, **s.stream)
+                            context_ids=train_ids, **s.stream, **(noise or {}))
 
 
 def _train(s: TrainJobSpec, ctx) -> dict:
@@ -168,7 +168,7 @@ def _train(s: TrainJobSpec, ctx) -> dict:
     from ..tokenize import load_tokenized
     from .train_finish import evaluation_plan, finish, saes_from_checkpoint
 
-    from ..actcache_job import Stopped, prepare, say
+    from ..actcache_job import Stopped, noise_options, prepare, say
 
     dtype = resolve_model_dtype(s.model_dtype, s.device)
     say(ctx, f"loading model {s.model_id} ({dtype})")
@@ -187,8 +187,9 @@ def _train(s: TrainJobSpec, ctx) -> dict:
     start = int(resume[1]["step"]) if resume else 0
     ctx.log(f"training {len(configs)} SAE(s) for {first.total_steps} steps from step {start}")
     t0 = time.perf_counter()
-    saes = train_saes(lambda b: _make_stream(s, loaded, tok, b, first.batch_tokens, cache, ctx, groups), configs,
-                      tcfgs, on_metrics=_Reporter(ctx, len(groups.owned) if groups else len(configs)),
+    noise = noise_options(first, loaded)  # TrainConfig.token_noise: the live stream's share (a cache has its own)
+    saes = train_saes(lambda b: _make_stream(s, loaded, tok, b, first.batch_tokens, cache, ctx, groups, noise),
+                      configs, tcfgs, on_metrics=_Reporter(ctx, len(groups.owned) if groups else len(configs)),
                       should_stop=ctx.should_stop, resume_from=resume, sync=groups.sync if groups else _sync(),
                       checkpoint=groups.checkpoint if groups else _Checkpointer(ctx, s, first.total_steps),
                       owned=groups.owned if groups else None)

@@ -169,6 +169,8 @@ def _work(store, model_id, dataset_id, hook_names, cfg, cache: dict, usable: int
                                         bos_token_id=bos)  # the job's identity: same ids, same BOS rule
         if model_dtype != "float32":
             ident["model_dtype"] = model_dtype
+        if cfg.token_noise:
+            ident["token_noise"] = list(cfg.token_noise)
         found = actcache.find_cache(store, ident, hook_names, want, dtype)
         if found:
             return {"capture": 0, "epochs": tokens / found["n_tokens"], "cache_bytes": 0,
