@@ -49,12 +49,49 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 # ---- the clients (run in their own process: `bench_load.py --serve-clients URL`) ----------------------------
-def poll(url: str, start: float, end: float, out: dict, i: int) -> None:
+class PageClient:
+    """`--client page`: a cheap read the way the web page asks for it — Gradio's queue protocol (POST queue/join,
+    then the session's event stream until the result) over one kept-alive connection pool. `gradio_client` (the
+    default) opens new connections and a heartbeat thread per client and spends ~0.1 CPU-s per call on a busy
+    2-core box; this costs the machine less, so more of it is left to measure the server."""
+
+    def __init__(self, url: str, timeout: float = 60):
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=timeout)
+        deps = self.http.get("config").raise_for_status().json()["dependencies"]
+        self.fn_index = {d["api_name"]: d["id"] for d in deps if isinstance(d.get("api_name"), str)}
+        self.session = os.urandom(6).hex()
+
+    def predict(self, *data, api_name: str):
+        join = {"data": list(data), "fn_index": self.fn_index[api_name.lstrip("/")], "session_hash": self.session,
+                "event_data": None, "trigger_id": None}
+        event_id = self.http.post("gradio_api/queue/join", json=join).raise_for_status().json()["event_id"]
+        with self.http.stream("GET", "gradio_api/queue/data", params={"session_hash": self.session}) as resp:
+            for line in resp.iter_lines():
+                msg = json.loads(line[5:]) if line.startswith("data:") else {}
+                if msg.get("msg") == "process_completed" and msg.get("event_id") == event_id:
+                    if not msg.get("success"):
+                        raise RuntimeError(str(msg.get("output"))[:200])
+                    return msg["output"]["data"]
+                if msg.get("msg") == "close_stream":
+                    break
+        raise RuntimeError("the event stream closed without a result")
+
+
+def connect(url: str, kind: str):
+    if kind == "page":
+        return PageClient(url)
     from gradio_client import Client
 
+    # httpx's 5 s default is too short for 30 handshakes at once on a busy 2-core box; a browser waits longer
+    return Client(url, verbose=False, httpx_kwargs={"timeout": 60})
+
+
+def poll(url: str, kind: str, start: float, end: float, out: dict, i: int) -> None:
     time.sleep(0.1 * i)  # users arrive over a few seconds, not in the same millisecond
-    try:  # httpx's 5 s default is too short for 30 handshakes at once on a busy 2-core box; a browser waits longer
-        client = Client(url, verbose=False, httpx_kwargs={"timeout": 60})
+    try:
+        client = connect(url, kind)
     except Exception as e:  # noqa: BLE001 — a failed connect is an error to count, not a crash
         out["errors"].append(f"connect: {e}")
         return
@@ -72,11 +109,11 @@ def poll(url: str, start: float, end: float, out: dict, i: int) -> None:
         time.sleep(0.5)
 
 
-def serve_clients(url: str, clients: int, start: float, duration: float, out_path: str) -> None:
+def serve_clients(url: str, kind: str, clients: int, start: float, duration: float, out_path: str) -> None:
     """Poll from `clients` threads until `start + duration` (epoch seconds); latencies count from `start`
     (connecting is not what is measured); results go to `out_path` as JSON."""
     out = {"start": start, "end": start + duration, "latency": {}, "errors": [], "connected": []}
-    threads = [threading.Thread(target=poll, args=(url, start, start + duration, out, i), daemon=True)
+    threads = [threading.Thread(target=poll, args=(url, kind, start, start + duration, out, i), daemon=True)
                for i in range(clients)]
     for t in threads:
         t.start()
@@ -207,7 +244,8 @@ def measure(args, app, r: dict) -> None:
     out = Path(tempfile.mkdtemp(prefix="bench-load-clients-")) / "clients.json"
     start = time.time() + args.ramp
     cmd = ["nice", "-n", str(args.client_nice), sys.executable, __file__, "--serve-clients", app.url, "--out",
-           str(out), "--clients", str(args.clients), "--start-at", str(start), "--duration", str(args.duration)]
+           str(out), "--clients", str(args.clients), "--start-at", str(start), "--duration", str(args.duration),
+           "--client", args.client]
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     try:
         time.sleep(max(0.0, start - time.time()))
@@ -269,6 +307,9 @@ def main() -> None:
     ap.add_argument("--ramp", type=float, default=30, help="seconds the clients get to connect before the window")
     ap.add_argument("--steps", type=int, default=20000, help="training steps (cancelled after the window)")
     ap.add_argument("--client-nice", type=int, default=10)
+    ap.add_argument("--client", choices=["gradio_client", "page"], default="gradio_client",
+                    help="how the clients call: gradio_client, or the web page's protocol over kept-alive "
+                         "connections (lighter on a shared machine)")
     ap.add_argument("--start-timeout", type=float, default=600)
     ap.add_argument("--app-arg", action="append", default=[], help="extra app.py flag (repeatable)")
     ap.add_argument("--home", default=None, help="data directory (default: a temp one linked to the test store)")
@@ -277,7 +318,7 @@ def main() -> None:
     ap.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_clients:
-        return serve_clients(args.serve_clients, args.clients, args.start_at, args.duration, args.out)
+        return serve_clients(args.serve_clients, args.client, args.clients, args.start_at, args.duration, args.out)
     from browser import AppServer
 
     load_before, r = os.getloadavg(), {}

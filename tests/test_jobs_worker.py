@@ -40,7 +40,7 @@ def job_pid(runner, job_id: str) -> int:
 def test_training_runs_in_a_child_process_and_lands_in_the_library(runner):
     reg = runner.registry
     job_id = reg.submit("train", spec(steps=6))
-    rec = wait_until(lambda: (r := reg.get(job_id))["status"] not in ("queued", "running") and r, timeout=180,
+    rec = wait_until(lambda: (r := reg.get(job_id))["status"] not in ("queued", "running") and r, timeout=480,
                      what="the training to end")
     assert rec["status"] == "done", rec.get("traceback") or rec.get("error")
     assert job_pid(runner, job_id) != os.getpid(), "the job ran in this process, not in a child"
@@ -53,7 +53,7 @@ def test_training_runs_in_a_child_process_and_lands_in_the_library(runner):
 def test_killed_child_leaves_the_job_failed_resumable_and_resume_finishes_it(runner):
     reg = runner.registry
     job_id = reg.submit("train", spec(steps=4000))
-    wait_until(lambda: (reg.get(job_id)["checkpoint"] or {}).get("step", 0) >= 2, timeout=120,
+    wait_until(lambda: (reg.get(job_id)["checkpoint"] or {}).get("step", 0) >= 2, timeout=300,
                what="a first checkpoint")
     os.kill(job_pid(runner, job_id), signal.SIGKILL)
     rec = wait_until(lambda: (r := reg.get(job_id))["status"] != "running" and r, timeout=30,
@@ -74,7 +74,7 @@ def test_killed_child_leaves_the_job_failed_resumable_and_resume_finishes_it(run
 def test_runner_shutdown_makes_the_child_checkpoint_and_end_interrupted(runner):
     reg = runner.registry
     job_id = reg.submit("train", spec(steps=4000))
-    wait_until(lambda: (reg.get(job_id)["checkpoint"] or {}).get("step", 0) >= 2, timeout=120,
+    wait_until(lambda: (reg.get(job_id)["checkpoint"] or {}).get("step", 0) >= 2, timeout=300,
                what="a first checkpoint")
     runner.stop(timeout=60)
     rec = reg.get(job_id)

@@ -34,9 +34,12 @@ PARENT_CHECK_S = 1.0
 
 def spawn(home: Path | str, job_id: str) -> subprocess.Popen:
     """Start the child that executes the claimed (status `running`) job `job_id` of the data directory `home`."""
-    cmd = [sys.executable, "-m", "mistudio_core.jobs.worker", "--home", str(home), "--job", job_id,
+    cmd = [sys.executable, "-m", "mistudio_core.jobs.worker", "--home", str(Path(home).resolve()), "--job", job_id,
            "--parent", str(os.getpid())]
-    return subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], stdin=subprocess.DEVNULL)
+    # Same working directory (relative paths in a spec mean the same); the package importable from anywhere.
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": path}, stdin=subprocess.DEVNULL)
 
 
 def describe_exit(code: int) -> str:
