@@ -62,13 +62,36 @@ def library(ctx: AppContext) -> Any:
     return table([_row(m) for m in saes], columns(saes))
 
 
+# Relative column widths (unlisted keys: metric columns, 1.0). Left to itself the table sizes columns by content and
+# scrolls sideways: the metrics fell off the right edge and long job-derived ids pushed everything else out.
+# Ids and model names break at their hyphens; a hook name has no break point, so its column holds
+# "blocks.8.hook_resid_post" on one line.
+WIDTH_WEIGHTS = {"id": 2.0, "model_id": 1.4, "hook_name": 3.1, "architecture": 1.6, "width": 0.9, "dataset_id": 0.9,
+                 "source": 1.2, "created": 1.3}
+# A smaller font in this one table: up to 17 columns (two metric sources) must share the page's width.
+LIBRARY_CSS = ("<style>#saes-library th, #saes-library td, #saes-library th *, #saes-library td * "
+               "{ font-size: 12px !important; }</style>")
+
+
+def column_widths(cols: dict[str, str]) -> list[str]:
+    """Percent widths for these columns (summing to 100%): the whole table fits the page, text wraps in its cell."""
+    weights = [WIDTH_WEIGHTS.get(k, 1.0) for k in cols]
+    return [f"{100 * w / sum(weights):.2f}%" for w in weights]
+
+
+def library_update(ctx: AppContext) -> Any:
+    """The library table with column widths that fit its current columns (their number depends on the sources)."""
+    saes = ctx.store.list("saes")
+    return gr.update(value=table([_row(m) for m in saes], columns(saes)), column_widths=column_widths(columns(saes)))
+
+
 EMPTY = "No SAEs yet: train one in the **Training** tab and it appears here."
 
 
 def refresh(ctx: AppContext, sae_id: str | None) -> tuple[Any, Any, Any]:
     """Library table, SAE choices, and a hint in the detail area while the library is empty."""
     saes = ctx.store.list("saes")
-    return library(ctx), dropdown_update(saes, sae_id), gr.skip() if saes else EMPTY
+    return library_update(ctx), dropdown_update(saes, sae_id), gr.skip() if saes else EMPTY
 
 
 def show_selected(ctx: AppContext, sae_id: str | None) -> tuple:
@@ -117,7 +140,7 @@ def delete(ctx: AppContext, sae_id: str | None) -> tuple[str, Any, Any]:
     _need(sae_id)
     ctx.store.manifest("saes", sae_id)  # NotFoundError listing known ids
     ctx.store.delete("saes", sae_id)
-    return ok(f"Deleted SAE `{sae_id}`."), library(ctx), dropdown_update(ctx.store.list("saes"), None)
+    return ok(f"Deleted SAE `{sae_id}`."), library_update(ctx), dropdown_update(ctx.store.list("saes"), None)
 
 
 def build(ctx: AppContext) -> None:
@@ -128,8 +151,11 @@ def build(ctx: AppContext) -> None:
                 "(CE zero-ablated − CE spliced) / (CE zero-ablated − CE clean); **L0** = mean active latents per "
                 "token; **dead** = latents that never fire on the evaluated tokens.")
     status = gr.Markdown(elem_id="saes-status")
+    # wrap: long job-derived ids and "(sotu held-out)" headers break over lines instead of pushing columns off the
+    # right edge (a sideways-scrolling table hid the metrics and cut ids off).
+    gr.HTML("", head=LIBRARY_CSS, padding=False)  # a style for the document head; shows nothing itself
     lib = gr.Dataframe(table([], columns([])), label="SAE library", elem_id="saes-library", interactive=False,
-                       max_height=320)
+                       max_height=480, wrap=True, column_widths=column_widths(columns([])))
     with gr.Row():
         sae = artifact_dropdown("SAE", scale=3)
         detail_btn = gr.Button("Show details", scale=1)
