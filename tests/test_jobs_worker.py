@@ -63,7 +63,7 @@ def test_killed_child_leaves_the_job_failed_resumable_and_resume_finishes_it(run
     reg.resume(job_id)
     wait_until(lambda: reg.get(job_id)["status"] == "running" and reg.get(job_id)["attempts"] == 2, timeout=30,
                what="the resumed job to start")
-    wait_until(lambda: (reg.get(job_id)["checkpoint"] or {}).get("step", 0) > step, timeout=120,
+    wait_until(lambda: (reg.get(job_id)["checkpoint"] or {}).get("step", 0) > step, timeout=300,
                what="the resumed job to continue past its checkpoint")
     reg.cancel(job_id)
     rec = wait_until(lambda: (r := reg.get(job_id))["status"] != "running" and r, timeout=60,
