@@ -17,6 +17,11 @@ from test_jobs_train import make_train_home, spec
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def long_spec() -> dict:
+    """A run long enough to be caught mid-way, streamed from the model (no activation cache to build first)."""
+    return {**spec(steps=4000), "cache": {"mode": "off"}}
+
+
 @pytest.fixture(autouse=True)
 def child_env(monkeypatch):
     for key, value in ONE_THREAD.items():  # the children inherit it: one core each on a shared machine
@@ -52,7 +57,7 @@ def test_training_runs_in_a_child_process_and_lands_in_the_library(runner):
 @pytest.mark.slow  # two child starts (torch import, model load): ~30 s on a busy 2-core machine
 def test_killed_child_leaves_the_job_failed_resumable_and_resume_finishes_it(runner):
     reg = runner.registry
-    job_id = reg.submit("train", spec(steps=4000))
+    job_id = reg.submit("train", long_spec())
     wait_until(lambda: (reg.get(job_id)["checkpoint"] or {}).get("step", 0) >= 2, timeout=300,
                what="a first checkpoint")
     os.kill(job_pid(runner, job_id), signal.SIGKILL)
@@ -73,7 +78,7 @@ def test_killed_child_leaves_the_job_failed_resumable_and_resume_finishes_it(run
 
 def test_runner_shutdown_makes_the_child_checkpoint_and_end_interrupted(runner):
     reg = runner.registry
-    job_id = reg.submit("train", spec(steps=4000))
+    job_id = reg.submit("train", long_spec())
     wait_until(lambda: (reg.get(job_id)["checkpoint"] or {}).get("step", 0) >= 2, timeout=300,
                what="a first checkpoint")
     runner.stop(timeout=60)
