@@ -1,6 +1,7 @@
 """Run under torchrun by tests/test_distributed_groups.py: two SAEs on two synthetic hooks with distribute_saes —
 each rank trains its own SAE on the whole batch, saves per-SAE checkpoints under DIST_OUT/ckpt, and rank 0 writes
-both final SAEs (merged from the owners' checkpoints) to DIST_OUT/final.safetensors."""
+both final SAEs (merged from the owners' checkpoints) to DIST_OUT/final.safetensors. DIST_STOP_AT=n stops the
+group at step n and resumes it from the merged per-SAE checkpoints (in the same processes)."""
 from __future__ import annotations
 
 import itertools
@@ -43,8 +44,15 @@ def main() -> int:
     configs = [tcfg.sae_config(D_IN, h) for h in HOOKS]
     owned = dist.owned_saes(len(configs), info)
     sync = dist.StopSync()
-    saes = train_saes(stream([HOOKS[i] for i in owned]), configs, tcfg, sync=sync, owned=owned,
-                      checkpoint=PerSAECheckpoints(out / "ckpt", sync))
+    checkpoint, stop_at = PerSAECheckpoints(out / "ckpt", sync), int(os.environ.get("DIST_STOP_AT", "0"))
+    calls = itertools.count()
+    saes = train_saes(stream([HOOKS[i] for i in owned]), configs, tcfg, sync=sync, owned=owned, checkpoint=checkpoint,
+                      should_stop=(lambda: next(calls) >= stop_at) if stop_at else None)
+    if stop_at:  # stopped (checkpoint at step stop_at): resume from the owners' per-SAE checkpoints, merged
+        resume = load_per_sae(out / "ckpt")
+        assert resume[1]["step"] == stop_at and resume[1]["indices"] == [0, 1], resume[1]
+        saes = train_saes(stream([HOOKS[i] for i in owned]), configs, tcfg, sync=sync, owned=owned,
+                          checkpoint=checkpoint, resume_from=resume)
     assert [s.cfg.hook_name for s in saes] == [HOOKS[i] for i in owned]
     sync.any(False)  # every owner's final checkpoint is committed
     if info.is_main:

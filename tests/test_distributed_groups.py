@@ -1,6 +1,7 @@
 """One SAE group per rank (TrainConfig.distribute_saes) under torchrun with 2 gloo processes: each rank trains only
-its SAE, on the whole batch, with no gradient all-reduce; each SAE equals the single-process training of it on the
-same data, and the per-SAE checkpoints its owner wrote merge into a one-process checkpoint."""
+its SAE, on the whole batch, with no gradient all-reduce; stopped at step 12 and resumed from the per-SAE
+checkpoints the owners wrote (merged into a one-process checkpoint), each SAE equals the uninterrupted
+single-process training of it on the same data."""
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_two_ranks_each_train_their_own_sae_as_one_process_would(tmp_path):
-    env = {**os.environ, "DIST_OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "DIST_OUT": str(tmp_path), "OMP_NUM_THREADS": "1", "DIST_STOP_AT": "12"}  # stop, resume
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / "tests" / "dist_groups_worker.py")]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)

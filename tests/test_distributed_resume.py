@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HOOKS = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
 TRAIN = ["--architecture", "topk", "--d-sae", "64", "--k", "4", "--batch-tokens", "64", "--steps", "10",
          "--checkpoint-every", "2", "--dead-feature-window", "100000", "--metrics-every", "1", "--seed", "3"]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 3 torchrun starts: ~5 min each on a loaded machine
 
 
 def torchrun(store, *args, stop_at: int = 0, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -28,7 +28,7 @@ def torchrun(store, *args, stop_at: int = 0, nproc: int = 2) -> subprocess.Compl
     cmd = [*(launcher if nproc > 1 else [sys.executable]), str(ROOT / "tests" / "dist_cli_stop.py"),
            "--home", str(store.home), "--json", "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STOP_AT_STEP": str(stop_at), "PYTHONPATH": str(ROOT)}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=store.home)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=store.home)
 
 
 def new_job(store, *args) -> list[str]:

@@ -95,9 +95,8 @@ def checkpoint_root(ctx) -> Path:
 
 class PerSAECheckpoints:
     """The trainer's `checkpoint` under distribute_saes: each rank saves its own SAEs, one folder per SAE and step
-    (`sae-<i>/step-<s>`); after a barrier rank 0 commits the step (`per-sae-committed.json`). A kill between two
-    ranks' saves leaves the previous committed step whole: older steps are removed only once a newer one is
-    committed. Every rank calls it at the same steps (the trainer's schedule), so no time throttle here."""
+    (`sae-<i>/step-<s>`); after a barrier rank 0 commits the step (`per-sae-committed.json`), and after a second
+    one older steps are removed. A kill between two ranks' saves leaves the previous committed step whole. Every rank calls it at the same steps (the trainer's schedule), so no time throttle here."""
 
     def __init__(self, root: Path, sync, on_commit=None):
         self.root, self.sync, self.on_commit = Path(root), sync, on_commit
@@ -106,7 +105,7 @@ class PerSAECheckpoints:
         from ..jobs.checkpoint import save_checkpoint
         from ..store import write_json_atomic
 
-        step, before = state["step"], committed_step(self.root)
+        step = state["step"]
         for pos, i in enumerate(state["indices"]):
             mine = {k: v for k, v in tensors.items() if k.startswith(f"{i}.")}
             one = dict(state, fire_tokens=[state["fire_tokens"][pos]], configs=[state["configs"][pos]],
@@ -118,9 +117,10 @@ class PerSAECheckpoints:
             _point_at(self.root, step)
             if self.on_commit:
                 self.on_commit(step)
+        self.sync.any(False)  # barrier: no rank reads the commit (or sweeps) before rank 0 wrote it
         for i in state["indices"]:
             for old in (self.root / f"sae-{i}").glob("step-*"):
-                if before is not None and int(old.name[5:]) < before:
+                if int(old.name[5:]) < step:
                     shutil.rmtree(old, ignore_errors=True)
 
 
