@@ -26,7 +26,8 @@ from mistudio_core.sae.plan import validate_training  # noqa: E402
 
 
 def one(preset_name: str, base: argparse.Namespace) -> list[tuple]:
-    args = qp.parse(["--preset", preset_name, "--home", base.home, "--eval-contexts", str(base.eval_contexts),
+    n_eval = qp.get_preset(preset_name).eval_contexts or base.eval_contexts  # as the job evaluates
+    args = qp.parse(["--preset", preset_name, "--home", base.home, "--eval-contexts", str(n_eval),
                      "--threads", str(base.threads), "--fresh"])
     store, preset, tcfg, cache_opts = qp.setup(args)
     for m in qp.actcache.list_caches(store):  # the estimate must see the capture the run will do
@@ -34,7 +35,7 @@ def one(preset_name: str, base: argparse.Namespace) -> list[tuple]:
             qp.actcache.delete_cache(store, m["id"])
     t0 = time.perf_counter()
     plan = validate_training(store, qp.MODEL, qp.DATASET, [preset.hook], tcfg, cache=cache_opts,
-                             eval_contexts=args.eval_contexts * 2,  # the bench evaluates two datasets
+                             eval_contexts=args.eval_contexts,  # out-of-domain evaluations are extra phases
                              model_dtype=preset.model_dtype)
     validate_s = time.perf_counter() - t0
     clock, results, cache = qp.run(args, store, preset, tcfg, cache_opts)

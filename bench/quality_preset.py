@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from mistudio_core import actcache  # noqa: E402
+from mistudio_core.actcache_job import noise_options  # noqa: E402
 from mistudio_core.compute import resolve_model_dtype  # noqa: E402
 from mistudio_core.defaults import ensure_builtins  # noqa: E402
 from mistudio_core.models import load_model  # noqa: E402
@@ -131,6 +132,9 @@ def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
     identity = actcache.cache_identity(store, MODEL, DATASET, context_ids=train_ids, bos_token_id=bos)
     if dtype != "float32":  # as the job keys it (actcache_job.prepare)
         identity["model_dtype"] = dtype
+    noise = noise_options(tcfg, loaded)
+    if noise:
+        identity["token_noise"] = list(tcfg.token_noise)
     n_cache = cache_opts.get("tokens") or tcfg.total_steps * tcfg.batch_tokens
     if args.fresh:
         for m in actcache.list_caches(store):
@@ -138,7 +142,7 @@ def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
                 actcache.delete_cache(store, m["id"])
     cache = clock.phase("capture", actcache.ensure_cache, store, loaded.model, tok, [preset.hook], n_cache,
                         identity, mode="use", dtype=cache_opts.get("dtype", "bfloat16"), context_ids=train_ids,
-                        log=print)
+                        log=print, **noise)
     cfg = tcfg.sae_config(576, preset.hook, model_name=MODEL, dataset_path=DATASET,
                           context_size=tok.config.get("context_size"))
 
