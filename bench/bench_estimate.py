@@ -28,7 +28,8 @@ from mistudio_core.sae.plan import validate_training  # noqa: E402
 def one(preset_name: str, base: argparse.Namespace) -> list[tuple]:
     n_eval = qp.get_preset(preset_name).eval_contexts or base.eval_contexts  # as the job evaluates
     args = qp.parse(["--preset", preset_name, "--home", base.home, "--eval-contexts", str(n_eval),
-                     "--threads", str(base.threads), "--fresh"])
+                     "--threads", str(base.threads), "--fresh"]
+                    + (["--register", f"{preset_name}-preset"] if base.register else []))
     store, preset, tcfg, cache_opts = qp.setup(args)
     for m in qp.actcache.list_caches(store):  # the estimate must see the capture the run will do
         if m["identity"]["dataset_id"] == qp.DATASET and m["identity"]["model_id"] == qp.MODEL:
@@ -61,6 +62,7 @@ def main() -> None:
                                                      str(Path.home() / ".cache" / "mistudio-test-home")))
     ap.add_argument("--eval-contexts", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--register", action="store_true", help="keep each preset's SAE in the library")
     base = ap.parse_args()
     rows = []
     for name in base.preset or ["quick", "quality"]:

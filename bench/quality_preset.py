@@ -103,6 +103,7 @@ def parse(argv=None):
         ap.add_argument("--" + name.replace("_", "-"), dest=name, type=float if name in ("lr", "aux_coefficient")
                         else int)
     ap.add_argument("--b-dec-init")
+    ap.add_argument("--register", metavar="NAME", help="add the trained SAE to the store's library under NAME")
     ap.add_argument("--model-dtype", choices=("auto", "float32", "bfloat16"), help="default: the preset's")
     return ap.parse_args(argv)
 
@@ -166,6 +167,12 @@ def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
         m = clock.phase("extra: out-of-domain evaluation", evaluate_sae, fp32, sae, preset.hook,
                         load_tokenized(store, name, MODEL).tokens, n_contexts=args.eval_contexts)
         results[name] = {k: v["value"] for k, v in m.items()}
+    if args.register:  # keep the SAE (e.g. for bench/steer_effect.py); not part of the preset's time
+        from mistudio_core.sae.library import register_sae
+        m = register_sae(store, sae, args.register, provenance={"model_id": MODEL, "hook_name": preset.hook, "dataset_id": DATASET, "source": "trained",
+                                     "bench": "quality_preset", "preset": args.preset},
+                         metrics=results["sotu held-out"])
+        print(f"registered as {m['id']}")
     return clock, results, cache
 
 
