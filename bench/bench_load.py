@@ -16,9 +16,10 @@ process the app runs a training in; `--app-arg=--jobs-in-process` measures the o
 clients, and the load average before and after.
 
 Where the clients run: in production they are remote browsers; here they share the machine with the server (the
-dev box has 2 cores). So they run in a separate process, `nice`d by `--client-nice` (default 10) so they take
-mostly spare cycles, and the table reports that process's CPU-seconds: what the clients cost this machine that
-remote clients would not. A busy machine (see the load average) slows everything; compare runs on a quiet one.
+dev box has 2 cores). So they run in a separate process and session, `nice`d (process and Linux autogroup) by
+`--client-nice` (default 10) so they take mostly spare cycles, and the table reports that process's CPU-seconds:
+what the clients cost this machine that remote clients would not. A busy machine (see the load average) slows
+everything; compare runs on a quiet one.
 
     .venv/bin/python bench/bench_load.py [--clients 30] [--duration 120] [--alone 120] [--ramp 30]
                                          [--app-arg=--jobs-in-process] [--home DIR]
@@ -109,7 +110,17 @@ def poll(url: str, kind: str, start: float, end: float, out: dict, i: int) -> No
         time.sleep(0.5)
 
 
+def _yield_cpu() -> None:
+    """Lower this process's autogroup to --client-nice where the kernel groups by session (sched_autogroup)."""
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(os.environ.get("BENCH_CLIENT_NICE", "10"))
+    except OSError:
+        pass  # no autogroups here: plain nice applies
+
+
 def serve_clients(url: str, kind: str, clients: int, start: float, duration: float, out_path: str) -> None:
+    _yield_cpu()
     """Poll from `clients` threads until `start + duration` (epoch seconds); latencies count from `start`
     (connecting is not what is measured); results go to `out_path` as JSON."""
     out = {"start": start, "end": start + duration, "latency": {}, "errors": [], "connected": []}
@@ -246,7 +257,10 @@ def measure(args, app, r: dict) -> None:
     cmd = ["nice", "-n", str(args.client_nice), sys.executable, __file__, "--serve-clients", app.url, "--out",
            str(out), "--clients", str(args.clients), "--start-at", str(start), "--duration", str(args.duration),
            "--client", args.client]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    # Own session → own scheduler autogroup (Linux schedules autogroups fairly, whatever the nice inside them), then
+    # the group's nice raised too (`_yield_cpu`): otherwise the clients' group gets as much CPU as the app's.
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
+                                                "BENCH_CLIENT_NICE": str(args.client_nice)}, start_new_session=True)
     try:
         time.sleep(max(0.0, start - time.time()))
         loaded = [window(app, args.duration, proc.pid)]
