@@ -82,7 +82,10 @@ def column_widths(cols: dict[str, str]) -> list[str]:
 def library_update(ctx: AppContext) -> Any:
     """The library table with column widths that fit its current columns (their number depends on the sources)."""
     saes = ctx.store.list("saes")
-    return gr.update(value=table([_row(m) for m in saes], columns(saes)), column_widths=column_widths(columns(saes)))
+    # A plain table, not gr.update(column_widths=…): an update reaches API callers as {"__type__": "update", …}
+    # instead of the {"headers", "data"} table docs/API.md promises. (So the widths are the build-time ones: with
+    # two metric sources the table still scrolls sideways — open in #17.)
+    return table([_row(m) for m in saes], columns(saes))
 
 
 EMPTY = "No SAEs yet: train one in the **Training** tab and it appears here."

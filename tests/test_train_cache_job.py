@@ -96,7 +96,9 @@ def test_cli_preset_with_overrides_trains_on_a_cache_then_lists_and_deletes_it(t
     from mistudio_core.jobs import JobRegistry
     spec = JobRegistry(home).get(out["job_id"])["spec"]  # the record says which preset and cache it used
     assert spec["preset"] == "quick" and spec["cache"] == {"mode": "use", "dtype": "bfloat16", "tokens": 300}
-    assert spec["train"]["steps"] == 8 and spec["train"]["lr"] == 8e-4  # flag overrides, preset's lr kept
+    from mistudio_core.sae.presets import get_preset
+    lr = get_preset("quick").train["lr"]
+    assert spec["train"]["steps"] == 8 and spec["train"]["lr"] == lr  # flag overrides, preset's lr kept
     assert main(["--home", str(home.home), "--json", "cache", "list"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["n_tokens"] == 300 and row["bytes"] > 0 and row["hook_names"] == [HOOK]
