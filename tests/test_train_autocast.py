@@ -11,17 +11,12 @@ from mistudio_core.errors import ValidationError
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.metrics import explained_variance
 from mistudio_core.sae.trainer import train_saes
+from sae_synthetic import one_thread  # noqa: F401  (fixture)
 
 D_IN, BATCH = 32, 512
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on a shared 2-core machine thrash (measured 10x slower); one is steady."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # sae_synthetic's: one thread is steady on a shared box
 
 
 def batch(step: int, device="cpu") -> torch.Tensor:

@@ -12,25 +12,16 @@ The run is cancelled after a few steps (its final evaluation would cost minutes 
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
 from browser import AppServer, Browser
+from test_browser_training import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 DEFAULT_HOOK = "blocks.8.hook_resid_post"
 NAME = "polish-topk"
 PLOT_TEXT = "() => [...document.querySelectorAll('#training-chart svg text')].map(t => t.textContent)"
-
-
-def wait_for(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        if value := predicate():
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def step_of(page) -> int:
