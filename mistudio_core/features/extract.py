@@ -11,6 +11,11 @@ Contexts are visited in a seeded random order, so `n_tokens` smaller than the da
 Memory: the batch is encoded in chunks of contexts of at most MAX_CODE_ELEMENTS pre-activations, so the working
 set does not grow with the SAE's width; what does is the output itself (F × (top_k + reservoir) slots and windows).
 Tokens may be an int32 (memory-mapped) grid: only the batch's rows are read and widened to int64.
+
+Dtypes: the model computes in whatever dtype it was loaded in (`run_extraction` loads it in
+`compute.resolve_model_dtype(cfg.model_dtype)`: bf16 where that is faster); a TopK SAE's search runs in
+`resolve_search_dtype` (bf16 candidates, fp32-rescored values: `sparse_encode.py`). `meta["dtypes"]` records
+both, so saved results say how they were computed.
 """
 from __future__ import annotations
 
@@ -21,11 +26,12 @@ from typing import Callable
 
 import torch
 
+from ..compute import CHOICES, MIN_SPEEDUP, cpu_bf16_speedup
 from ..errors import ValidationError
 from .bookkeeping import FeatureAccumulator
 from .logits import decoder_logits
 from .results import FeatureResults
-from .sparse_encode import sparse_codes
+from .sparse_encode import prepare_search, sparse_codes
 from .token_filters import eligible, excluded_vocab, special_ids, validate_filters, vocab_strings
 
 Progress = Callable[[float, str], None]
@@ -67,6 +73,14 @@ class ExtractConfig:
     """Seed of the context order and of the quantile sampling."""
     autocast: bool = False
     """Run the model and SAE under bf16 autocast on CUDA (faster; ~3 significant digits); ignored on CPU."""
+    model_dtype: str | None = None
+    """Dtype the model computes in: "auto" (bfloat16 on a GPU, or on a CPU where bf16 matmuls are measurably
+    faster, `compute.py`), "float32" or "bfloat16". None: the model's default (float32 on a CPU), and an fp32
+    search (jobs from before this option keep their numbers). New jobs from the app and the CLI ask for "auto"."""
+    search_dtype: str = "auto"
+    """Dtype of a TopK SAE's top-k search (values are always rescored in fp32, `sparse_encode.py`): "auto" is
+    bfloat16 when the model computes in bf16 or this CPU's bf16 matmuls are ≥ 1.5× faster (float32 when
+    model_dtype is None); "float32" is the exact fp32 search. Other architectures always encode in fp32."""
 
     def __post_init__(self):
         checks = [
@@ -78,6 +92,10 @@ class ExtractConfig:
             (0 < self.dense_threshold <= 1, "dense_threshold must be in (0, 1]"),
             (self.n_logits >= 1 and self.batch_contexts >= 1, "n_logits and batch_contexts must be >= 1"),
             (self.cooc_features >= 0, "cooc_features must be >= 0"),
+            (self.model_dtype is None or self.model_dtype in CHOICES,
+             f"model_dtype must be one of {', '.join(CHOICES)} or empty (got {self.model_dtype!r})"),
+            (self.search_dtype in CHOICES, f"search_dtype must be one of {', '.join(CHOICES)} "
+                                           f"(got {self.search_dtype!r})"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -102,7 +120,21 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
-def _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop) -> tuple[int, float]:
+def resolve_search_dtype(cfg: ExtractConfig, model_dtype: torch.dtype, device: torch.device) -> str:
+    """The dtype of the TopK search this extraction runs (`ExtractConfig.search_dtype`): bf16 where it is the
+    faster product — the model already computes in bf16 (a GPU, or "auto" on an AMX CPU), or this CPU's bf16
+    matmuls are at least `compute.MIN_SPEEDUP` faster — since the fp32 rescore keeps the values exact."""
+    if cfg.search_dtype != "auto":
+        return cfg.search_dtype
+    if cfg.model_dtype is None:
+        return "float32"
+    if model_dtype == torch.bfloat16:
+        return "bfloat16"
+    return "bfloat16" if device.type == "cpu" and cpu_bf16_speedup() >= MIN_SPEEDUP else "float32"
+
+
+def _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop,
+               search=None) -> tuple[int, float]:
     """Pass 1: capture B contexts at a time, encode them to their nonzero codes (chunks of contexts small enough
     that a chunk's pre-activations stay under MAX_CODE_ELEMENTS whatever the SAE's width), account the batch.
     Returns (contexts done, seconds of the first batch: it also fills every feature's empty slots, a fixed cost)."""
@@ -120,7 +152,7 @@ def _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, sh
         keep = eligible(batch, excluded)
         with torch.no_grad(), _autocast(dev, cfg.autocast):
             acts = capture(model, batch.to(dev), [hook])[hook].to(sae_param.device, sae_param.dtype)
-            tok, feat, vals = sparse_codes(sae, acts, MAX_CODE_ELEMENTS)
+            tok, feat, vals = sparse_codes(sae, acts, MAX_CODE_ELEMENTS, search)
         acc.update_sparse(tok, feat, vals, len(ids), T, ids, keep)
         if s == 0:
             first_s = time.perf_counter() - t_batch
@@ -156,9 +188,15 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     reservoir = max(64, 2 * cfg.n_quantiles * cfg.quantile_examples)
     acc = FeatureAccumulator(d_sae, cfg.top_k, cfg.threshold, reservoir, HIST_BINS, HIST_MIN, HIST_MAX,
                              cfg.cooc_features, cfg.seed, sae_dev, window=W, window_before=cfg.window_before)
+    model_dtype = next(model.parameters()).dtype
+    search_dtype = resolve_search_dtype(cfg, model_dtype, _device_of(model))
+    search = prepare_search(sae, search_dtype)  # None: the plain encode (fp32 search, or not a TopK SAE)
+    dtypes = {"model": str(model_dtype).removeprefix("torch."), "search": "float32" if search is None else
+              search_dtype, "values": "float32", "search_margin": 0 if search is None else search.margin}
     t_pass = time.perf_counter()
     t_setup = t_pass - t_setup
-    done, t_first = _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop)
+    done, t_first = _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop, search)
+    del search
     t_pass = time.perf_counter() - t_pass
     t_finish = time.perf_counter()
     quant = acc.quantile_picks(cfg.n_quantiles, cfg.quantile_examples)
@@ -186,7 +224,7 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     meta = {"config": cfg.to_dict(), "hook_name": hook, "d_sae": d_sae, "n_tokens": acc.n_tokens,
             "n_contexts": done, "pass2_contexts": 0, "stopped_early": done < n_ctx, "window": W,
             "n_quantiles": cfg.n_quantiles, "quantile_examples": cfg.quantile_examples,
-            "model_id": getattr(loaded_model, "model_id", None), "created": time.time(),
+            "model_id": getattr(loaded_model, "model_id", None), "created": time.time(), "dtypes": dtypes,
             "seconds": {"setup": round(t_setup, 3), "pass": round(t_pass, 3), "first_batch": round(t_first, 3),
                         "logits": round(t_logits, 3), "finish": round(t_finish, 3)}}
     windows = {"top_acts": acts[:, :k].contiguous(), "quant_acts": acts[:, k:].contiguous()}

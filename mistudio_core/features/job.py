@@ -46,12 +46,14 @@ def run_extraction(store, cfg: ExtractConfig, progress: Callable[[float, str], N
     "4bit", CUDA only) is passed to `load_model`."""
     if not cfg.sae_id or not cfg.dataset_id:
         raise ValidationError("Choose an SAE and a dataset to extract features from.")
+    from ..compute import resolve_model_dtype
     from ..models import load_model
     from ..sae.library import load_library_sae
 
     model_id, hook = sae_model_and_hook(store, cfg.sae_id)
     tokens = load_tokens_for(store, cfg.dataset_id, model_id)
-    loaded = load_model(store, model_id, device=device, quantization=quantization)
+    dtype = resolve_model_dtype(cfg.model_dtype, device) if cfg.model_dtype else None  # None: the default
+    loaded = load_model(store, model_id, device=device, dtype=dtype, quantization=quantization)
     sae = load_library_sae(store, cfg.sae_id, device=str(loaded.device))
     results = extract_features(loaded, sae, tokens, cfg, progress, should_stop, hook_name=hook)
     if results.meta["stopped_early"] and save_partial is not None and not save_partial():
