@@ -28,6 +28,7 @@ from mistudio_core.system import get_monitor
 from pages.common import hide_paths
 from pages.context import AppContext
 from pages.hardening import api_docs, harden, tune_queue
+from pages.read_api import ReadApi, poller_head
 from pages.server import gradio_temp_dir, install_gate, uploads_dir
 
 TABS = ["datasets", "models", "training", "saes", "features", "labeling", "steering", "share", "system"]
@@ -110,6 +111,13 @@ def header_text(ctx: AppContext) -> tuple[str, bool]:
     return f"{builtins.status}{mode}\n\nRunning on {where} · {system_status(ctx)}", builtins.ready
 
 
+def header_tick(ctx: AppContext) -> tuple[str, bool, gr.Timer]:
+    """The header on the page's timer, which stops once the built-ins are ready (pages refresh their choices when
+    `ready` flips; the JS poller of `read_api` keeps the header current without the queue)."""
+    text, ready = header_text(ctx)
+    return text, ready, gr.Timer(active=not ready)
+
+
 def create_app(ctx: AppContext) -> gr.Blocks:
     """The whole page: header (intro, built-ins status, hardware at a glance) above one tab per page module."""
     ctx.shared.setdefault("builtins", Builtins())
@@ -133,9 +141,11 @@ def create_app(ctx: AppContext) -> gr.Blocks:
                     ctx.shared["tab"] = tab
                     _build_tab(ctx, name, module)
         ctx.shared.pop("tab", None)
-        timer = gr.Timer(HEADER_TICK_S)  # the one global poll, outside the tabs so it always ticks
-        gr.on([demo.load, timer.tick], functools.partial(header_text, ctx), outputs=[status, ready],
+        timer = gr.Timer(HEADER_TICK_S)  # outside the tabs so it always ticks; only until the built-ins are ready
+        gr.on([demo.load], functools.partial(header_text, ctx), outputs=[status, ready],
               api_name="header_status", show_progress="hidden")
+        timer.tick(functools.partial(header_tick, ctx), outputs=[status, ready, timer], api_name="header_tick",
+                   api_visibility="private", show_progress="hidden", concurrency_limit=None)
     hide_paths((str(ctx.store.home), ""), *((str(d), "") for d in ctx.shared.get("upload_dirs", [])))
     harden(demo, ctx.shared.get("upload_dirs"), api_docs(Path(__file__).resolve().parent / "docs" / "API.md"))
     return demo
@@ -235,13 +245,14 @@ def main(argv: list[str] | None = None) -> None:
     ctx.shared["upload_dirs"] = [upload]
     tune_queue()
     demo = create_app(ctx)
-    install_gate("miStudio: log in to continue.")
+    install_gate("miStudio: log in to continue.", reads=ReadApi(ctx, header_text))  # /mistudio/api/…, no queue
     # run_history=False: the browser must not keep a record of calls (a hub token is an input).
     try:
         demo.queue(default_concurrency_limit=4).launch(
             server_name=args.host, server_port=args.port, share=args.share, auth=auth or None,
             auth_message="miStudio: log in to continue." if auth else None, ssr_mode=False, css=CSS,
-            run_history=False, theme=gr.themes.Soft(), footer_links=["api"], mcp_server=args.mcp)
+            run_history=False, theme=gr.themes.Soft(), footer_links=["api"], mcp_server=args.mcp,
+            head=poller_head(HEADER_TICK_S))  # the header's refresh: read_api's status, not the queue
     except ImportError as e:  # --mcp without gradio[mcp]
         raise SystemExit(f"miStudio: --mcp needs Gradio's MCP support ({e}); pip install -r requirements.txt.")
 

@@ -13,6 +13,9 @@ no schema, no config, no files, no assets that name the app.
 anyone who knows the path. The gate refuses files that arrived through `/upload` (Gradio's `upload_file_set`);
 files the handlers return (exports, downloads) are served as before. `uploads_dir` makes the folder
 `<home>/.uploads` (emptied at start-up), and the handler wrapper (`hardening`) deletes each upload after use.
+
+**Cheap reads skip the queue.** With a `read_api.ReadApi`, the gate itself answers `/mistudio/api/<name>` (JSON,
+no Gradio queue), after the login check above.
 """
 from __future__ import annotations
 
@@ -71,8 +74,9 @@ OPEN_PATHS = ("/gradio_api/startup-events",)
 class Gate:
     """ASGI middleware: no uploads served back; with auth, anonymous requests see only the login form."""
 
-    def __init__(self, app, gradio_app, message: str = "Log in to continue."):
+    def __init__(self, app, gradio_app, message: str = "Log in to continue.", reads=None):
         self.app, self.gradio_app, self.message = app, gradio_app, message
+        self.reads = reads  # a `read_api.ReadApi` serving /mistudio/api/… outside Gradio's queue, or None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -83,17 +87,18 @@ class Gate:
             path = path[len(root):] or "/"
         if path.startswith(FILE_ROUTE) and self._is_upload(unquote(path[len(FILE_ROUTE):])):
             return await _respond(send, 403, "application/json", '{"detail": "Uploaded files are not served."}')
-        if not getattr(self.gradio_app, "auth", None):
-            return await self.app(scope, receive, send)
         method = scope.get("method", "GET")
-        if self._user(scope) or (path.rstrip("/") == "/login" and method == "POST") or path in OPEN_PATHS:
-            return await self.app(scope, receive, send)
-        if scope["type"] == "http" and path in ("", "/") and method in ("GET", "HEAD"):
-            return await _respond(send, 200, "text/html; charset=utf-8",
-                                  LOGIN_PAGE.format(message=html.escape(self.message)), method == "HEAD")
-        if scope["type"] == "websocket":
-            return await send({"type": "websocket.close", "code": 1008})
-        return await _respond(send, 401, "application/json", '{"detail": "Not authenticated"}')
+        if getattr(self.gradio_app, "auth", None) and not (
+                self._user(scope) or (path.rstrip("/") == "/login" and method == "POST") or path in OPEN_PATHS):
+            if scope["type"] == "http" and path in ("", "/") and method in ("GET", "HEAD"):
+                return await _respond(send, 200, "text/html; charset=utf-8",
+                                      LOGIN_PAGE.format(message=html.escape(self.message)), method == "HEAD")
+            if scope["type"] == "websocket":
+                return await send({"type": "websocket.close", "code": 1008})
+            return await _respond(send, 401, "application/json", '{"detail": "Not authenticated"}')
+        if self.reads is not None and scope["type"] == "http" and self.reads.handles(path):
+            return await self.reads(scope, send, path)  # past the login check: --auth covers the read API too
+        return await self.app(scope, receive, send)
 
     def _is_upload(self, file_path: str) -> bool:
         blocks = self.gradio_app.get_blocks() if hasattr(self.gradio_app, "get_blocks") else None
@@ -136,11 +141,16 @@ async def _respond(send, status: int, content_type: str, body: str, head: bool =
     await send({"type": "http.response.body", "body": b"" if head else data})
 
 
-def install_gate(auth_message: str = "Log in to continue.") -> None:
+_GATE_ARGS: dict = {}  # what the next server app's Gate gets (the latest install_gate call wins)
+
+
+def install_gate(auth_message: str = "Log in to continue.", reads=None) -> None:
     """Make every Gradio server app built from now on start with `Gate` in front (Gradio builds the app inside
-    `launch()`, before its first request, so the gate is in place from the first byte served)."""
+    `launch()`, before its first request, so the gate is in place from the first byte served). `reads`: a
+    `read_api.ReadApi` the gate serves at /mistudio/api/ (after its login check)."""
     from gradio.routes import App
 
+    _GATE_ARGS.update(message=auth_message, reads=reads)
     if getattr(App.create_app, "_mistudio_gate", False):
         return
     original = App.create_app
@@ -148,7 +158,7 @@ def install_gate(auth_message: str = "Log in to continue.") -> None:
     @functools.wraps(original)
     def create_app(*args, **kwargs):
         app = original(*args, **kwargs)
-        app.add_middleware(Gate, gradio_app=app, message=auth_message)
+        app.add_middleware(Gate, gradio_app=app, **_GATE_ARGS)
         return app
 
     create_app._mistudio_gate = True
