@@ -49,7 +49,8 @@ def start_extraction(ctx: AppContext, sae_id: str | None, dataset_id: str | None
     if not dataset_id:
         raise ValidationError("No dataset selected. Tokenize one for this SAE's model in the Datasets tab.")
     cfg = ExtractConfig(sae_id=_need_sae(sae_id), dataset_id=dataset_id, n_tokens=int(n_tokens or 0),
-                        top_k=int(top_k or 0), threshold=float(threshold or 0), filters=list(filters or []))
+                        top_k=int(top_k or 0), threshold=float(threshold or 0), filters=list(filters or []),
+                        model_dtype="auto")  # bf16 forward and search where this machine runs them faster
     from mistudio_core.features.job import load_tokens_for, sae_model_and_hook
 
     load_tokens_for(ctx.store, dataset_id, sae_model_and_hook(ctx.store, cfg.sae_id)[0])  # fail now, not later

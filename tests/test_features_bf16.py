@@ -124,3 +124,37 @@ def test_extraction_in_bf16_search_matches_fp32_and_says_so(tmp_path):
     assert n_codes > 0 and int((fast.t["count"] - exact.t["count"]).abs().sum()) <= 0.001 * n_codes
     assert torch.allclose(fast.t["max"], exact.t["max"], rtol=1e-5, atol=1e-5)
     assert torch.allclose(fast.t["sum"], exact.t["sum"], rtol=1e-4, atol=1e-4)
+
+
+def test_cli_and_job_load_the_model_in_the_resolved_dtype(tmp_path, monkeypatch):
+    """`extract run` asks for model_dtype "auto" (unless told otherwise); `run_extraction` loads the model in
+    `resolve_model_dtype` of it, and in the default dtype for a job spec from before the option."""
+    from types import SimpleNamespace
+
+    from mistudio_core import models
+    from mistudio_core.cli import main
+    from mistudio_core.features import job as job_mod
+
+    seen = []
+    monkeypatch.setattr(job_mod, "run_extraction", lambda store, cfg, *a, **kw: seen.append(cfg) or SimpleNamespace(
+        n_tokens=1, n_features=2, frequencies=lambda: torch.zeros(2)))
+    assert main(["--home", str(tmp_path), "extract", "run", "--sae", "s", "--dataset", "d"]) == 0
+    assert main(["--home", str(tmp_path), "extract", "run", "--sae", "s", "--dataset", "d", "--model-dtype",
+                 "float32"]) == 0
+    assert [c.model_dtype for c in seen] == ["auto", "float32"]
+    monkeypatch.undo()
+
+    class Loaded(Exception):
+        pass
+
+    def fake_load(store, model_id, device=None, dtype=None, quantization=None):
+        raise Loaded(dtype)
+
+    monkeypatch.setattr(job_mod, "sae_model_and_hook", lambda store, sae_id: ("m", HOOK))
+    monkeypatch.setattr(job_mod, "load_tokens_for", lambda store, ds, model: None)
+    monkeypatch.setattr(models, "load_model", fake_load)
+    monkeypatch.setattr("mistudio_core.compute.cpu_bf16_speedup", lambda: 3.0)
+    for asked, want in ((None, None), ("auto", "bfloat16"), ("float32", "float32")):
+        with pytest.raises(Loaded) as e:
+            job_mod.run_extraction(None, ExtractConfig(sae_id="s", dataset_id="d", model_dtype=asked), device="cpu")
+        assert e.value.args[0] == want

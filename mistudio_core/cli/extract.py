@@ -1,6 +1,7 @@
 """`python -m mistudio_core extract ...` — run a feature extraction and read its results.
 
     extract run --sae ID --dataset ID [--n-tokens N] [--top-k K] [--filters special punctuation ...]
+                [--model-dtype auto|float32|bfloat16]
     extract table --sae ID [--sort frequency|max_activation|index] [--limit N]
     extract feature --sae ID --index I
     extract search --sae ID --token " Congress"
@@ -18,7 +19,7 @@ def _run(args):
 
     cfg = ExtractConfig(sae_id=args.sae, dataset_id=args.dataset, n_tokens=args.n_tokens, top_k=args.top_k,
                         threshold=args.threshold, filters=args.filters, batch_contexts=args.batch_contexts,
-                        seed=args.seed)
+                        seed=args.seed, model_dtype=args.model_dtype)
     last = [-1]
 
     def progress(frac: float, msg: str) -> None:  # a line per 5%, on stderr so --json output stays clean
@@ -78,6 +79,8 @@ def register(subparsers) -> None:
     run.add_argument("--batch-contexts", type=int, default=32)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default=None, help="cuda / cpu (default: CUDA if available)")
+    run.add_argument("--model-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                     help="dtype of the model's forward; auto: bfloat16 where it is faster here (GPU, AMX CPU)")
     run.set_defaults(func=_run)
     table = sub.add_parser("table", help="list features with their statistics")
     table.add_argument("--sae", required=True)
