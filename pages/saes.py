@@ -80,12 +80,16 @@ def column_widths(cols: dict[str, str]) -> list[str]:
 
 
 def library_update(ctx: AppContext) -> Any:
-    """The library table with column widths that fit its current columns (their number depends on the sources)."""
+    """The library table as docs/API.md promises it (`{"headers", "data"}`)."""
     saes = ctx.store.list("saes")
-    # A plain table, not gr.update(column_widths=…): an update reaches API callers as {"__type__": "update", …}
-    # instead of the {"headers", "data"} table docs/API.md promises. (So the widths are the build-time ones: with
-    # two metric sources the table still scrolls sideways — open in #17.)
     return table([_row(m) for m in saes], columns(saes))
+
+
+def fit_columns(ctx: AppContext) -> Any:
+    """Column widths for the table's current columns (their number depends on the metric sources). A separate,
+    undocumented step after each refresh: a gr.update(column_widths=…) returned by `saes_list` itself would reach
+    API callers as {"__type__": "update", …} instead of the documented table."""
+    return gr.update(column_widths=column_widths(columns(ctx.store.list("saes"))))
 
 
 EMPTY = "No SAEs yet: train one in the **Training** tab and it appears here."
@@ -171,11 +175,14 @@ def build(ctx: AppContext) -> None:
     detail_btn.click(bind(detail, ctx), [sae], [status, head, cfg, record], api_name="saes_detail")
     sae.input(bind(detail, ctx), [sae], [status, head, cfg, record], api_name="saes_detail_on_select",
               api_visibility="undocumented")
-    delete_btn.click(bind(delete, ctx), [sae], [status, lib, sae], api_name="saes_delete")
+    deleted = delete_btn.click(bind(delete, ctx), [sae], [status, lib, sae], api_name="saes_delete")
+    then_quietly(deleted, bind(fit_columns, ctx), [], [lib], "saes_fit_after_delete")
     which, evaluated = saes_eval.build(ctx, sae)
-    evaluated.then(bind(refresh, ctx), [sae], [lib, sae, head], api_name="saes_list_after_eval",
-                   api_visibility="undocumented", show_progress="hidden")
+    after_eval = evaluated.then(bind(refresh, ctx), [sae], [lib, sae, head], api_name="saes_list_after_eval",
+                                api_visibility="undocumented", show_progress="hidden")
+    then_quietly(after_eval, bind(fit_columns, ctx), [], [lib], "saes_fit_after_eval")
     shown = on_show(ctx, bind(refresh, ctx), [sae], [lib, sae, head], api_name="saes_list")
+    then_quietly(shown, bind(fit_columns, ctx), [], [lib], "saes_fit_after_list")
     then_quietly(shown, bind(show_selected, ctx), [sae], [status, head, cfg, record], "saes_detail_after_list")
     then_quietly(shown, bind(saes_eval.compare_choices, ctx), [which], [which], "saes_compare_choices_after_list")
 
