@@ -46,18 +46,21 @@ class Builtins:
     def __init__(self) -> None:
         self.status = "Preparing built-in model and corpus…"
         self.ready = False
+        self.done = False  # preparation over, ready or not: the page's header timer stops then
 
     def prepare(self, store: Store) -> None:
         try:
             from mistudio_core.defaults import ensure_builtins
         except ModuleNotFoundError as e:
-            self.status = f"Built-ins unavailable ({e.name} is not installed)."
+            self.status, self.done = f"Built-ins unavailable ({e.name} is not installed).", True
             return
         try:
             ensure_builtins(store, progress=self._progress)
             self.status, self.ready = "Built-in model and corpus ready.", True
         except Exception as e:  # shown in the header; the rest of the app keeps working
             self.status = f"Preparing the built-ins failed: {e}"
+        finally:
+            self.done = True
 
     def _progress(self, fraction: float, message: str = "") -> None:
         self.status = f"Preparing built-in model and corpus… {fraction:.0%} {message}".rstrip()
@@ -115,7 +118,8 @@ def header_tick(ctx: AppContext) -> tuple[str, bool, gr.Timer]:
     """The header on the page's timer, which stops once the built-ins are ready (pages refresh their choices when
     `ready` flips; the JS poller of `read_api` keeps the header current without the queue)."""
     text, ready = header_text(ctx)
-    return text, ready, gr.Timer(active=not ready)
+    builtins = ctx.shared.get("builtins")
+    return text, ready, gr.Timer(active=not (ready or getattr(builtins, "done", False)))
 
 
 def create_app(ctx: AppContext) -> gr.Blocks:
@@ -236,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     ctx.shared["monitor"] = get_monitor()
     builtins = ctx.shared["builtins"] = Builtins()
     if args.no_builtins:
-        builtins.status = "Built-ins not prepared (--no-builtins)."
+        builtins.status, builtins.done = "Built-ins not prepared (--no-builtins).", True
     else:
         builtins.start(ctx.store)
     # Uploads (and the files Gradio caches for downloads) live in the data directory, set before the page is
