@@ -69,6 +69,7 @@ def test_training_tab_polish(real_store, tmp_path, artifacts_dir):
             job_id = page.get_by_label("Job", exact=True).input_value()
             page.get_by_role("button", name="Cancel", exact=True).click()
             page.locator("#training-card").filter(has_text=re.compile(r"· cancelled")).wait_for(timeout=120_000)
+            page.close()  # before the server stops: its open event stream would log "Connection errored out"
 
         with AppServer(home) as app:  # a restart: the latest training is the one shown
             page = open_training(browser, app)
