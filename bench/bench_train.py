@@ -156,6 +156,7 @@ def main() -> None:
     ap.add_argument("--l1-unit", default="50,400",
                     help="standard SAEs: λ sweep on inputs scaled to unit mean norm, converted per tool")
     ap.add_argument("--only", default="", help="comma list of arch or trainer names to keep (e.g. topk)")
+    ap.add_argument("--skip", default="", help="comma list of trainer names to leave out (e.g. plain)")
     ap.add_argument("--data", type=Path, default=bench_data.DEFAULT)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--arch", default="topk", help=argparse.SUPPRESS)
@@ -166,7 +167,9 @@ def main() -> None:
     bench_data.ensure(args.data)
     py = interop_python()
     keep = set(filter(None, args.only.split(",")))
-    rows = [(a, t) for a, t in ROWS if (py or t not in INTEROP) and (not keep or keep & {a, t})]
+    skip = set(filter(None, args.skip.split(",")))
+    rows = [(a, t) for a, t in ROWS
+            if (py or t not in INTEROP) and (not keep or keep & {a, t}) and t not in skip]
     if not py:
         print("sparsify / SAELens rows skipped: no .venv-interop (run `bash scripts/interop_env.sh`).")
     from safetensors import safe_open

@@ -22,7 +22,9 @@ Method, fixed before any steering (nothing is re-picked after seeing results):
    tokens among the feature's top tokens, unsteered baseline vs steered (pooled over seeds; baseline and steered
    share each seed's random draws). "raised" = steered share > baseline share. Beside it, for comparison, the share
    of the tokens W_dec[f] promotes through the unembedding ("output tokens"): a feature that *reads* a token at
-   layer 8 need not make the model *write* it.
+   layer 8 need not make the model *write* it. And "word Δlog p": adding W_dec[f] × max activation at the last
+   position of three neutral prompts, how much the next-token log-probability of the feature's word rises through
+   the rest of the model (`steer_select.own_word_logit_effect`) — the size of the push steering can give the word.
 
 Prints one row per feature and how many of them steering raised above baseline (the issue's goal: ≥ 7 of 10).
 """
@@ -49,9 +51,10 @@ from mistudio_core.steering.methods import Steerer, SteerFeature, SteeringConfig
 from mistudio_core.steering.score import score_continuation, strip_eos  # noqa: E402
 from mistudio_core.steering.sweep import MAX_PPL_RATIO, sweep  # noqa: E402
 from mistudio_core.store import Store  # noqa: E402
-from steer_select import pick_word_features  # noqa: E402
+from steer_select import own_word_logit_effect, pick_word_features  # noqa: E402
 
 PROMPT = "Let me tell you what I think about the year ahead."
+WRITE_PROMPTS = (PROMPT, "The report says that", "In my opinion, the most important thing is")
 FRESH_SEED = 1000  # evaluation seeds start here: never the seeds the suggestion was picked on
 
 
@@ -121,7 +124,7 @@ def run_feature(t, results, f: int, args, h_norm: float) -> dict:
     c = swept["suggested_strength"]
     row = {"feature": f, "tokens": tokens["tokens"][f][:3], "out_tokens": out_tokens["tokens"][f][:3],
            "max_act": scale, "suggested": c, "ev": None, "raised": False,
-           "dh": c * float(t.sae.W_dec[f].norm()) / h_norm if c else None}
+           "dh": c * float(t.sae.W_dec[f].detach().norm()) / h_norm if c else None}
     if c:   # None, or 0: no strength kept the text fluent -> counted as not raised
         row["ev"] = evaluate(t, cfg, c, sampling, args.seeds, encode_prompt(t.tokenizer, args.prompt, args.chat),
                              {"top": tokens["keys"], "out": out_tokens["keys"]})
@@ -136,9 +139,11 @@ def print_header(args, hook: str, h_norm: float) -> None:
           f"{MAX_PPL_RATIO}× baseline over {args.sweep_seeds} seed(s); effect on {args.seeds} fresh seeds × "
           f"{args.tokens} tokens\n'top tokens' = {SOURCE_EXTRACTION} (the effect score); 'output tokens' = "
           "unembedding alignment of W_dec[f] (what the direction promotes), for comparison\n")
-    print("| feature | word spec. | top tokens | max act | suggested (× max) | Δ/‖h‖ | ppl base → steered | "
-          "top-token share base → steered | raised | output tokens | output-token share base → steered |")
-    print("|---:|---:|---|---:|---:|---:|---|---|:---:|---|---|", flush=True)
+    print("'word Δlog p' = how much adding W_dec[f] × max activation at the last position raises the next-token "
+          "log-probability of the feature's word, through the rest of the model (nats, mean over 3 prompts)\n")
+    print("| feature | word spec. | top tokens | word Δlog p | max act | suggested (× max) | Δ/‖h‖ | ppl base → "
+          "steered | top-token share base → steered | raised | output tokens | output-token share base → steered |")
+    print("|---:|---:|---|---:|---:|---:|---:|---|---|:---:|---|---|", flush=True)
 
 
 def _share(ev: dict, name: str) -> str:
@@ -151,7 +156,7 @@ def print_row(r: dict) -> None:
     ev = r["ev"]
     sug = f"{r['suggested']:.3g} ({r['suggested'] / r['max_act']:.2g}×)" if r["suggested"] else "none"
     print(f"| {r['feature']} | {r['specificity']:.2f} ({r['word']!r}) | {', '.join(map(repr, r['tokens']))} | "
-          f"{r['max_act']:.2f} | {sug} | {'-' if r['dh'] is None else format(r['dh'], '.2f')} | "
+          f"{r['write']:+.2f} | {r['max_act']:.2f} | {sug} | {'-' if r['dh'] is None else format(r['dh'], '.2f')} | "
           f"{'{:.1f} → {:.1f}'.format(*ev['ppl']) if ev else '-'} | {_share(ev, 'top') if ev else '-'} | "
           f"{'yes' if r['raised'] else 'no'} | {', '.join(map(repr, r['out_tokens']))} | "
           f"{_share(ev, 'out') if ev else '-'} |", flush=True)
@@ -181,10 +186,12 @@ def main() -> None:
     results = results_for(store, args.sae, args.extract_tokens)
     picked = pick_word_features(results, t.tokenizer, args.n_features, args.min_examples)  # fixed before steering
     h_norm = residual_norm(t, encode_prompt(t.tokenizer, args.prompt, args.chat))
+    write = own_word_logit_effect(t, results, picked, WRITE_PROMPTS)
     t0, cpu0, rows = time.perf_counter(), time.process_time(), []
     print_header(args, t.hook_name, h_norm)
     for f, spec, word in picked:
-        rows.append({**run_feature(t, results, f, args, h_norm), "specificity": spec, "word": word})
+        rows.append({**run_feature(t, results, f, args, h_norm), "specificity": spec, "word": word,
+                     "write": write[f]})
         print_row(rows[-1])
     print(f"\nraised above baseline: {sum(r['raised'] for r in rows)} of {len(rows)} (goal: >= 7 of 10)")
     print(f"\n{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} CPU-s; load average "

@@ -61,3 +61,35 @@ def pick_word_features(results, tokenizer, n: int = 10, min_examples: int = 20) 
     freq = results.frequencies().tolist()
     ranked = sorted(word_specificity(results, tokenizer, min_examples), key=lambda r: (-r[1], -freq[r[0]]))
     return ranked[:n]
+
+
+def own_word_logit_effect(t, results, picked: list[tuple[int, float, str]], prompts: list[str]) -> dict[int, float]:
+    """Per picked feature: how much adding its decoder row (× its max activation) at the last position of each
+    prompt raises the model's next-token log-probability of its own word (all tokens with that key), in nats,
+    averaged over the prompts — through the whole rest of the model, not the direct unembedding path. A feature
+    that only *reads* its word at this layer scores near 0: steering it changes the topic, not the word."""
+    import torch
+
+    from mistudio_core.hooks import intervene
+    from mistudio_core.steering.effect import token_key
+
+    vocab = [token_key(t.tokenizer, i) for i in range(t.model.config.vocab_size)]
+    masks = {w: torch.tensor([k == w for k in vocab]) for _, _, w in picked}
+    rows = torch.stack([t.sae.W_dec[f].detach() * float(results.t["max"][f]) for f, _, _ in picked])
+    gain = torch.zeros(len(picked))
+    for prompt in prompts:
+        ids = t.tokenizer(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            base = torch.log_softmax(t.model(input_ids=ids).logits[0, -1].float(), -1)
+
+            def add_last(act):
+                act = act.clone()
+                act[:, -1] += rows.to(act.dtype)
+                return act
+
+            with intervene(t.model, t.hook_name, add_last):
+                steered = torch.log_softmax(t.model(input_ids=ids.expand(len(picked), -1)).logits[:, -1].float(), -1)
+        for j, (_, _, w) in enumerate(picked):
+            m = masks[w]
+            gain[j] += float(torch.logsumexp(steered[j][m], 0) - torch.logsumexp(base[m], 0)) / len(prompts)
+    return {f: float(g) for (f, _, _), g in zip(picked, gain)}
