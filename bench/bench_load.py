@@ -22,7 +22,13 @@ what the clients cost this machine that remote clients would not. A busy machine
 everything; compare runs on a quiet one.
 
     .venv/bin/python bench/bench_load.py [--clients 30] [--duration 120] [--alone 120] [--ramp 30]
-                                         [--app-arg=--jobs-in-process] [--home DIR]
+                                         [--client gradio_client|page|json] [--app-arg=--jobs-in-process]
+                                         [--home DIR]
+
+`--client` says how the clients ask (the table's first line repeats it): `gradio_client` (the default),
+`page` (Gradio's queue protocol the way the web page speaks it) or `json` (the same reads from the plain JSON read
+API, `GET mistudio/api/<status|training|saes|datasets|models>`, which skips Gradio's queue: what the page's
+header poller uses).
 
 `--home` defaults to a temp directory linked to the test suite's persistent store (SmolLM2 + sotu tokenized).
 The script always ends with the table, even when a phase fails or times out (the failed phase says so).
@@ -80,9 +86,29 @@ class PageClient:
         raise RuntimeError("the event stream closed without a result")
 
 
+class JsonClient:
+    """`--client json`: the same reads from the plain JSON read API (`GET mistudio/api/<name>`, pages/read_api.py:
+    no Gradio queue, one kept-alive connection pool), the way the page's header poller reads the status."""
+
+    ROUTES = {"header_status": "status", "training_choices": "training", "saes_list": "saes",
+              "datasets_list": "datasets", "models_list": "models"}
+
+    def __init__(self, url: str, timeout: float = 60):
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=timeout)
+
+    def predict(self, *data, api_name: str):
+        name = api_name.lstrip("/")
+        params = dict(zip(("dataset", "model"), data)) if name == "training_choices" else None
+        return self.http.get(f"mistudio/api/{self.ROUTES[name]}", params=params).raise_for_status().json()
+
+
 def connect(url: str, kind: str):
     if kind == "page":
         return PageClient(url)
+    if kind == "json":
+        return JsonClient(url)
     from gradio_client import Client
 
     # httpx's 5 s default is too short for 30 handshakes at once on a busy 2-core box; a browser waits longer
@@ -288,7 +314,8 @@ def report(args, r: dict, load_before: tuple) -> None:
     lat = [x for v in c["latency"].values() for x in v]
     nan = float("nan")
     (ra, alone), (rl, loaded) = r.get("alone") or (nan, []), r.get("load") or (nan, [])
-    print(f"\n{'clients':>8} {'connected':>9} {'requests':>9} {'errors':>7} {'p50 ms':>7} {'p95 ms':>7} "
+    print(f"\nclients call through: {args.client}")
+    print(f"{'clients':>8} {'connected':>9} {'requests':>9} {'errors':>7} {'p50 ms':>7} {'p95 ms':>7} "
           f"{'max ms':>7} {'tok/s alone':>12} {'under load':>11} {'slowdown':>9}")
     print(f"{args.clients:>8} {len(c['connected']):>9} {len(lat):>9} {len(c['errors']):>7} {pct(lat, .5):>7.0f} "
           f"{pct(lat, .95):>7.0f} {max(lat, default=nan) * 1000:>7.0f} {ra:>12.0f} {rl:>11.0f} "
@@ -321,9 +348,9 @@ def main() -> None:
     ap.add_argument("--ramp", type=float, default=30, help="seconds the clients get to connect before the window")
     ap.add_argument("--steps", type=int, default=20000, help="training steps (cancelled after the window)")
     ap.add_argument("--client-nice", type=int, default=10)
-    ap.add_argument("--client", choices=["gradio_client", "page"], default="gradio_client",
-                    help="how the clients call: gradio_client, or the web page's protocol over kept-alive "
-                         "connections (lighter on a shared machine)")
+    ap.add_argument("--client", choices=["gradio_client", "page", "json"], default="gradio_client",
+                    help="how the clients call: gradio_client, the web page's queue protocol over kept-alive "
+                         "connections (lighter on a shared machine), or the JSON read API (/mistudio/api/…)")
     ap.add_argument("--start-timeout", type=float, default=600)
     ap.add_argument("--app-arg", action="append", default=[], help="extra app.py flag (repeatable)")
     ap.add_argument("--home", default=None, help="data directory (default: a temp one linked to the test store)")
