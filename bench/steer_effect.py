@@ -94,21 +94,36 @@ def residual_norm(t, prompt_ids: list[int]) -> float:
 def evaluate(t, cfg: SteeringConfig, strength: float, sampling: SamplingConfig, n_seeds: int, prompt_ids,
              keysets: dict) -> dict:
     """Unsteered baseline (row 0) vs steered at `strength` (row 1) on `n_seeds` fresh seeds: per key set the
-    pooled (hits, tokens) of each row, and each row's perplexity (geometric mean over seeds)."""
+    pooled (hits, tokens) of each row, the expected share of the "top" set per row (the model's probability of
+    those tokens at each generated position, averaged: what the sampled share estimates), and each row's
+    perplexity (geometric mean over seeds)."""
+    from mistudio_core.steering.effect import key_mask
+
     eos, f = _eos_ids(t.tokenizer, t.model), cfg.features[0].index
-    hits, n, logppl = {k: [0, 0] for k in keysets}, [0, 0], [0.0, 0.0]
+    hits, n, logppl, expected = {k: [0, 0] for k in keysets}, [0, 0], [0.0, 0.0], [[], []]
+    mask = None
     for k in range(n_seeds):
         s = SamplingConfig.from_dict({**sampling.to_dict(), "seed": FRESH_SEED + k})
         steerer = Steerer(cfg, t.sae, rows=torch.tensor([False, True]), row_scale=torch.tensor([0.0, strength]))
-        for rows in iter_rows(t.model, prompt_ids, 2, s, steerer, t.hook_name, eos):
+        probs = []
+
+        def record(logits):
+            nonlocal mask
+            if mask is None:
+                mask = key_mask(t.tokenizer, keysets["top"], logits.shape[-1])
+            probs.append(torch.softmax(logits.float(), -1)[:, mask].sum(-1))
+
+        for rows in iter_rows(t.model, prompt_ids, 2, s, steerer, t.hook_name, eos, on_logits=record):
             pass
         for r in (0, 1):
             toks = strip_eos(rows[r], eos)
             for name, keys in keysets.items():
                 hits[name][r] += token_share(t.tokenizer, toks, keys)[0]
             n[r] += len(toks)
+            expected[r] += [float(p[r]) for p in probs[:len(toks)]]
             logppl[r] += math.log(score_continuation(t.model, t.sae, t.hook_name, prompt_ids, toks, [f])["perplexity"])
-    return {"hits": hits, "n": n, "ppl": (math.exp(logppl[0] / n_seeds), math.exp(logppl[1] / n_seeds))}
+    return {"hits": hits, "n": n, "ppl": (math.exp(logppl[0] / n_seeds), math.exp(logppl[1] / n_seeds)),
+            "expected": tuple(sum(e) / max(len(e), 1) for e in expected)}
 
 
 def run_feature(t, results, f: int, args, h_norm: float) -> dict:
@@ -123,13 +138,14 @@ def run_feature(t, results, f: int, args, h_norm: float) -> dict:
                   effect_tokens=tokens, max_ppl_ratio=MAX_PPL_RATIO)
     c = swept["suggested_strength"]
     row = {"feature": f, "tokens": tokens["tokens"][f][:3], "out_tokens": out_tokens["tokens"][f][:3],
-           "max_act": scale, "suggested": c, "ev": None, "raised": False,
+           "max_act": scale, "suggested": c, "ev": None, "raised": False, "raised_expected": False,
            "dh": c * float(t.sae.W_dec[f].detach().norm()) / h_norm if c else None}
     if c:   # None, or 0: no strength kept the text fluent -> counted as not raised
         row["ev"] = evaluate(t, cfg, c, sampling, args.seeds, encode_prompt(t.tokenizer, args.prompt, args.chat),
                              {"top": tokens["keys"], "out": out_tokens["keys"]})
         (b, s), (nb, ns) = row["ev"]["hits"]["top"], row["ev"]["n"]
         row["raised"] = s / max(ns, 1) > b / max(nb, 1)
+        row["raised_expected"] = row["ev"]["expected"][1] > row["ev"]["expected"][0]
     return row
 
 
@@ -142,8 +158,9 @@ def print_header(args, hook: str, h_norm: float) -> None:
     print("'word Δlog p' = how much adding W_dec[f] × max activation at the last position raises the next-token "
           "log-probability of the feature's word, through the rest of the model (nats, mean over 3 prompts)\n")
     print("| feature | word spec. | top tokens | word Δlog p | max act | suggested (× max) | Δ/‖h‖ | ppl base → "
-          "steered | top-token share base → steered | raised | output tokens | output-token share base → steered |")
-    print("|---:|---:|---|---:|---:|---:|---:|---|---|:---:|---|---|", flush=True)
+          "steered | top-token share base → steered | raised | expected share base → steered | raised (expected) | "
+          "output tokens | output-token share base → steered |")
+    print("|---:|---:|---|---:|---:|---:|---:|---|---|:---:|---|:---:|---|---|", flush=True)
 
 
 def _share(ev: dict, name: str) -> str:
@@ -158,7 +175,9 @@ def print_row(r: dict) -> None:
     print(f"| {r['feature']} | {r['specificity']:.2f} ({r['word']!r}) | {', '.join(map(repr, r['tokens']))} | "
           f"{r['write']:+.2f} | {r['max_act']:.2f} | {sug} | {'-' if r['dh'] is None else format(r['dh'], '.2f')} | "
           f"{'{:.1f} → {:.1f}'.format(*ev['ppl']) if ev else '-'} | {_share(ev, 'top') if ev else '-'} | "
-          f"{'yes' if r['raised'] else 'no'} | {', '.join(map(repr, r['out_tokens']))} | "
+          f"{'yes' if r['raised'] else 'no'} | "
+          f"{'{:.5f} → {:.5f}'.format(*ev['expected']) if ev else '-'} | {'yes' if r['raised_expected'] else 'no'} | "
+          f"{', '.join(map(repr, r['out_tokens']))} | "
           f"{_share(ev, 'out') if ev else '-'} |", flush=True)
 
 
@@ -193,7 +212,8 @@ def main() -> None:
         rows.append({**run_feature(t, results, f, args, h_norm), "specificity": spec, "word": word,
                      "write": write[f]})
         print_row(rows[-1])
-    print(f"\nraised above baseline: {sum(r['raised'] for r in rows)} of {len(rows)} (goal: >= 7 of 10)")
+    print(f"\nraised above baseline: sampled share {sum(r['raised'] for r in rows)} of {len(rows)}, expected share "
+          f"{sum(r['raised_expected'] for r in rows)} of {len(rows)} (goal: >= 7 of 10)")
     print(f"\n{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} CPU-s; load average "
           f"{os.getloadavg()[0]:.1f}")
 

@@ -46,6 +46,11 @@ def sweep_figure(result: dict) -> go.Figure:
                       row=2, col=1)
         fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[base.get("effect_share")] * 2, mode="lines",
                                  line=dict(dash="dash"), name="effect share (unsteered baseline)"), row=2, col=1)
+        if base.get("effect_expected") is not None:
+            fig.add_trace(go.Scatter(x=xs, y=[r.get("effect_expected") for r in rows], mode="lines+markers",
+                                     name="expected share (model's probability, steered)"), row=2, col=1)
+            fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[base["effect_expected"]] * 2, mode="lines",
+                                     line=dict(dash="dot"), name="expected share (unsteered baseline)"), row=2, col=1)
     fig.update_layout(height=480, margin=dict(l=50, r=50, t=80, b=40), template="plotly_white",
                       legend=dict(orientation="h", y=1.2))
     fig.update_xaxes(title_text="strength", row=2, col=1)
@@ -56,7 +61,8 @@ def sweep_figure(result: dict) -> go.Figure:
 
 
 SWEEP_COLUMNS = {"strength": "strength", "steered": STEERED_LABEL, "read": READ_LABEL, "ppl": "perplexity",
-                 "effect": "effect share (feature's top tokens)", "text": "output (first seed)"}
+                 "effect": "effect share (feature's top tokens)",
+                 "expected": "expected share (model's probability of them)", "text": "output (first seed)"}
 
 
 def sweep_table(result: dict):
@@ -64,7 +70,7 @@ def sweep_table(result: dict):
     f0 = result["features"][0]
     rows = [{"strength": r["strength"], "steered": _r(r["steered_feature_mean"][f0]),
              "read": _r(r["feature_mean"][f0]), "ppl": _r(r["perplexity"], 2), "effect": _r(r.get("effect_share")),
-             "text": r["text"]} for r in result["rows"]]
+             "expected": _r(r.get("effect_expected"), 5), "text": r["text"]} for r in result["rows"]]
     return table(rows, SWEEP_COLUMNS)
 
 
@@ -80,8 +86,11 @@ def suggestion_md(result: dict) -> str:
         toks = ", ".join(repr(t) for t in (result["effect_token_list"] or {}).get(f0, [])[:10])
         share = base.get("effect_share")
         lines[-1] += f", effect share {'n/a' if share is None else f'{share:.3f}'}"
+        if base.get("effect_expected") is not None:
+            lines[-1] += f", expected share {base['effect_expected']:.5f}"
         lines.append(f"Effect share = share of generated tokens among feature {f0}'s top tokens, from "
-                     f"*{result['effect_source']}*: {toks}")
+                     f"*{result['effect_source']}*: {toks}. Expected share = the probability the model gave "
+                     "those tokens at each generated position (the same share without the sampling noise).")
     return "  \n".join(lines)
 
 

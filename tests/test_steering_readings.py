@@ -124,3 +124,30 @@ def test_labels_are_searched_by_words(store):
     hit = search_features(store, "s", "Yelling")[0]
     assert hit["label"] == "yelling in ALL CAPS" and hit["source"] == "manual"
     assert search_features(store, "s", "11") == [{"index": 11, "label": "numbers", "source": ""}]
+
+
+def test_expected_share_is_the_models_probability_of_the_effect_tokens(t):
+    """effect_expected = mean over generated positions of the probability the row's model gives the feature's
+    tokens: the unsteered row's values equal an independent forward over prompt + its output; a zero strength
+    equals the baseline; a strong push along the feature changes it; the sweep averages the per-token values."""
+    from mistudio_core.steering import sweep as sweep_mod
+    from mistudio_core.steering.effect import key_mask
+    from mistudio_core.steering.generate import _eos_ids, encode_prompt
+
+    tokens = effect_tokens(t.model, t.tokenizer, t.sae, [3], None, n=30)
+    sampling = SamplingConfig(max_new_tokens=8, seed=0, stop_at_eos=False)
+    prompt_ids = encode_prompt(t.tokenizer, PROMPT)
+    unit = SteeringConfig([SteerFeature(3, 1.0)])
+    base, zero, strong = sweep_mod._run_seed(t.model, t.tokenizer, t.sae, HOOK, prompt_ids, unit, [0.0, 64.0],
+                                             sampling, _eos_ids(t.tokenizer, t.model), lambda step: None,
+                                             sweep_mod._effect_mask(t.tokenizer, tokens["keys"]))
+    with torch.no_grad():
+        logits = t.model(input_ids=torch.tensor([prompt_ids + base["tokens"]])).logits[0, len(prompt_ids) - 1:-1]
+    mask = key_mask(t.tokenizer, tokens["keys"], logits.shape[-1])
+    expected = torch.softmax(logits.float(), -1)[:, mask].sum(-1)
+    assert base["effect_probs"] == pytest.approx(expected.tolist(), rel=1e-4, abs=1e-7)
+    assert zero["effect_probs"] == pytest.approx(base["effect_probs"], rel=1e-6)
+    assert strong["effect_probs"] != pytest.approx(base["effect_probs"], rel=1e-2)
+    res = sweep(t.model, t.tokenizer, t.sae, HOOK, PROMPT, unit, [0.0, 64.0], sampling, seeds=1,
+                effect_tokens=tokens)
+    assert res["baseline"]["effect_expected"] == pytest.approx(float(expected.mean()), rel=1e-4)

@@ -76,13 +76,15 @@ def _human_sweep(result: dict) -> str:
     f0, base = result["features"][0], result["baseline"]
     lines = [f"feature {f0}: 'at hook' = {STEERED_LABEL}; 'read back' = {READ_LABEL} "
              f"(means over {result['seeds']} seed(s))",
-             f"{'strength':>9}  {'ppl':>7}  {'at hook':>8}  {'read back':>9}  {'effect':>7}  text"]
+             f"{'strength':>9}  {'ppl':>7}  {'at hook':>8}  {'read back':>9}  {'effect':>7}  {'expected':>8}  text"]
     for name, r in [("baseline", base)] + [(format(r["strength"], "g"), r) for r in result["rows"]]:
         lines.append(f"{name:>9}  {_num(r['perplexity'], '.2f'):>7}  {_num(r['steered_feature_mean'][f0]):>8}  "
-                     f"{_num(r['feature_mean'][f0]):>9}  {_num(r.get('effect_share')):>7}  {r['text']!r}")
+                     f"{_num(r['feature_mean'][f0]):>9}  {_num(r.get('effect_share')):>7}  "
+                     f"{_num(r.get('effect_expected'), '.5f'):>8}  {r['text']!r}")
     if result.get("effect_source"):
         lines.append(f"effect = share of generated tokens among the feature's top tokens "
-                     f"({result['effect_source']}: {result['effect_token_list'][f0][:8]})")
+                     f"({result['effect_source']}: {result['effect_token_list'][f0][:8]}); expected = the "
+                     "model's probability of those tokens per generated position, averaged")
     lines.append(f"suggested strength: {_num(result['suggested_strength'], 'g')} — {result['suggestion']}")
     return "\n".join(lines)
 

@@ -11,6 +11,11 @@ unsteered baseline and at each strength. The token set comes from, in order of p
 Tokens are compared by their text, stripped and lower-cased (" Congress", "Congress" and "congress" are one
 token here), so a feature that peaks on " Congress" counts "Congress" at the start of a line as well.
 
+Expected share: at every generated position, the probability the (steered) model gives the token set in its
+next-token distribution (softmax of the logits, before temperature and top-p), averaged over positions and seeds.
+It is the share the sampled tokens estimate, read without the sampling noise: a feature that doubles the chance of
+" Congress" from 0.05% to 0.1% shows it at once, where 6 seeds × 24 sampled tokens would show 0 hits either way.
+
 Suggested strength: the largest strength (on the side the sweep explores: positive if any strength is, else
 negative) whose perplexity stays ≤ `max_ratio` × the unsteered baseline's, walking outwards from 0 and stopping
 at the first strength past the limit — beyond it the model is being pushed off its language, not towards the
@@ -59,6 +64,16 @@ def effect_tokens(model, tokenizer, sae, features: list[int], results=None, n: i
     keys = sorted({token_key(tokenizer, t) for ids in ids_by.values() for t in ids})
     return {"source": " + ".join(sorted(sources)), "keys": keys,
             "tokens": {f: [tokenizer.decode([t]) for t in ids] for f, ids in ids_by.items()}}
+
+
+def key_mask(tokenizer, keys, vocab_size: int) -> torch.Tensor:
+    """bool [vocab_size]: the token ids whose key (`token_key`) is in `keys`. The effect score's token set as a
+    vocabulary mask, so the probability the model gives those tokens can be read off its logits."""
+    keys = set(keys)
+    ids = [i for i in range(min(vocab_size, len(tokenizer))) if token_key(tokenizer, i) in keys]
+    mask = torch.zeros(vocab_size, dtype=torch.bool)
+    mask[ids] = True
+    return mask
 
 
 def token_share(tokenizer, gen_ids: list[int], keys) -> tuple[int, int]:

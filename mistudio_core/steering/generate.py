@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -99,9 +99,11 @@ def _device(model) -> torch.device:
 
 @torch.no_grad()
 def iter_rows(model, prompt_ids: list[int], n_rows: int, sampling: SamplingConfig, steerer: Steerer | None = None,
-              hook_name: str | None = None, eos_ids: set[int] = frozenset()) -> Iterator[list[list[int]]]:
+              hook_name: str | None = None, eos_ids: set[int] = frozenset(),
+              on_logits: Callable[[torch.Tensor], None] | None = None) -> Iterator[list[list[int]]]:
     """Generate `n_rows` continuations of one prompt in one batch; yields every row's tokens after each step.
-    A row stops growing after its EOS (which is kept); the loop ends when all rows stopped."""
+    A row stops growing after its EOS (which is kept); the loop ends when all rows stopped. `on_logits` gets each
+    step's next-token logits [n_rows, vocab] (the distribution the step's tokens are drawn from)."""
     from ..hooks import intervene
 
     g = torch.Generator().manual_seed(sampling.seed)
@@ -116,6 +118,8 @@ def iter_rows(model, prompt_ids: list[int], n_rows: int, sampling: SamplingConfi
         out = model(input_ids=ids, use_cache=True)
         for _ in range(sampling.max_new_tokens):
             u = float(torch.rand((), generator=g))
+            if on_logits is not None:
+                on_logits(out.logits[:, -1])
             tok = pick_tokens(out.logits[:, -1], u, sampling.temperature, sampling.top_p)
             for r, t in enumerate(tok.tolist()):
                 if not done[r]:

@@ -8,7 +8,8 @@ draws. Each row reports (names and meaning in `score.py`):
 - `feature_mean` / `feature_max`: the unsteered model reading the output;
 - `perplexity`: of the output under the unsteered model (geometric mean over seeds);
 - `effect_share`: the share of generated tokens that are among the feature's top-activating tokens (`effect.py`),
-  beside the baseline's share.
+  beside the baseline's share; `effect_expected`: the probability the row's model gave those tokens at each
+  generated position, averaged (the same share without the sampling noise).
 
 The result also carries `suggested_strength`: the largest strength whose perplexity stays ≤ 1.5× the baseline's
 (`effect.suggest_strength`). Several seeds make both the share and the suggestion less of a coin toss.
@@ -21,7 +22,7 @@ import time
 import torch
 
 from ..errors import ValidationError
-from .effect import suggest_strength, token_share
+from .effect import key_mask, suggest_strength, token_share
 from .generate import SamplingConfig, _eos_ids, decode, encode_prompt, iter_rows
 from .methods import Steerer, SteerFeature, SteeringConfig
 from .score import score_continuation, strip_eos
@@ -30,12 +31,19 @@ __all__ = ["sweep", "score_continuation", "parse_strengths", "MAX_PPL_RATIO"]
 MAX_PPL_RATIO = 1.5
 
 
-def _run_seed(model, tokenizer, sae, hook_name, prompt_ids, unit, strengths, sampling, eos, on_step):
-    """One seed: rows [baseline, *strengths] generated in one batch, then scored; returns one dict per row."""
+def _run_seed(model, tokenizer, sae, hook_name, prompt_ids, unit, strengths, sampling, eos, on_step, mask=None):
+    """One seed: rows [baseline, *strengths] generated in one batch, then scored; returns one dict per row.
+    With `mask` (the effect tokens over the vocabulary), each row also gets `effect_probs`: per generated token,
+    the probability the row's model gave the effect tokens at that step."""
     scale = torch.tensor([0.0] + strengths)
     steerer = Steerer(unit, sae, rows=torch.tensor([False] + [True] * len(strengths)), row_scale=scale)
-    rows = None
-    for step, rows in enumerate(iter_rows(model, prompt_ids, len(scale), sampling, steerer, hook_name, eos)):
+    rows, probs = None, []
+
+    def record(logits):
+        probs.append(torch.softmax(logits.float(), -1)[:, mask(logits.shape[-1]).to(logits.device)].sum(-1).cpu())
+
+    for step, rows in enumerate(iter_rows(model, prompt_ids, len(scale), sampling, steerer, hook_name, eos,
+                                          on_logits=record if mask is not None else None)):
         on_step(step)
     feats = [f.index for f in unit.features]
     means = steerer.steered_means()
@@ -44,7 +52,22 @@ def _run_seed(model, tokenizer, sae, hook_name, prompt_ids, unit, strengths, sam
         toks = strip_eos(rows[r], eos)
         sc = score_continuation(model, sae, hook_name, prompt_ids, toks, feats)
         out.append({"text": decode(tokenizer, rows[r], eos), "tokens": toks, "steered_feature_mean": means[r], **sc})
+        if mask is not None:  # step i drew token i of every row that was still going
+            out[-1]["effect_probs"] = [float(p[r]) for p in probs[:len(toks)]]
     return out
+
+
+def _effect_mask(tokenizer, keys):
+    """vocab size -> the effect tokens' mask over a vocabulary of that size (built once, at the first step: the
+    logits say the model's vocabulary size, which can exceed the tokenizer's)."""
+    built = {}
+
+    def mask(vocab: int) -> torch.Tensor:
+        if vocab not in built:
+            built[vocab] = key_mask(tokenizer, keys, vocab)
+        return built[vocab]
+
+    return mask
 
 
 def _mean(values):
@@ -64,6 +87,9 @@ def _aggregate(per_seed: list[dict], feats: list[int], tokenizer, keys) -> dict:
     if keys is not None:
         hits, n = map(sum, zip(*(token_share(tokenizer, r["tokens"], keys) for r in per_seed)))
         row.update(effect_share=hits / n if n else None, effect_hits=hits, effect_tokens=n)
+    probs = [p for r in per_seed for p in r.get("effect_probs", [])]
+    if probs:
+        row["effect_expected"] = sum(probs) / len(probs)
     return row
 
 
@@ -72,7 +98,7 @@ def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: Steering
           max_ppl_ratio: float = MAX_PPL_RATIO) -> dict:
     """Generate at each strength for `seeds` seeds (sampling.seed, +1, ...) and score every output; returns
     `{prompt, method, features, strengths, seeds, rows: [{strength, text, n_tokens, perplexity, feature_mean,
-    feature_max, steered_feature_mean, [effect_share, effect_hits, effect_tokens]}], baseline: {same, unsteered},
+    feature_max, steered_feature_mean, [effect_share, effect_hits, effect_tokens, effect_expected]}], baseline: {same, unsteered},
     suggested_strength, suggestion, effect_source, effect_token_list, seconds}`. `effect_tokens` is
     `effect.effect_tokens(...)`; without it there is no effect share."""
     if not steering.features:
@@ -86,6 +112,7 @@ def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: Steering
                           normalize=steering.normalize, positions=steering.positions)
     prompt_ids = encode_prompt(tokenizer, prompt, sampling.chat)
     eos = _eos_ids(tokenizer, model)
+    mask = _effect_mask(tokenizer, effect_tokens["keys"]) if effect_tokens else None
     t0, n_steps = time.perf_counter(), int(seeds) * sampling.max_new_tokens
     per_seed = []
     for k in range(int(seeds)):
@@ -95,7 +122,7 @@ def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: Steering
             if progress:
                 progress((k * sampling.max_new_tokens + step + 1) / n_steps, f"seed {k + 1}/{seeds}: "
                                                                              f"token {step + 1}")
-        per_seed.append(_run_seed(model, tokenizer, sae, hook_name, prompt_ids, unit, strengths, s, eos, on_step))
+        per_seed.append(_run_seed(model, tokenizer, sae, hook_name, prompt_ids, unit, strengths, s, eos, on_step, mask))
     feats = [f.index for f in steering.features]
     keys = effect_tokens["keys"] if effect_tokens else None
     rows = [_aggregate([seed_rows[r] for seed_rows in per_seed], feats, tokenizer, keys)
