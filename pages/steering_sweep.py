@@ -51,7 +51,7 @@ def sweep_figure(result: dict) -> go.Figure:
                                      name="expected share (model's probability, steered)"), row=2, col=1)
             fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[base["effect_expected"]] * 2, mode="lines",
                                      line=dict(dash="dot"), name="expected share (unsteered baseline)"), row=2, col=1)
-    fig.update_layout(height=480, margin=dict(l=50, r=50, t=80, b=40), template="plotly_white",
+    fig.update_layout(height=520, margin=dict(l=50, r=50, t=120, b=40), template="plotly_white",
                       legend=dict(orientation="h", y=1.2))
     fig.update_xaxes(title_text="strength", row=2, col=1)
     fig.update_yaxes(title_text="feature activation", row=1, col=1, secondary_y=False)
