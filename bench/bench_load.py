@@ -351,7 +351,8 @@ def main() -> None:
     ap.add_argument("--client", choices=["gradio_client", "page", "json"], default="gradio_client",
                     help="how the clients call: gradio_client, the web page's queue protocol over kept-alive "
                          "connections (lighter on a shared machine), or the JSON read API (/mistudio/api/…)")
-    ap.add_argument("--start-timeout", type=float, default=600)
+    ap.add_argument("--start-timeout", type=float, default=600,
+                    help="seconds the app, then the training, get to start (a busy 2-core box is slow)")
     ap.add_argument("--app-arg", action="append", default=[], help="extra app.py flag (repeatable)")
     ap.add_argument("--home", default=None, help="data directory (default: a temp one linked to the test store)")
     ap.add_argument("--serve-clients", metavar="URL", help=argparse.SUPPRESS)
@@ -364,8 +365,8 @@ def main() -> None:
 
     load_before, r = os.getloadavg(), {}
     try:
-        with AppServer(Path(args.home) if args.home else scratch_home(), builtins=True,
-                       extra_args=args.app_arg) as app:
+        with AppServer(Path(args.home) if args.home else scratch_home(), builtins=True, extra_args=args.app_arg,
+                       start_timeout=args.start_timeout) as app:
             measure(args, app, r)
     except Exception as e:  # noqa: BLE001 — say what failed, then print what was measured
         r.setdefault("notes", []).append(f"FAILED: {type(e).__name__}: {e}"[:500])
