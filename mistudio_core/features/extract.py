@@ -133,20 +133,31 @@ def resolve_search_dtype(cfg: ExtractConfig, model_dtype: torch.dtype, device: t
     return "bfloat16" if device.type == "cpu" and cpu_bf16_speedup() >= MIN_SPEEDUP else "float32"
 
 
+def _clock() -> tuple[float, float]:
+    """(wall, CPU) seconds now; CPU = this process's, all threads (the fair measure on a shared machine)."""
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: tuple[float, float]) -> tuple[float, float]:
+    now = _clock()
+    return now[0] - t0[0], now[1] - t0[1]
+
+
 def _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop,
-               search=None) -> tuple[int, float]:
+               search=None) -> tuple[int, tuple[float, float]]:
     """Pass 1: capture B contexts at a time, encode them to their nonzero codes (chunks of contexts small enough
     that a chunk's pre-activations stay under MAX_CODE_ELEMENTS whatever the SAE's width), account the batch.
-    Returns (contexts done, seconds of the first batch: it also fills every feature's empty slots, a fixed cost)."""
+    Returns (contexts done, (wall, CPU) seconds of the first batch: it also fills every feature's empty slots, a
+    fixed cost)."""
     from ..hooks import capture
 
     B, T, t0 = cfg.batch_contexts, tokens.shape[1], time.time()
     sae_param = next(sae.parameters())
-    dev, done, first_s = _device_of(model), 0, 0.0
+    dev, done, first_s = _device_of(model), 0, (0.0, 0.0)
     for s in range(0, len(order), B):
         if should_stop and should_stop():
             break
-        t_batch = time.perf_counter()
+        t_batch = _clock()
         ids = order[s:s + B]
         batch = tokens[ids].long()  # rows read on demand from the (int32, memory-mapped) grid
         keep = eligible(batch, excluded)
@@ -155,7 +166,7 @@ def _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, sh
             tok, feat, vals = sparse_codes(sae, acts, MAX_CODE_ELEMENTS, search)
         acc.update_sparse(tok, feat, vals, len(ids), T, ids, keep)
         if s == 0:
-            first_s = time.perf_counter() - t_batch
+            first_s = _since(t_batch)
         done = s + len(ids)
         if progress:
             rate = done * T / max(time.time() - t0, 1e-9)
@@ -169,8 +180,9 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
                      should_stop: Callable[[], bool] | None = None, hook_name: str | None = None) -> FeatureResults:
     """Run the pass and the decoder-logit lists; returns in-memory `FeatureResults` (call `.save(folder)`).
     `meta["seconds"]` splits the time: setup (vocabulary strings), pass (first_batch of it apart), logits and
-    finish (quantile picks, sorting) — all but the pass after its first batch are fixed costs per SAE."""
-    t_setup = time.perf_counter()
+    finish (quantile picks, sorting) — all but the pass after its first batch are fixed costs per SAE;
+    `meta["cpu_seconds"]` is the same split in CPU seconds of this process (the fair one on a busy machine)."""
+    t_setup = _clock()
     model, tokenizer = loaded_model.model, loaded_model.tokenizer
     hook = hook_name or (getattr(sae.cfg, "metadata", None) or {}).get("hook_name")
     if not hook:
@@ -193,12 +205,10 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     search = prepare_search(sae, search_dtype)  # None: the plain encode (fp32 search, or not a TopK SAE)
     dtypes = {"model": str(model_dtype).removeprefix("torch."), "search": "float32" if search is None else
               search_dtype, "values": "float32", "search_margin": 0 if search is None else search.margin}
-    t_pass = time.perf_counter()
-    t_setup = t_pass - t_setup
+    t_setup, t_pass = _since(t_setup), _clock()
     done, t_first = _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop, search)
     del search
-    t_pass = time.perf_counter() - t_pass
-    t_finish = time.perf_counter()
+    t_pass, t_finish = _since(t_pass), _clock()
     quant = acc.quantile_picks(cfg.n_quantiles, cfg.quantile_examples)
     top = acc.sorted_top()
     ctx = torch.cat([top.ctx, quant.ctx], 1)
@@ -206,9 +216,9 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     acts = torch.cat([top.win, quant.win], 1).cpu()
     if progress:
         progress(0.97, "decoder logits")
-    t_finish, t_logits = time.perf_counter() - t_finish, time.perf_counter()
+    t_finish, t_logits = _since(t_finish), _clock()
     logit_t = decoder_logits(model, sae.W_dec, cfg.n_logits)
-    t_logits = time.perf_counter() - t_logits
+    t_logits = _since(t_logits)
     used = torch.unique(ctx[ctx >= 0].cpu())
     k = cfg.top_k
     tensors = {
@@ -225,8 +235,9 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
             "n_contexts": done, "pass2_contexts": 0, "stopped_early": done < n_ctx, "window": W,
             "n_quantiles": cfg.n_quantiles, "quantile_examples": cfg.quantile_examples,
             "model_id": getattr(loaded_model, "model_id", None), "created": time.time(), "dtypes": dtypes,
-            "seconds": {"setup": round(t_setup, 3), "pass": round(t_pass, 3), "first_batch": round(t_first, 3),
-                        "logits": round(t_logits, 3), "finish": round(t_finish, 3)}}
+            **{key: {"setup": round(t_setup[i], 3), "pass": round(t_pass[i], 3), "first_batch": round(t_first[i], 3),
+                     "logits": round(t_logits[i], 3), "finish": round(t_finish[i], 3)}
+               for i, key in enumerate(("seconds", "cpu_seconds"))}}
     windows = {"top_acts": acts[:, :k].contiguous(), "quant_acts": acts[:, k:].contiguous()}
     if progress:
         progress(1.0, f"done: {acc.n_tokens:,} tokens")
