@@ -7,8 +7,10 @@ Phases (each timed in wall seconds and CPU-seconds of this process, `time.proces
 evaluate on the corpus's held-out slice (the job's final evaluation, in the job's model dtype) — that is the preset's
 time — and then, as extra phases outside it, on out-of-domain text with the model in float32 as an outside evaluator
 would: the Python language reference that ships inside CPython (`pydoc_data.topics`: ~465k characters of code-heavy
-technical prose, nothing like State of the Union) and, where the OS ships it, Debian's /usr/share/common-licenses
-(legal prose), each registered once as a local dataset (`python-reference`, `licenses`) and tokenized like sotu.
+technical prose, nothing like State of the Union), the standard library's docstrings (~610k characters of technical
+prose about software, little code) and, where the OS ships it, Debian's /usr/share/common-licenses (legal prose),
+each registered once as a local dataset (`python-reference`, `stdlib-docstrings`, `licenses`) and tokenized like
+sotu.
 
 The idle-machine wall time is estimated as CPU-seconds / threads used (the machine this was written on is shared,
 so wall time measures the neighbours as much as the code): printed beside the measured wall.
@@ -52,8 +54,36 @@ def _licenses() -> dict[str, str]:
             if f.is_file() and not f.is_symlink()} if folder.is_dir() else {}
 
 
-# Out-of-domain text found offline: code-heavy technical prose, and legal prose (when the OS ships it).
-OODS = {OOD: _pydoc_topics, "licenses": _licenses}
+def _stdlib_docstrings() -> dict[str, str]:
+    """Docstrings of the Python standard library's pure-Python modules, their classes and functions: technical
+    English prose (parameters, behaviour, caveats) with little code, ~1 MB."""
+    import importlib
+    import inspect
+    import pkgutil
+    import sys
+
+    texts = {}
+    for info in sorted(pkgutil.iter_modules(), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name in ("this", "antigravity", "idlelib", "tkinter", "turtle") or \
+                info.name not in sys.stdlib_module_names:
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except Exception:  # noqa: BLE001 - platform modules that do not import here
+            continue
+        docs = [inspect.getdoc(module) or ""]
+        for _, obj in sorted(vars(module).items()):
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and getattr(obj, "__module__", "") == info.name:
+                docs.append(inspect.getdoc(obj) or "")
+        text = "\n\n".join(d for d in docs if d)
+        if len(text) > 200:
+            texts[info.name] = text
+    return texts
+
+
+# Out-of-domain text found offline: code-heavy technical prose, legal prose (when the OS ships it), and
+# technical prose about software (docstrings).
+OODS = {OOD: _pydoc_topics, "licenses": _licenses, "stdlib-docstrings": _stdlib_docstrings}
 
 
 def ensure_ood_dataset(store: Store, name: str = OOD) -> bool:
