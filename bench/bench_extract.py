@@ -156,7 +156,8 @@ def bench_width(loaded, tokens, d_sae, args) -> dict:
            "encode_cpu_s_per_mtok": 1e6 * t_enc / n, "extract_tok_s": n / t_full, "extract_tok_cpu_s": n / c_full,
            "ratio_wall": t_full / t_cap, "ratio": c_full / c_cap, "fixed_cpu_s": fixed * scale,
            "per_token_ratio": rate * scale / cap_rate, "ratio_1m": (fixed + rate * 1e6) * scale / (cap_rate * 1e6),
-           "seconds": sec, "cpu_seconds": csec, "peak_mib": peak, "base_rss_mib": base_rss, "live": int((res.t["count"] > 0).sum()),
+           "seconds": sec, "cpu_seconds": csec, "peak_mib": peak, "base_rss_mib": base_rss,
+           "live": int((res.t["count"] > 0).sum()),
            "pass2_contexts": res.meta["pass2_contexts"], "dtypes": res.meta["dtypes"], "agree": agree}
     if args.export_features:
         n_exp = min(args.export_features, d_sae)
@@ -255,7 +256,8 @@ def main() -> None:
         exp = "" if "export_ms_per_feature" not in r else f"{r['export_ms_per_feature']:.1f}"
         est = "" if "export_all_s_est" not in r else f"{r['export_all_s_est']:,.0f}"
         dt = r["dtypes"]
-        print(f"| {d_sae:,} | {dt['model']} / {dt['search']} ({100 * r['agree']:.2f}%) | {r['capture_tok_cpu_s']:,.0f} ({r['capture_tok_s']:,.0f}) | "
+        print(f"| {d_sae:,} | {dt['model']} / {dt['search']} ({100 * r['agree']:.2f}%) "
+              f"| {r['capture_tok_cpu_s']:,.0f} ({r['capture_tok_s']:,.0f}) | "
               f"{r['encode_cpu_s_per_mtok']:,.0f} | {r['extract_tok_cpu_s']:,.0f} ({r['extract_tok_s']:,.0f}) "
               f"| {r['ratio']:.2f} ({r['ratio_wall']:.2f}) "
               f"| {r['fixed_cpu_s']:.1f} ({(r.get('cpu_seconds') or r['seconds'])['logits']:.1f}) "
