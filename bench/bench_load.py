@@ -7,7 +7,8 @@ half after, so drift and the stream's cycle weigh on both sides) and over the wi
 that stalls counts as stalled). The stream alternates ~64 fast SAE steps with a pause to refill its activation
 buffer (model forwards), so windows shorter than a few such cycles (~1 min on 2 cores) mismeasure: keep
 --alone and --duration at 120 s or more. Each client asks for one cheap read at a time (header status, training
-choices, SAE/dataset/model lists: what an open page asks for), then waits 0.5 s; latencies count once the clients
+choices, SAE/dataset/model lists: what an open page asks for), then waits `--think` s (0.5: a stress test, 6× an
+open page's header cadence of 3 s); latencies count once the clients
 had `--ramp` seconds to connect.
 
 The table: requests, errors (must be 0), p50/p95/max latency of the cheap reads (and per endpoint), tokens/s alone
@@ -115,7 +116,7 @@ def connect(url: str, kind: str):
     return Client(url, verbose=False, httpx_kwargs={"timeout": 60})
 
 
-def poll(url: str, kind: str, start: float, end: float, out: dict, i: int) -> None:
+def poll(url: str, kind: str, start: float, end: float, out: dict, i: int, think: float = 0.5) -> None:
     time.sleep(0.1 * i)  # users arrive over a few seconds, not in the same millisecond
     try:
         client = connect(url, kind)
@@ -133,7 +134,7 @@ def poll(url: str, kind: str, start: float, end: float, out: dict, i: int) -> No
         except Exception as e:  # noqa: BLE001
             out["errors"].append(f"{name}: {type(e).__name__}: {e}"[:300])
         n += 1
-        time.sleep(0.5)
+        time.sleep(think)
 
 
 def _yield_cpu() -> None:
@@ -145,12 +146,13 @@ def _yield_cpu() -> None:
         pass  # no autogroups here: plain nice applies
 
 
-def serve_clients(url: str, kind: str, clients: int, start: float, duration: float, out_path: str) -> None:
+def serve_clients(url: str, kind: str, clients: int, start: float, duration: float, out_path: str,
+                  think: float = 0.5) -> None:
     _yield_cpu()
     """Poll from `clients` threads until `start + duration` (epoch seconds); latencies count from `start`
     (connecting is not what is measured); results go to `out_path` as JSON."""
     out = {"start": start, "end": start + duration, "latency": {}, "errors": [], "connected": []}
-    threads = [threading.Thread(target=poll, args=(url, kind, start, start + duration, out, i), daemon=True)
+    threads = [threading.Thread(target=poll, args=(url, kind, start, start + duration, out, i, think), daemon=True)
                for i in range(clients)]
     for t in threads:
         t.start()
@@ -282,7 +284,7 @@ def measure(args, app, r: dict) -> None:
     start = time.time() + args.ramp
     cmd = ["nice", "-n", str(args.client_nice), sys.executable, __file__, "--serve-clients", app.url, "--out",
            str(out), "--clients", str(args.clients), "--start-at", str(start), "--duration", str(args.duration),
-           "--client", args.client]
+           "--client", args.client, "--think", str(args.think)]
     # Own session → own scheduler autogroup (Linux schedules autogroups fairly, whatever the nice inside them), then
     # the group's nice raised too (`_yield_cpu`): otherwise the clients' group gets as much CPU as the app's.
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
@@ -314,7 +316,7 @@ def report(args, r: dict, load_before: tuple) -> None:
     lat = [x for v in c["latency"].values() for x in v]
     nan = float("nan")
     (ra, alone), (rl, loaded) = r.get("alone") or (nan, []), r.get("load") or (nan, [])
-    print(f"\nclients call through: {args.client}")
+    print(f"\nclients call through: {args.client}; each waits {args.think:g} s between reads")
     print(f"{'clients':>8} {'connected':>9} {'requests':>9} {'errors':>7} {'p50 ms':>7} {'p95 ms':>7} "
           f"{'max ms':>7} {'tok/s alone':>12} {'under load':>11} {'slowdown':>9}")
     print(f"{args.clients:>8} {len(c['connected']):>9} {len(lat):>9} {len(c['errors']):>7} {pct(lat, .5):>7.0f} "
@@ -353,6 +355,9 @@ def main() -> None:
                          "connections (lighter on a shared machine), or the JSON read API (/mistudio/api/…)")
     ap.add_argument("--start-timeout", type=float, default=600,
                     help="seconds the app, then the training, get to start (a busy 2-core box is slow)")
+    ap.add_argument("--think", type=float, default=0.5,
+                    help="seconds each client waits between reads (0.5: a stress test; an open page polls its header "
+                         "every 3 s and reads a list when a tab opens)")
     ap.add_argument("--app-arg", action="append", default=[], help="extra app.py flag (repeatable)")
     ap.add_argument("--home", default=None, help="data directory (default: a temp one linked to the test store)")
     ap.add_argument("--serve-clients", metavar="URL", help=argparse.SUPPRESS)
@@ -360,7 +365,8 @@ def main() -> None:
     ap.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_clients:
-        return serve_clients(args.serve_clients, args.client, args.clients, args.start_at, args.duration, args.out)
+        return serve_clients(args.serve_clients, args.client, args.clients, args.start_at, args.duration, args.out,
+                             args.think)
     from browser import AppServer
 
     load_before, r = os.getloadavg(), {}

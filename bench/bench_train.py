@@ -183,6 +183,8 @@ def main() -> None:
     for r in range(max(args.rounds, args.std_rounds)):
         jobs = [(t, a, scaled_l1(t, u, raw_norm)) for a, t in rows for u in (sweep if a == "standard" else [0.0])
                 if r < (args.std_rounds if a == "standard" else args.rounds)]
+        if not jobs:  # e.g. --only standard with more TopK rounds than standard ones
+            continue
         jobs = jobs[r % len(jobs):] + jobs[:r % len(jobs)]
         print(f"round {r + 1}: {len(jobs)} runs", flush=True)
         for (tool, arch, _), res in zip(jobs, run_all(jobs, args, py)):
