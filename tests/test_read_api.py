@@ -149,3 +149,17 @@ def test_poller_head_polls_the_status_route():
     head = poller_head(2.5)
     assert "mistudio/api/status" in head and "const PERIOD_MS = 2500;" in head and "#mistudio-status" in head
     json.dumps(head)  # goes into Gradio's config as a string
+
+
+@pytest.mark.parametrize("value", ["\x00", "x" * 5000, "../../../etc/passwd", "/etc/passwd", "💥\u202e", "%00", ""])
+def test_hostile_query_values_get_json_answers_without_tracebacks_or_paths(ctx, value):
+    from urllib.parse import quote
+
+    for route, param in (("training", "model"), ("training", "dataset"), ("jobs", "kind"), ("saes", "x")):
+        r = call(ctx, f"/mistudio/api/{route}?{param}={quote(value)}")
+        assert r.status_code in (200, 400, 404), (route, param, r.status_code, r.text[:200])
+        body = r.json()  # always JSON
+        text = json.dumps(body)
+        assert "Traceback" not in text and str(ctx.store.home) not in text, text[:300]
+        if r.status_code != 200:
+            assert body.get("error"), body
