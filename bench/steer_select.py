@@ -71,10 +71,10 @@ def own_word_logit_effect(t, results, picked: list[tuple[int, float, str]], prom
     import torch
 
     from mistudio_core.hooks import intervene
-    from mistudio_core.steering.effect import token_key
+    from mistudio_core.steering.effect import key_mask
 
-    vocab = [token_key(t.tokenizer, i) for i in range(t.model.config.vocab_size)]
-    masks = {w: torch.tensor([k == w for k in vocab]) for _, _, w in picked}
+    vocab = t.model.config.vocab_size
+    masks = {w: key_mask(t.tokenizer, [w], vocab) for w in {w for _, _, w in picked}}
     rows = torch.stack([t.sae.W_dec[f].detach() * float(results.t["max"][f]) for f, _, _ in picked])
     gain = torch.zeros(len(picked))
     for prompt in prompts:

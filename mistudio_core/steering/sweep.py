@@ -98,8 +98,8 @@ def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: Steering
           max_ppl_ratio: float = MAX_PPL_RATIO) -> dict:
     """Generate at each strength for `seeds` seeds (sampling.seed, +1, ...) and score every output; returns
     `{prompt, method, features, strengths, seeds, rows: [{strength, text, n_tokens, perplexity, feature_mean,
-    feature_max, steered_feature_mean, [effect_share, effect_hits, effect_tokens, effect_expected]}], baseline: {same, unsteered},
-    suggested_strength, suggestion, effect_source, effect_token_list, seconds}`. `effect_tokens` is
+    feature_max, steered_feature_mean, [effect_share, effect_hits, effect_tokens, effect_expected]}],
+    baseline: {same, unsteered}, suggested_strength, suggestion, effect_source, effect_token_list, seconds}`. `effect_tokens` is
     `effect.effect_tokens(...)`; without it there is no effect share."""
     if not steering.features:
         raise ValidationError("Add at least one feature to sweep its strength.")
@@ -122,7 +122,8 @@ def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: Steering
             if progress:
                 progress((k * sampling.max_new_tokens + step + 1) / n_steps, f"seed {k + 1}/{seeds}: "
                                                                              f"token {step + 1}")
-        per_seed.append(_run_seed(model, tokenizer, sae, hook_name, prompt_ids, unit, strengths, s, eos, on_step, mask))
+        per_seed.append(_run_seed(model, tokenizer, sae, hook_name, prompt_ids, unit, strengths, s, eos, on_step,
+                                  mask))
     feats = [f.index for f in steering.features]
     keys = effect_tokens["keys"] if effect_tokens else None
     rows = [_aggregate([seed_rows[r] for seed_rows in per_seed], feats, tokenizer, keys)
