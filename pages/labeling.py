@@ -158,9 +158,11 @@ def job_summary(ctx: AppContext, job_id: str | None) -> str:
 def watch_job(ctx: AppContext, job_id: str | None, poll_s: float = 1.0):
     """Yield the summary until the job ends (this only watches; the runner does the work)."""
     while True:
-        line = job_summary(ctx, job_id)
-        yield line
-        if not job_id or ctx.jobs is None or ctx.jobs.get(job_id)["status"] not in ("queued", "running"):
+        # The status is read before the summary: a job that ends between the two reads gets one more pass, so the
+        # last line shown is always the final one.
+        active = bool(job_id) and ctx.jobs is not None and ctx.jobs.get(job_id)["status"] in ("queued", "running")
+        yield job_summary(ctx, job_id)
+        if not active:
             return
         time.sleep(poll_s)
 

@@ -70,8 +70,9 @@ def job_status(ctx: AppContext, job_id: str | None) -> str:
 async def watch(ctx: AppContext, job_id: str | None, current: str | None) -> AsyncIterator[tuple]:
     """Follow one evaluation until it ends; yields (status, comparison choices) on each poll."""
     while True:
+        active = bool(job_id) and ctx.jobs.get(job_id)["status"] in ACTIVE  # read first: the last yield is final
         yield job_status(ctx, job_id), compare_choices(ctx, current)
-        if not job_id or ctx.jobs.get(job_id)["status"] not in ACTIVE:
+        if not active:
             return
         await asyncio.sleep(POLL_S)
 

@@ -179,13 +179,16 @@ def _epoch(history: list[dict], progress: dict) -> str:
 async def watch(ctx: AppContext, job_id: str | None) -> AsyncIterator[tuple]:
     """Stream the table and the card until no training is queued or running (then one last update)."""
     while True:
+        jobs = ctx.jobs.list("train") if ctx.jobs else []
+        # Whether any job is active is read before the card: a job that ends between the two reads gets one more
+        # pass, so the last card shown is always the final one (e.g. "cancelled").
+        active = any(r["status"] in ACTIVE for r in jobs)
         if not job_id:  # a running job, else the most recent one (after a restart the last training is shown)
-            jobs = ctx.jobs.list("train") if ctx.jobs else []
             running = [r["id"] for r in jobs if r["status"] in ACTIVE]
             job_id = running[-1] if running else (jobs[-1]["id"] if jobs else None)
         md, fig = card(ctx, job_id)
         yield jobs_table(ctx), md, fig, gr.update(choices=_job_ids(ctx), value=job_id)
-        if not any(r["status"] in ACTIVE for r in (ctx.jobs.list("train") if ctx.jobs else [])):
+        if not active:
             return
         await asyncio.sleep(POLL_S)
 
