@@ -117,9 +117,11 @@ def test_extraction_in_bf16_search_matches_fp32_and_says_so(tmp_path):
     exact = extract_features(loaded, sae, tokens, ExtractConfig(**cfg, search_dtype="float32"))
     fast = extract_features(loaded, sae, tokens, ExtractConfig(**cfg, search_dtype="bfloat16"))
     assert exact.meta["dtypes"] == {"model": "float32", "search": "float32", "values": "float32",
-                                    "search_margin": 0}
+                                    "search_margin": 0, "logits_search": "float32"}
     assert fast.meta["dtypes"] == {"model": "float32", "search": "bfloat16", "values": "float32",
-                                   "search_margin": 8}
+                                   "search_margin": 8, "logits_search": "bfloat16"}
+    assert torch.equal(fast.t["top_logit_ids"], exact.t["top_logit_ids"])  # bf16-searched logits: same lists
+    assert torch.allclose(fast.t["top_logit_vals"], exact.t["top_logit_vals"], atol=1e-5)
     n_codes = int(exact.t["count"].sum())
     assert n_codes > 0 and int((fast.t["count"] - exact.t["count"]).abs().sum()) <= 0.001 * n_codes
     assert torch.allclose(fast.t["max"], exact.t["max"], rtol=1e-5, atol=1e-5)

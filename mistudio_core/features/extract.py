@@ -204,7 +204,8 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     search_dtype = resolve_search_dtype(cfg, model_dtype, _device_of(model))
     search = prepare_search(sae, search_dtype)  # None: the plain encode (fp32 search, or not a TopK SAE)
     dtypes = {"model": str(model_dtype).removeprefix("torch."), "search": "float32" if search is None else
-              search_dtype, "values": "float32", "search_margin": 0 if search is None else search.margin}
+              search_dtype, "values": "float32", "search_margin": 0 if search is None else search.margin,
+              "logits_search": str(search_dtype).removeprefix("torch.")}
     t_setup, t_pass = _since(t_setup), _clock()
     done, t_first = _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, should_stop, search)
     del search
@@ -217,7 +218,7 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     if progress:
         progress(0.97, "decoder logits")
     t_finish, t_logits = _since(t_finish), _clock()
-    logit_t = decoder_logits(model, sae.W_dec, cfg.n_logits)
+    logit_t = decoder_logits(model, sae.W_dec, cfg.n_logits, search_dtype=search_dtype)
     t_logits = _since(t_logits)
     used = torch.unique(ctx[ctx >= 0].cpu())
     k = cfg.top_k
