@@ -17,7 +17,7 @@ TARGET_INFO = "Standard SAEs: λ is adjusted every step to reach this L0 (0 = us
 
 def _recipe(ui: dict, d: TrainConfig) -> None:
     with gr.Row():
-        ui["template"] = gr.Dropdown(label="Preset / template (quick: short demo; quality: ≈11 min on 2 idle CPU cores)",
+        ui["template"] = gr.Dropdown(label="Preset / template (quick: short demo; quality: ≈12 min on 2 idle CPU cores)",
                                      choices=[], allow_custom_value=False, elem_id="training-preset")
         ui["name"] = gr.Textbox(label="Name", placeholder="e.g. l8-topk32")
     with gr.Row():
