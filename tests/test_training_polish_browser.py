@@ -79,4 +79,5 @@ def test_training_tab_polish(real_store, tmp_path, artifacts_dir):
             wait_for(lambda: page.get_by_label("Job", exact=True).input_value() == job_id, 60,
                      f"job {job_id} selected after the restart")
             browser.screenshot(page, "training_polish_restart")
+            page.close()  # before this server stops too: its cut heartbeat stream logs ERR_INCOMPLETE_CHUNKED_ENCODING
     assert not browser.console_errors, browser.console_errors
