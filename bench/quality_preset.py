@@ -129,9 +129,10 @@ def parse(argv=None):
     ap.add_argument("--eval-contexts", type=int, default=64)
     ap.add_argument("--cache-tokens", type=int)
     ap.add_argument("--fresh", action="store_true", help="delete a matching cache first, so capture is measured")
-    for name in ("steps", "lr", "lr_warmup_steps", "lr_decay_steps", "aux_coefficient", "k", "expansion_factor"):
-        ap.add_argument("--" + name.replace("_", "-"), dest=name, type=float if name in ("lr", "aux_coefficient")
-                        else int)
+    floats = ("lr", "aux_coefficient", "token_noise_contexts", "token_noise_rate")
+    for name in ("steps", "lr", "lr_warmup_steps", "lr_decay_steps", "aux_coefficient", "k", "expansion_factor",
+                 "token_noise_contexts", "token_noise_rate"):
+        ap.add_argument("--" + name.replace("_", "-"), dest=name, type=float if name in floats else int)
     ap.add_argument("--b-dec-init")
     ap.add_argument("--register", metavar="NAME", help="add the trained SAE to the store's library under NAME")
     ap.add_argument("--model-dtype", choices=("auto", "float32", "bfloat16"), help="default: the preset's")
@@ -143,7 +144,8 @@ def setup(args):
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
     over = {k: getattr(args, k) for k in ("steps", "lr", "lr_warmup_steps", "lr_decay_steps", "aux_coefficient",
-                                          "k", "expansion_factor", "b_dec_init")}
+                                          "k", "expansion_factor", "b_dec_init", "token_noise_contexts",
+                                          "token_noise_rate")}
     store = Store(args.home)
     ensure_builtins(store)
     args.oods = [name for name in OODS if ensure_ood_dataset(store, name)]
