@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from .sparse_encode import SEARCH_MARGIN  # the same guard against bf16 rounding as the TopK search
+
 _NORM_PATHS = ("model.norm", "model.language_model.norm", "language_model.model.norm", "transformer.ln_f",
                "gpt_neox.final_layer_norm")
 
@@ -74,10 +76,6 @@ def _extreme(scores: torch.Tensor, n: int, largest: bool):
     return torch.return_types.topk((vals, pick.gather(1, j // _BLOCK) * _BLOCK + j % _BLOCK))
 
 
-SEARCH_MARGIN = 8
-"""Extra candidates per end of the list when the product runs in bf16, rescored in fp32 (as in sparse_encode)."""
-
-
 @torch.no_grad()
 def decoder_logits(model, W_dec: torch.Tensor, n: int = 10, chunk: int = 512, search_dtype=None):
     """(top_ids, top_vals, bottom_ids, bottom_vals), each `[d_sae, n]`, computed in chunks of features so the
@@ -115,7 +113,8 @@ def _bf16_candidates(logits: torch.Tensor, wide: int) -> tuple[torch.Tensor, tor
     that pushes almost every token the same way) is ranked on its float values instead."""
     rows, V = logits.shape
     if V % _BLOCK or V // _BLOCK < wide:
-        return logits.float().topk(wide, dim=1).indices, logits.float().topk(wide, dim=1, largest=False).indices
+        exact = logits.float()
+        return exact.topk(wide, dim=1).indices, exact.topk(wide, dim=1, largest=False).indices
     bits = logits.view(torch.int16)
     top = _extreme(bits, wide, True)
     bottom = _extreme(bits ^ 0x7FFF, wide, False)
