@@ -120,6 +120,11 @@ class Clock:
         return out
 
 
+NUMBER_OVERRIDES = ("steps", "lr", "lr_warmup_steps", "lr_decay_steps", "aux_coefficient", "k", "expansion_factor",
+                    "token_noise_contexts", "token_noise_rate", "token_noise_rank_offset")
+"""TrainConfig fields the bench takes as flags (--steps, --token-noise-rank-offset, ...) over the preset's."""
+
+
 def parse(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="quality")
@@ -129,9 +134,8 @@ def parse(argv=None):
     ap.add_argument("--eval-contexts", type=int, default=64)
     ap.add_argument("--cache-tokens", type=int)
     ap.add_argument("--fresh", action="store_true", help="delete a matching cache first, so capture is measured")
-    floats = ("lr", "aux_coefficient", "token_noise_contexts", "token_noise_rate")
-    for name in ("steps", "lr", "lr_warmup_steps", "lr_decay_steps", "aux_coefficient", "k", "expansion_factor",
-                 "token_noise_contexts", "token_noise_rate"):
+    floats = ("lr", "aux_coefficient", "token_noise_contexts", "token_noise_rate", "token_noise_rank_offset")
+    for name in NUMBER_OVERRIDES:
         ap.add_argument("--" + name.replace("_", "-"), dest=name, type=float if name in floats else int)
     ap.add_argument("--b-dec-init")
     ap.add_argument("--register", metavar="NAME", help="add the trained SAE to the store's library under NAME")
@@ -143,9 +147,7 @@ def setup(args):
     """(store, preset, train config, cache options) for the run `args` describes."""
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
-    over = {k: getattr(args, k) for k in ("steps", "lr", "lr_warmup_steps", "lr_decay_steps", "aux_coefficient",
-                                          "k", "expansion_factor", "b_dec_init", "token_noise_contexts",
-                                          "token_noise_rate")}
+    over = {k: getattr(args, k) for k in NUMBER_OVERRIDES + ("b_dec_init",)}
     store = Store(args.home)
     ensure_builtins(store)
     args.oods = [name for name in OODS if ensure_ood_dataset(store, name)]

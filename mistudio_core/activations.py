@@ -22,7 +22,8 @@ mask is needed.
 
 Token noise (`token_noise`, off by default): a seeded share of each refill's contexts gets a share of its kept
 positions replaced by random vocabulary ids before the forward — a data augmentation for SAEs that must also
-reconstruct text unlike their corpus (see `TrainConfig.token_noise_contexts`). The kept positions are decided on the
+reconstruct text unlike their corpus (see `TrainConfig.token_noise_contexts`); the ids are drawn uniformly or, with a
+rank offset, favouring the tokenizer's early (frequent) merges. The kept positions are decided on the
 corpus's tokens, so refill lengths stay known without running the model.
 
 `cache_activations` writes a stream to safetensors shards once; `ShardStream` replays them (same batch protocol,
@@ -118,6 +119,19 @@ def noise_pool(tokenizer, vocab_size: int) -> torch.Tensor:
     return ids[~torch.isin(ids, torch.tensor(sorted(added), dtype=torch.long))]
 
 
+def _noise_setting(token_noise) -> tuple[float, float, float] | None:
+    """`token_noise` as (share of contexts, rate, rank offset), None when off; a 2-tuple draws uniformly."""
+    if not token_noise or token_noise[0] <= 0:
+        return None
+    share, rate, *rest = token_noise
+    return float(share), float(rate), float(rest[0]) if rest else 0.0
+
+
+def _rank_weights(n: int, offset: float) -> torch.Tensor | None:
+    """Draw weights ∝ 1/(rank + offset) over a pool of n ids in vocabulary order; None (uniform) for offset 0."""
+    return None if not offset else 1.0 / (torch.arange(n, dtype=torch.float64) + offset)
+
+
 def _context_ids(ids, n: int) -> torch.Tensor:
     """`context_ids` as a LongTensor of valid, distinct rows (None: all n rows, in order)."""
     if ids is None:
@@ -166,9 +180,11 @@ class ActivationStream(_Batcher):
             raise ValidationError("No tokens left to train on after skipping BOS/position 0 and padding; "
                                   "use longer contexts or skip_bos=False.")
         self._perms: dict[int, torch.Tensor] = {}
-        self.token_noise = tuple(token_noise) if token_noise and token_noise[0] > 0 else None
-        """(share of contexts, share of their tokens) replaced by random vocabulary ids (`TrainConfig.token_noise`)."""
+        self.token_noise = _noise_setting(token_noise)
+        """(share of contexts, share of their tokens, rank offset) replaced by random vocabulary ids
+        (`TrainConfig.token_noise`; offset 0: uniform draws)."""
         self.noise_pool = self._pool(noise_pool) if self.token_noise else None
+        self._noise_weights = _rank_weights(len(self.noise_pool), self.token_noise[2]) if self.token_noise else None
         super().__init__(batch_tokens, start_batch)
 
     def _pool(self, pool) -> torch.Tensor:
@@ -184,12 +200,17 @@ class ActivationStream(_Batcher):
 
     def _noised(self, tokens: torch.Tensor, keep: torch.Tensor, r: int) -> torch.Tensor:
         """Refill r's contexts with token_noise applied (seeded by (seed, r): a resumed run draws the same)."""
-        share, rate = self.token_noise
+        share, rate, _ = self.token_noise
         g = torch.Generator().manual_seed(derived_seed(self.seed, "noise", r))
         rows = torch.rand(tokens.shape[0], generator=g) < share
         where = (torch.rand(tokens.shape, generator=g) < rate) & rows[:, None] & keep
-        out = tokens.clone()
-        out[where] = self.noise_pool[torch.randint(len(self.noise_pool), (int(where.sum()),), generator=g)]
+        n, out = int(where.sum()), tokens.clone()
+        if self._noise_weights is None:
+            picks = torch.randint(len(self.noise_pool), (n,), generator=g)
+        else:
+            picks = torch.multinomial(self._noise_weights, n, replacement=True, generator=g) if n else \
+                torch.zeros(0, dtype=torch.long)
+        out[where] = self.noise_pool[picks]
         return out
 
     def keep_mask(self, tokens: torch.Tensor) -> torch.Tensor:

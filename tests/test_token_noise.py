@@ -54,3 +54,24 @@ def test_bad_noise_settings_are_refused_with_the_valid_range():
     with pytest.raises(ValidationError, match="token_noise_contexts must be in"):
         TrainConfig(token_noise_contexts=1.5)
     assert TrainConfig().token_noise is None and TrainConfig(token_noise_contexts=0.3).token_noise == (0.3, 0.15)
+
+
+def test_rank_prior_draws_early_vocabulary_ids_far_more_often_and_resumes_exactly():
+    uniform = ActivationStream(MODEL, TOKENS, HOOK, token_noise=(1.0, 1.0), **SMALL)
+    ranked = ActivationStream(MODEL, TOKENS, HOOK, token_noise=(1.0, 1.0, 2.0), **SMALL)
+    drawn = {name: torch.cat([_seen_tokens(s, r)[:, 1:].reshape(-1) for r in range(40)])
+             for name, s in (("uniform", uniform), ("ranked", ranked))}
+    first_tenth = int(ranked.noise_pool[len(ranked.noise_pool) // 10])
+    share = {name: float((ids < first_tenth).float().mean()) for name, ids in drawn.items()}
+    assert share["uniform"] < 0.2 and share["ranked"] > 0.45  # 1/(r+2): ~0.59 of the mass on the first tenth
+    batches = [next(ranked)[HOOK] for _ in range(4)]
+    resumed = next(ActivationStream(MODEL, TOKENS, HOOK, token_noise=(1.0, 1.0, 2.0), start_batch=3, **SMALL))
+    assert torch.equal(resumed[HOOK], batches[3])
+
+
+def test_rank_offset_joins_the_noise_identity_only_when_set():
+    assert TrainConfig(token_noise_contexts=0.5, token_noise_rate=0.3).token_noise == (0.5, 0.3)
+    assert TrainConfig(token_noise_contexts=0.5, token_noise_rate=0.3,
+                       token_noise_rank_offset=1000).token_noise == (0.5, 0.3, 1000)
+    with pytest.raises(ValidationError, match="token_noise_rank_offset must be >= 0"):
+        TrainConfig(token_noise_rank_offset=-1)

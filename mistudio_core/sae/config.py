@@ -140,14 +140,23 @@ class TrainConfig:
     """Checkpoint every this many steps (0: only at cancel and at the end)."""
     token_noise_contexts: float = 0.0
     """Data augmentation: the share of training contexts in which token_noise_rate of the tokens (never position 0)
-    are replaced by uniformly random vocabulary tokens before the model runs, so the SAE also sees token
-    directions its corpus lacks. Measured on the built-in model and corpus (TopK 8× k=32, layer 8, 400 steps):
+    are replaced by random vocabulary tokens (drawn as token_noise_rank_offset says) before the model runs, so the
+    SAE also sees token directions its corpus lacks. Measured on the built-in model and corpus (TopK 8× k=32, layer 8, 400 steps):
     1/3 of contexts at rate 0.15 raised explained variance on Python's docs from 0.743 to 0.759 and on legal text
     from 0.837 to 0.846, at 0.902 → 0.901 in domain; half of the contexts at rate 0.3 (the quality preset) raised
     Python's docs further, 0.768 → 0.791 at lr 4.8e-3, legal text 0.852 → 0.856, in domain 0.907 → 0.903 (rate 0.5
     or two thirds of the contexts: no better). 0 (default) turns it off."""
     token_noise_rate: float = 0.15
     """Share of the tokens replaced in a noised context (see token_noise_contexts)."""
+    token_noise_rank_offset: float = 0.0
+    """How token noise draws its replacement ids. 0 (default): uniformly from the vocabulary. C > 0: id number r of
+    the vocabulary (special and added tokens left out) with probability ∝ 1 / (r + C). A byte-pair tokenizer numbers
+    its tokens in the order it learned its merges, which follows their frequency in its (broad) training text, so
+    this prior puts common tokens of every domain — punctuation, whitespace runs, short words, code pieces — into
+    the noise far more often than rare word fragments; a tokenizer numbered otherwise just gets a skewed pool.
+    Measured (built-in model and corpus, TopK 8× k=32 at layer 8, 400 steps, half the contexts noised at 30%):
+    C = 1000 against uniform raised EV on CPython's reference 0.7905 → 0.7943, stdlib docstrings 0.776 → 0.778,
+    legal text 0.856 → 0.859, in domain 0.9030 → 0.9034; C = 100 gained about half as much."""
     distribute_saes: bool = False
     """Under torchrun with several SAEs (hooks) in one job: give each rank its own SAEs (round robin: rank r trains
     SAEs r, r+world, ...) on the whole batch, capturing only their hooks, with no gradient all-reduce (sparsify's
@@ -187,6 +196,9 @@ class TrainConfig:
         if self.autocast != "off" and self.dtype != "float32":
             raise ValidationError(f"autocast {self.autocast} lowers float32 products, but dtype is {self.dtype}; "
                                   "set dtype float32 or autocast off.")
+        if not self.token_noise_rank_offset >= 0:
+            raise ValidationError(f"token_noise_rank_offset must be >= 0 (0: uniform noise; got "
+                                  f"{self.token_noise_rank_offset}).")
         if not 0 <= self.token_noise_contexts <= 1 or not 0 < self.token_noise_rate <= 1:
             raise ValidationError(f"token_noise_contexts must be in [0, 1] and token_noise_rate in (0, 1] (got "
                                   f"{self.token_noise_contexts}, {self.token_noise_rate}).")
@@ -197,9 +209,13 @@ class TrainConfig:
                                   "leave it empty or choose architecture standard.")
 
     @property
-    def token_noise(self) -> tuple[float, float] | None:
-        """(share of contexts, share of their tokens) for `ActivationStream`, None when off."""
-        return (self.token_noise_contexts, self.token_noise_rate) if self.token_noise_contexts > 0 else None
+    def token_noise(self) -> tuple[float, ...] | None:
+        """(share of contexts, share of their tokens[, rank offset]) for `ActivationStream`, None when off. The rank
+        offset is there only when set, so the identity of a cache noised uniformly stays what it was."""
+        if self.token_noise_contexts <= 0:
+            return None
+        base = (self.token_noise_contexts, self.token_noise_rate)
+        return base + (self.token_noise_rank_offset,) if self.token_noise_rank_offset else base
 
     @property
     def dead_window(self) -> int:
