@@ -27,7 +27,7 @@ from mistudio_core.store import Store
 from mistudio_core.system import get_monitor
 from pages.common import hide_paths
 from pages.context import AppContext
-from pages.hardening import api_docs, harden, tune_queue
+from pages.hardening import api_docs, harden, patient_localhost_check, tune_queue
 from pages.read_api import ReadApi, poller_head
 from pages.server import gradio_temp_dir, install_gate, uploads_dir
 
@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     upload = gradio_temp_dir() if args.read_only else uploads_dir(ctx.store.home)
     ctx.shared["upload_dirs"] = [upload]
     tune_queue()
+    patient_localhost_check()
     demo = create_app(ctx)
     install_gate("miStudio: log in to continue.", reads=ReadApi(ctx, header_text))  # /mistudio/api/…, no queue
     # run_history=False: the browser must not keep a record of calls (a hub token is an input).

@@ -52,6 +52,36 @@ def tune_queue() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", ANALYTICS_EVERY)
 
 
+def patient_localhost_check(wait_s: float = 60.0) -> None:
+    """Gradio's launch asks its own server for a page (a HEAD with a 3 s timeout) and gives up at the first
+    timeout, exiting with "When localhost is not accessible, a shareable link must be created" — on a loaded CPU
+    (a training beside the app, a workshop machine) the freshly started server can take longer than that to answer,
+    and the app dies at start-up. Retry each attempt's timeout instead, for up to `wait_s`; a refused connection
+    still fails fast (that is a real proxy or firewall problem, and Gradio's message is right for it)."""
+    import httpx
+    from gradio import networking
+
+    if getattr(networking.url_ok, "patient", False):
+        return
+
+    def url_ok(url: str) -> bool:
+        deadline, answers = time.monotonic() + wait_s, 0
+        while time.monotonic() < deadline and answers < 5:  # Gradio's own five tries for a wrong answer
+            try:
+                if httpx.head(url, timeout=3, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                    return True
+                answers += 1
+            except httpx.TimeoutException:
+                pass
+            except (ConnectionError, httpx.ConnectError):
+                return False
+            time.sleep(0.5)
+        return False
+
+    url_ok.patient = True
+    networking.url_ok = url_ok
+
+
 def refillable_dropdowns(demo: gr.Blocks) -> list[gr.Dropdown]:
     """Dropdowns that appear as an output of some event (their choices change at run time)."""
     outputs = {id(c) for fn in demo.fns.values() for c in fn.outputs}
