@@ -73,5 +73,6 @@ def test_rank_offset_joins_the_noise_identity_only_when_set():
     assert TrainConfig(token_noise_contexts=0.5, token_noise_rate=0.3).token_noise == (0.5, 0.3)
     assert TrainConfig(token_noise_contexts=0.5, token_noise_rate=0.3,
                        token_noise_rank_offset=1000).token_noise == (0.5, 0.3, 1000)
-    with pytest.raises(ValidationError, match="token_noise_rank_offset must be >= 0"):
-        TrainConfig(token_noise_rank_offset=-1)
+    for bad in (-1, float("inf"), float("nan")):
+        with pytest.raises(ValidationError, match="token_noise_rank_offset must be a finite number >= 0"):
+            TrainConfig(token_noise_rank_offset=bad)

@@ -199,8 +199,8 @@ class TrainConfig:
         if self.autocast != "off" and self.dtype != "float32":
             raise ValidationError(f"autocast {self.autocast} lowers float32 products, but dtype is {self.dtype}; "
                                   "set dtype float32 or autocast off.")
-        if not self.token_noise_rank_offset >= 0:
-            raise ValidationError(f"token_noise_rank_offset must be >= 0 (0: uniform noise; got "
+        if not (math.isfinite(self.token_noise_rank_offset) and self.token_noise_rank_offset >= 0):
+            raise ValidationError(f"token_noise_rank_offset must be a finite number >= 0 (0: uniform noise; got "
                                   f"{self.token_noise_rank_offset}).")
         if not 0 <= self.token_noise_contexts <= 1 or not 0 < self.token_noise_rate <= 1:
             raise ValidationError(f"token_noise_contexts must be in [0, 1] and token_noise_rate in (0, 1] (got "
