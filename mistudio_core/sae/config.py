@@ -141,11 +141,12 @@ class TrainConfig:
     token_noise_contexts: float = 0.0
     """Data augmentation: the share of training contexts in which token_noise_rate of the tokens (never position 0)
     are replaced by random vocabulary tokens (drawn as token_noise_rank_offset says) before the model runs, so the
-    SAE also sees token directions its corpus lacks. Measured on the built-in model and corpus (TopK 8× k=32, layer 8, 400 steps):
-    1/3 of contexts at rate 0.15 raised explained variance on Python's docs from 0.743 to 0.759 and on legal text
-    from 0.837 to 0.846, at 0.902 → 0.901 in domain; half of the contexts at rate 0.3 (the quality preset) raised
-    Python's docs further, 0.768 → 0.791 at lr 4.8e-3, legal text 0.852 → 0.856, in domain 0.907 → 0.903 (rate 0.5
-    or two thirds of the contexts: no better). 0 (default) turns it off."""
+    SAE also sees token directions its corpus lacks. Measured on the built-in model and corpus (TopK 8× k=32,
+    layer 8, 400 steps, uniform draws): 1/3 of contexts at rate 0.15 raised explained variance on Python's docs
+    from 0.743 to 0.759 and on legal text from 0.837 to 0.846, at 0.902 → 0.901 in domain; half of the contexts at
+    rate 0.3 raised Python's docs further, 0.768 → 0.791 at lr 4.8e-3, legal text 0.852 → 0.856, in domain 0.907 →
+    0.903 (uniform rate 0.5 or two thirds of the contexts: no better; with the rank prior 0.7 is better, and the
+    presets take it). 0 (default) turns it off."""
     token_noise_rate: float = 0.15
     """Share of the tokens replaced in a noised context (see token_noise_contexts)."""
     token_noise_rank_offset: float = 0.0
