@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from ..errors import MistudioError, NotFoundError, ValidationError
+from ..errors import MistudioError, ValidationError
+from ..jobs.resume import resume_target
 from ..sae.config import TrainConfig, field_docs
 from .foreground import outcome as _outcome
 from .foreground import run_foreground
@@ -127,25 +128,6 @@ def _preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def _resume_target(reg, target: str | None) -> str:
-    """The job `train --resume` means: a job id, else the latest stopped training with that name (or any)."""
-    try:
-        return reg.get(target)["id"] if target else _latest_stopped(reg, None)
-    except NotFoundError:
-        return _latest_stopped(reg, target)
-
-
-def _latest_stopped(reg, name: str | None) -> str:
-    from ..jobs import RESUMABLE
-
-    jobs = [r for r in reg.list("train") if r["status"] in RESUMABLE and (name is None or r["name"] == name)]
-    if not jobs:
-        what = f"named {name!r} " if name else ""
-        raise NotFoundError(f"No interrupted, cancelled or failed training {what}to resume. See `jobs list "
-                            "--kind train`, then `train --resume JOB_ID`.")
-    return jobs[-1]["id"]
-
-
 def _train(args):
     from ..jobs import JobRegistry
     from ..sae.distributed import launched_by_torchrun
@@ -157,7 +139,7 @@ def _train(args):
                                 lambda: _torchrun_spec(args))
         if worker is not None:
             return worker
-    resume = _resume_target(JobRegistry(args.store), args.resume) if args.resume is not None else None
+    resume = None if args.resume is None else resume_target(JobRegistry(args.store), "train", args.resume, args.name)
     spec = None if resume else train_spec(args)
     record = run_foreground(args.store, "train", spec, name=spec and spec["name"], resume=resume)
     result = _outcome(record)
@@ -178,7 +160,7 @@ def _torchrun_spec(args) -> dict:
     if args.resume is None:
         return train_spec(args)
     reg = JobRegistry(args.store)
-    return reg.get(_resume_target(reg, args.resume))["spec"]
+    return reg.get(resume_target(reg, "train", args.resume, args.name))["spec"]
 
 
 def _eval(args):
