@@ -68,7 +68,7 @@ def _with_preset_defaults(args) -> None:
         return
     args.model = args.model or BUILTIN_MODEL_ID
     args.dataset = args.dataset or "sotu"
-    args.hook = args.hook or ([preset.hook] if preset.hook else None)
+    args.hook = args.hook or (list(getattr(preset, "hooks", None) or ()) or ([preset.hook] if preset.hook else None))
 
 
 def _preset_eval_contexts(args) -> int | None:

@@ -40,6 +40,7 @@ from ..errors import ValidationError
 from .config import TrainConfig
 
 BUILTIN_HOOK = "blocks.8.hook_resid_post"
+CIRCUIT_HOOKS = tuple(f"blocks.{layer}.hook_resid_post" for layer in range(2, 30, 3))  # every third of 30 layers
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class Preset:
     model_dtype: str | None = "auto"
     """Dtype the model computes in for capture and evaluation (`compute.py`): "auto" takes bfloat16 on a GPU or a
     CPU with fast bf16 matmuls (2–3× the capture speed there), float32 elsewhere."""
+    hooks: tuple[str, ...] | None = None
+    """Several hook points trained together in one job (one capture pass, one cache): a circuits recipe. When set,
+    it is the preset's hook list and `hook` is its first entry."""
     eval_contexts: int | None = None
     """Held-out contexts of the job's final evaluation (None: the job's default, 64). The evaluation runs the
     full model three times per context (clean, spliced, zero-ablated): on a CPU it is a real share of a short run."""
@@ -83,6 +87,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            train=dict(architecture="standard", expansion_factor=8, target_l0=40, l1_coefficient=2.0, lr=4e-4,
                       batch_tokens=4096, steps=600, lr_warmup_steps=30, lr_decay_steps=120, seed=0),
            cache=dict(mode="use", dtype="bfloat16", tokens=524_288)),
+    Preset("circuits", "Quick recipe at every third layer of the built-in model (blocks 2, 5, ..., 29) in one job: "
+           "the SAEs an attribution graph needs (Circuits tab, `circuit`).",
+           train=dict(architecture="topk", expansion_factor=8, k=32, lr=4e-3, batch_tokens=4096, steps=120,
+                      lr_warmup_steps=10, lr_decay_steps=36, metrics_every=5, seed=0, token_noise_contexts=0.5,
+                      token_noise_rate=0.7, token_noise_rank_offset=1000),
+           cache=dict(mode="use", dtype="bfloat16", tokens=131_072), eval_contexts=16,
+           hook=CIRCUIT_HOOKS[0], hooks=CIRCUIT_HOOKS),
     Preset("large", "Research run: TopK 16× k=64, 120M streamed tokens (hours on a CPU; meant for a GPU).",
            train=dict(architecture="topk", expansion_factor=16, k=64, lr=2e-4, batch_tokens=4096, steps=30_000,
                       lr_warmup_steps=1000, lr_decay_steps=6000, seed=0),
