@@ -31,6 +31,7 @@ from ..errors import ValidationError
 from .bookkeeping import FeatureAccumulator
 from .logits import decoder_logits
 from .results import FeatureResults
+from .scores import LENS_TOKENS, extraction_scores
 from .sparse_encode import prepare_search, sparse_codes
 from .token_filters import eligible, excluded_vocab, special_ids, validate_filters, vocab_strings
 
@@ -81,6 +82,9 @@ class ExtractConfig:
     """Dtype of a TopK SAE's top-k search (values are always rescored in fp32, `sparse_encode.py`): "auto" is
     bfloat16 when the model computes in bf16 or this CPU's bf16 matmuls are ≥ 1.5× faster (float32 when
     model_dtype is None); "float32" is the exact fp32 search. Other architectures always encode in fp32."""
+    scores: bool = True
+    """Compute each feature's input and output scores (`features/scores.py`: does it read the tokens it writes,
+    does adding it make the model write them); off skips them and the results say "not computed"."""
 
     def __post_init__(self):
         checks = [
@@ -218,8 +222,16 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
     if progress:
         progress(0.97, "decoder logits")
     t_finish, t_logits = _since(t_finish), _clock()
-    logit_t = decoder_logits(model, sae.W_dec, cfg.n_logits, search_dtype=search_dtype)
-    t_logits = _since(t_logits)
+    n_logits = max(cfg.n_logits, LENS_TOKENS) if cfg.scores else cfg.n_logits  # one search serves both lists
+    logit_t = decoder_logits(model, sae.W_dec, n_logits, search_dtype=search_dtype)
+    t_logits, t_scores = _since(t_logits), _clock()
+    if progress and cfg.scores:
+        progress(0.98, "input and output scores")
+    peaks = tokens[top.ctx.clamp_min(0).cpu(), top.pos.cpu()].long().masked_fill(top.ctx.cpu() < 0, -1)
+    score_t, score_meta = extraction_scores(loaded_model, sae, hook, logit_t[0][:, :LENS_TOKENS], peaks,
+                                            acc.max.float().cpu(), cfg.scores, done < n_ctx, should_stop)
+    t_scores = _since(t_scores)
+    logit_t = [t[:, :cfg.n_logits] for t in logit_t]
     used = torch.unique(ctx[ctx >= 0].cpu())
     k = cfg.top_k
     tensors = {
@@ -228,7 +240,7 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
         "quant_val": quant.values, "quant_ctx": quant.ctx, "quant_pos": quant.pos, "quant_start": start[:, k:],
         "top_logit_ids": logit_t[0], "top_logit_vals": logit_t[1],
         "bottom_logit_ids": logit_t[2], "bottom_logit_vals": logit_t[3],
-        "ctx_ids": used, "ctx_tokens": tokens[used].int(),
+        "ctx_ids": used, "ctx_tokens": tokens[used].int(), **score_t,
     }
     if acc.cooc is not None:
         tensors.update(cooc_ids=acc.cooc_ids, cooc=acc.cooc)
@@ -236,8 +248,10 @@ def extract_features(loaded_model, sae, tokens: torch.Tensor, cfg: ExtractConfig
             "n_contexts": done, "pass2_contexts": 0, "stopped_early": done < n_ctx, "window": W,
             "n_quantiles": cfg.n_quantiles, "quantile_examples": cfg.quantile_examples,
             "model_id": getattr(loaded_model, "model_id", None), "created": time.time(), "dtypes": dtypes,
+            "scores": score_meta,
             **{key: {"setup": round(t_setup[i], 3), "pass": round(t_pass[i], 3), "first_batch": round(t_first[i], 3),
-                     "logits": round(t_logits[i], 3), "finish": round(t_finish[i], 3)}
+                     "logits": round(t_logits[i], 3), "scores": round(t_scores[i], 3),
+                     "finish": round(t_finish[i], 3)}
                for i, key in enumerate(("seconds", "cpu_seconds"))}}
     windows = {"top_acts": acts[:, :k].contiguous(), "quant_acts": acts[:, k:].contiguous()}
     if progress:

@@ -8,6 +8,9 @@
 - `windows.safetensors`: `top_acts [F, k, W]`, `quant_acts [F, Q·E, W]` (float16), read one feature at a time
   through safetensors' memory map, so loading is instant even at 16k features × 1000 examples.
 - `meta.json` (config, hook, token counts) and `vocab.json` (display string of every token id).
+- Input/output scores (`scores.py`), when computed: `lens_ids [F, 20]`, `input_score, output_score, output_prob`
+  (NaN = none: a dead feature), `output_rank, output_token` (-1 = none) in `stats.safetensors`, and
+  `meta["scores"]` (how they were computed, or why not). Results from before them load and say "not computed".
 """
 from __future__ import annotations
 
@@ -19,6 +22,13 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import NotFoundError, ValidationError
 from ..store import atomic_dir, read_json, write_json_atomic
+
+
+SCORES_MISSING = ("not computed: these results predate input/output scores; re-run the extraction to get them")
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else float(x)  # NaN (no score) -> None (null in JSON)
 
 
 def features_dir(store, sae_id: str) -> Path:
@@ -94,12 +104,45 @@ class FeatureResults:
         return entry.get("label", "") if isinstance(entry, dict) else str(entry)
 
     def table(self) -> list[dict]:
-        """One row per feature: index, frequency, mean/max activation, dead/dense flags, label."""
+        """One row per feature: index, frequency, mean/max activation, dead/dense flags, label, input and output
+        score (None where not computed, or for a dead feature)."""
         freq, mean, mx = self.frequencies().tolist(), self.means().tolist(), self.t["max"].tolist()
         dense_at = self.meta["config"]["dense_threshold"]
+        ins, outs = (self.score_column(k).tolist() for k in ("input_score", "output_score"))
         return [{"index": i, "frequency": freq[i], "mean_activation": mean[i], "max_activation": mx[i],
-                 "dead": freq[i] == 0, "dense": freq[i] > dense_at, "label": self.label(i)}
-                for i in range(self.n_features)]
+                 "dead": freq[i] == 0, "dense": freq[i] > dense_at, "label": self.label(i),
+                 "input_score": _num(ins[i]), "output_score": _num(outs[i])} for i in range(self.n_features)]
+
+    # ---- input / output scores -------------------------------------------------------------------------------
+    @property
+    def has_scores(self) -> bool:
+        return "output_score" in self.t
+
+    def scores_note(self) -> str | None:
+        """Why there are no scores (None when there are)."""
+        if self.has_scores:
+            return None
+        return (self.meta.get("scores") or {}).get("why") or SCORES_MISSING
+
+    def score_column(self, name: str) -> torch.Tensor:
+        """`input_score` or `output_score` of every feature `[F]` float32, NaN where there is none."""
+        if name not in self.t:
+            return torch.full((self.n_features,), float("nan"))
+        return self.t[name].float()
+
+    def scores(self, i: int) -> dict:
+        """Feature `i`'s scores: `{computed, input_score, output_score, output_rank, output_prob, output_token,
+        lens_tokens, why}` (numbers None, `why` saying so, when not computed or the feature is dead)."""
+        if not self.has_scores:
+            return {"computed": False, "input_score": None, "output_score": None, "output_rank": None,
+                    "output_prob": None, "output_token": None, "lens_tokens": [], "why": self.scores_note()}
+        rank, tok = int(self.t["output_rank"][i]), int(self.t["output_token"][i])
+        out = _num(float(self.t["output_score"][i]))
+        why = None if out is not None else (self.meta.get("scores") or {}).get("dead", "dead feature")
+        return {"computed": True, "input_score": _num(float(self.t["input_score"][i])), "output_score": out,
+                "output_rank": rank if rank >= 0 else None, "output_prob": _num(float(self.t["output_prob"][i])),
+                "output_token": self.vocab[tok] if tok >= 0 else None,
+                "lens_tokens": [self.vocab[t] for t in self.t["lens_ids"][i].tolist()], "why": why}
 
     # ---- one feature -----------------------------------------------------------------------------------------
     def _rows(self, ctx: torch.Tensor) -> torch.Tensor:
@@ -188,6 +231,7 @@ class FeatureResults:
             "quantile_examples": self._quantile_examples(i, skip_start),
             "histogram": self._histogram(i), "top_logits": self._logits("top", i),
             "bottom_logits": self._logits("bottom", i), "cooccurring": self.cooccurring(i),
+            "scores": self.scores(i),
         }
 
     # ---- search ----------------------------------------------------------------------------------------------
