@@ -65,6 +65,14 @@ class Builtins:
     def _progress(self, fraction: float, message: str = "") -> None:
         self.status = f"Preparing built-in model and corpus… {fraction:.0%} {message}".rstrip()
 
+    def check(self, store: Store) -> None:
+        """Read-only: say whether the built-ins are there, preparing nothing."""
+        from mistudio_core.defaults import BUILTIN_DATASET_ID, BUILTIN_MODEL_ID
+
+        self.ready = store.exists("datasets", BUILTIN_DATASET_ID) and store.exists("models", BUILTIN_MODEL_ID)
+        self.status = "Built-in model and corpus ready." if self.ready else "Built-ins not prepared (read-only)."
+        self.done = True
+
     def start(self, store: Store) -> None:
         threading.Thread(target=self.prepare, args=(store,), name="mistudio-builtins", daemon=True).start()
 
@@ -213,7 +221,7 @@ def parse_auth(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def build_context(args: argparse.Namespace) -> AppContext:
-    store = Store(args.home)
+    store = Store(args.home, read_only=args.read_only)  # read-only: not even the library's folders are made
     roots = [Path(r).expanduser().resolve() for r in (args.allowed_root or [os.getcwd()])]
     ctx = AppContext(store=store, allowed_roots=[store.home.resolve(), *roots], read_only=args.read_only)
     try:
@@ -221,7 +229,8 @@ def build_context(args: argparse.Namespace) -> AppContext:
     except ImportError as e:  # jobs not written yet (or half-written): the other tabs still work
         print(f"miStudio: job runner not started ({e})", file=sys.stderr)
     else:
-        ctx.jobs = JobRegistry(store)
+        # Read-only opens the registry without writing a byte (a read-only disk, or jobs/ left byte-identical).
+        ctx.jobs = JobRegistry(store, read_only=args.read_only)
         if not args.read_only:  # nothing can be queued read-only, and recovering old jobs would write
             # Accelerator jobs run in a child process each, away from this process's interpreter lock (worker.py).
             runner = Runner(store, registry=ctx.jobs, isolate=not getattr(args, "jobs_in_process", False))
@@ -260,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     builtins = ctx.shared["builtins"] = Builtins()
     if args.no_builtins:
         builtins.status, builtins.done = "Built-ins not prepared (--no-builtins).", True
+    elif args.read_only:  # preparing them writes; a read-only demo shows what the data directory already has
+        builtins.check(ctx.store)
     else:
         builtins.start(ctx.store)
     if "runner" in ctx.shared and not args.jobs_in_process:

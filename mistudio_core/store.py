@@ -135,9 +135,10 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 class Store:
     """The artifact library rooted at `home`."""
 
-    def __init__(self, home: Path | str | None = None):
+    def __init__(self, home: Path | str | None = None, read_only: bool = False):
+        """`read_only`: make no folder (a read-only demo, perhaps on a read-only disk); a missing kind lists empty."""
         self.home = Path(home).expanduser() if home else default_home()
-        for kind in KINDS:
+        for kind in () if read_only else KINDS:
             (self.home / kind).mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -164,6 +165,8 @@ class Store:
     def list(self, kind: str) -> list[dict]:
         """Manifests of all complete artifacts of `kind`, oldest first. Corrupt manifests are skipped."""
         out = []
+        if not self.dir(kind).is_dir():  # a read-only store over a data directory that never had this kind
+            return out
         for folder in sorted(self.dir(kind).iterdir()):
             if folder.name.startswith(".") or not (folder / MANIFEST).is_file():
                 continue

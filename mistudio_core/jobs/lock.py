@@ -66,11 +66,17 @@ class RunnerLock:
         """Who holds the lock now: `{pid, host, since}`, or None when nobody does (e.g. its holder died)."""
         if self._fd is not None:
             return self._read_owner()
-        probe = RunnerLock(self.path)
-        if probe.acquire(write_owner=False):
-            probe.release()
-            return None
-        return self._read_owner()
+        try:  # a probe opened read-only, never created: asking who runs jobs writes nothing (read-only disks)
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None  # no lock file: nobody ever ran jobs here
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return self._read_owner()
+        finally:
+            os.close(fd)  # closing drops a probe's lock too
+        return None
 
     def _read_owner(self) -> dict | None:
         try:

@@ -28,6 +28,7 @@ from ..errors import NotFoundError, ValidationError
 from ..store import Store, new_id, slugify, write_json_atomic
 from .kinds import get_kind
 from .lock import LOCK_NAME, RunnerLock
+from .readonly_index import READ_ONLY_MESSAGE, ReadOnlyError, ReadOnlyIndex
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 RESUMABLE = ("interrupted", "cancelled", "failed")
@@ -42,12 +43,17 @@ WAKE = threading.Event()
 class JobRegistry:
     """Submit, list, cancel, resume and delete jobs. Safe to use from several threads and processes."""
 
-    def __init__(self, store: Store, stale_after: float = 30.0):
+    def __init__(self, store: Store, stale_after: float = 30.0, read_only: bool = False):
         self.store = store
         self.dir = store.home / "jobs"
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.stale_after = stale_after
         """A running job whose heartbeat is older than this many seconds is flagged `stale` on read."""
+        self.read_only = read_only
+        """Open without writing a byte (`--read-only`, a read-only disk): reads work, changes raise."""
+        if read_only:
+            self.index = ReadOnlyIndex(self.dir)
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
         # Not `Index(dir, disk=JSONDisk)`: Index takes keyword arguments as *items to store*, so that would
         # pickle the class into the cache. An Index over an explicitly built JSON-disk Cache; no eviction ever.
         self.index = Index.fromcache(Cache(str(self.dir), disk=JSONDisk, eviction_policy="none"))
@@ -112,6 +118,7 @@ class JobRegistry:
     # ---- changing ------------------------------------------------------------------------------------------
     def submit(self, kind: str, spec: Any, owner: str | None = None, name: str | None = None) -> str:
         """Queue a job; returns its id. `spec` is a JSON-able dict or dataclass."""
+        self._writable()
         job_kind = get_kind(kind)
         spec = _to_json(spec)
         if job_kind.validate is not None:
@@ -135,6 +142,7 @@ class JobRegistry:
 
     def modify(self, job_id: str, change: Callable[[dict], Any]) -> dict:
         """Apply `change(record)` (mutating it) in one cross-process transaction; returns the new record."""
+        self._writable()
         with self.index.transact():
             if job_id not in self.index:
                 raise NotFoundError(f"No job with id {job_id!r}; it may have been deleted.")
@@ -171,6 +179,7 @@ class JobRegistry:
 
     def delete(self, job_id: str) -> None:
         """Remove a finished/stopped job's record and its run folder (metrics, log, checkpoints)."""
+        self._writable()
         record = self.get(job_id)
         if record["status"] == "running" and self.recover():  # its process may be dead
             record = self.get(job_id)
@@ -180,9 +189,16 @@ class JobRegistry:
             self.index.pop(job_id, None)
         shutil.rmtree(self.run_dir(job_id), ignore_errors=True)
 
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(READ_ONLY_MESSAGE)  # before anything is written
+
     def recover(self) -> list[str]:
         """If no runner is alive, mark jobs left `running` as `interrupted`; returns their ids. Safe to call from
-        any process: while a runner holds the lock this does nothing (the runner did it when it took the lock)."""
+        any process: while a runner holds the lock this does nothing (the runner did it when it took the lock).
+        Read-only, nothing is marked (a read-only reader changes nothing)."""
+        if self.read_only:
+            return []
         lock = RunnerLock(self.dir / LOCK_NAME)
         if not lock.acquire(write_owner=False):
             return []
