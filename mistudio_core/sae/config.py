@@ -6,12 +6,14 @@ holds every optimisation knob; `TrainConfig.sae_config(d_in, hook_name)` turns i
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import ValidationError
 
-ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu")
-TRAINABLE = ("standard", "topk", "batchtopk")
+ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk")
+TRAINABLE = ("standard", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu")
+_HOOK_OUT = re.compile(r"^(blocks\.\d+\.)?hook_(resid_pre|resid_post|attn_out|mlp_out|mlp_in)$")
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 NORMALIZATIONS = ("none", "expected_average_only_in")
 B_DEC_INITS = ("mean", "geometric_median", "zeros")
@@ -37,13 +39,19 @@ class SAEConfig:
     the scale folded into the weights, so on disk this is always "none"."""
     metadata: dict = field(default_factory=dict)
     """SAELens metadata: model_name, hook_name, hook_head_index, context_size, prepend_bos, dataset_path, ..."""
+    d_out: int | None = None
+    """Transcoders only: width of the activation reconstructed (at metadata hook_name_out). None: an SAE."""
+    skip_connection: bool = False
+    """Skip transcoders: the output also gets a trained linear term W_skip·x (W_skip [d_out, d_in])."""
+    matryoshka_prefixes: list[int] | None = None
+    """matryoshka_batchtopk: the nested prefix widths trained as reconstructions of their own (d_sae is the last)."""
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
             raise ValidationError(f"Unknown SAE architecture {self.architecture!r}; use one of {ARCHITECTURES}.")
         if self.d_in <= 0 or self.d_sae <= 0:
             raise ValidationError(f"d_in and d_sae must be positive (got d_in={self.d_in}, d_sae={self.d_sae}).")
-        if self.architecture in ("topk", "batchtopk"):
+        if self.architecture in ("topk", "batchtopk", "matryoshka_batchtopk"):
             if self.k is None or not 0 < self.k <= self.d_sae:
                 raise ValidationError(f"{self.architecture} needs 0 < k <= d_sae={self.d_sae} (got k={self.k}).")
         if self.dtype not in DTYPES:
@@ -51,10 +59,31 @@ class SAEConfig:
         if self.normalize_activations not in NORMALIZATIONS:
             raise ValidationError(f"normalize_activations {self.normalize_activations!r} is not supported; "
                                   f"use one of {NORMALIZATIONS}.")
+        if self.d_out is not None:
+            if self.d_out != self.d_in:
+                raise ValidationError(f"This transcoder reads {self.metadata.get('hook_name')} (width {self.d_in}) "
+                                      f"but writes {self.metadata.get('hook_name_out')} (width {self.d_out}); its two "
+                                      "hooks must have the same width: pick hooks of one model's residual width.")
+            if self.apply_b_dec_to_input:
+                raise ValidationError("A transcoder cannot subtract b_dec (an output bias) from its input; set "
+                                      "apply_b_dec_to_input false.")
+        elif self.skip_connection:
+            raise ValidationError("skip_connection is for transcoders: set d_out (and metadata hook_name_out).")
+        if self.architecture == "matryoshka_batchtopk":
+            self.matryoshka_prefixes = matryoshka_levels(self.matryoshka_prefixes, self.d_sae)
 
     @property
     def hook_name(self) -> str | None:
         return self.metadata.get("hook_name")
+
+    @property
+    def hook_name_out(self) -> str | None:
+        """The hook a transcoder reconstructs (None for an SAE, which reconstructs its input)."""
+        return self.metadata.get("hook_name_out") if self.d_out is not None else None
+
+    @property
+    def out_width(self) -> int:
+        return self.d_out if self.d_out is not None else self.d_in
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,6 +195,20 @@ class TrainConfig:
     SAEs r, r+world, ...) on the whole batch, capturing only their hooks, with no gradient all-reduce (sparsify's
     distribute_modules). Needs at least as many SAEs as ranks. Off: every rank trains every SAE on 1/world of
     each batch. Ignored in a single process."""
+    matryoshka_prefixes: list[int] | None = None
+    """matryoshka_batchtopk: increasing prefix widths, each also trained to reconstruct alone (nested losses, Bussmann
+    et al. 2025); d_sae is always the last level. None: d_sae/16, /8, /4, /2."""
+    jumprelu_bandwidth: float = 0.05
+    """jumprelu: width ε of the rectangle kernel of the threshold's straight-through gradient (Rajamanoharan 2024)."""
+    jumprelu_l0_coefficient: float = 1.0
+    """jumprelu: weight of the quadratic L0 penalty 2/T·(L0 − T)² per token, T = target_l0 (or k when empty)."""
+    jumprelu_init_threshold: float | None = None
+    """jumprelu: the thresholds' start; None: per latent from the first batch so that the initial L0 is T."""
+    hook_out: str | None = None
+    """Train transcoders: the hook reconstructed from the input hook, e.g. blocks.8.hook_mlp_out for
+    blocks.8.hook_mlp_in; a bare site (hook_mlp_out) means the input hook's layer. None: an SAE."""
+    skip_transcoder: bool = False
+    """With hook_out: a skip transcoder, whose output adds a trained linear term W_skip·x (zero at init)."""
 
     def __post_init__(self):
         if self.architecture not in TRAINABLE:
@@ -174,7 +217,7 @@ class TrainConfig:
         self.adam_betas = tuple(self.adam_betas)
         positive = dict(expansion_factor=self.expansion_factor, k=self.k, lr=self.lr,
                         batch_tokens=self.batch_tokens, metrics_every=self.metrics_every,
-                        dead_feature_window=self.dead_window, target_l0=self.target_l0 or 1,
+                        dead_feature_window=self.dead_window,
                         target_l0_steps=self.target_l0_steps or 1)
         for name, value in positive.items():
             if not value > 0:
@@ -208,9 +251,27 @@ class TrainConfig:
                                   f"{self.token_noise_contexts}, {self.token_noise_rate}).")
         if self.b_dec_init not in B_DEC_INITS:
             raise ValidationError(f"b_dec_init must be one of {B_DEC_INITS}.")
-        if self.target_l0 is not None and self.architecture != "standard":
-            raise ValidationError(f"target_l0 is for standard SAEs ({self.architecture} fixes L0 with k); "
-                                  "leave it empty or choose architecture standard.")
+        if self.target_l0 is not None and self.architecture not in ("standard", "jumprelu"):
+            raise ValidationError(f"target_l0 is for standard and jumprelu SAEs ({self.architecture} fixes L0 with "
+                                  "k); leave it empty or choose architecture standard or jumprelu.")
+        if self.target_l0 is not None and not (math.isfinite(self.target_l0) and self.target_l0 > 0):
+            raise ValidationError(f"target_l0 must be a number > 0: the mean active latents per token to reach "
+                                  f"(got {self.target_l0}); e.g. 32, or leave it empty.")
+        if self.jumprelu_bandwidth <= 0 or self.jumprelu_l0_coefficient < 0:
+            raise ValidationError("jumprelu_bandwidth must be > 0 and jumprelu_l0_coefficient >= 0.")
+        if self.jumprelu_init_threshold is not None and self.jumprelu_init_threshold < 0:
+            raise ValidationError("jumprelu_init_threshold must be >= 0 (or empty: set from the first batch).")
+        if self.matryoshka_prefixes is not None:
+            if self.architecture != "matryoshka_batchtopk":
+                raise ValidationError("matryoshka_prefixes is for architecture matryoshka_batchtopk; leave it "
+                                      "empty or choose that architecture.")
+            self.matryoshka_prefixes = [int(p) for p in self.matryoshka_prefixes]
+            matryoshka_levels(self.matryoshka_prefixes, self.d_sae)
+        if self.hook_out is not None and not _HOOK_OUT.match(str(self.hook_out)):
+            raise ValidationError(f"hook_out {self.hook_out!r} is not a hook name: give blocks.<L>.hook_<site> or "
+                                  "a bare site such as hook_mlp_out.")
+        if self.skip_transcoder and self.hook_out is None:
+            raise ValidationError("skip_transcoder needs hook_out (the hook the transcoder reconstructs).")
 
     @property
     def token_noise(self) -> tuple[float, ...] | None:
@@ -261,12 +322,17 @@ class TrainConfig:
     def sae_config(self, d_in: int, hook_name: str | None = None, **metadata) -> SAEConfig:
         """The SAEConfig this training config builds for activations of width `d_in` at `hook_name`."""
         d_sae = self.d_sae or self.expansion_factor * d_in
-        k = self.k if self.architecture in ("topk", "batchtopk") else None
+        k = self.k if self.architecture in ("topk", "batchtopk", "matryoshka_batchtopk") else None
         meta = dict(metadata, hook_name=hook_name) if hook_name else dict(metadata)
         if self.autocast != "off" or self.tf32:  # how it was trained, beside SAELens' own metadata
             meta.update(train_autocast=self.autocast, train_tf32=self.tf32)
+        transcoder = dict(d_out=None)
+        if self.hook_out is not None:
+            meta["hook_name_out"] = resolve_hook_out(hook_name, self.hook_out)
+            transcoder = dict(d_out=d_in, skip_connection=self.skip_transcoder, apply_b_dec_to_input=False)
         return SAEConfig(self.architecture, d_in, d_sae, k=k, dtype=self.dtype,
-                         normalize_activations=self.normalize_activations, metadata=meta)
+                         normalize_activations=self.normalize_activations, metadata=meta,
+                         matryoshka_prefixes=self.matryoshka_prefixes, **transcoder)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -277,6 +343,33 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def matryoshka_levels(prefixes: list[int] | None, d_sae: int | None) -> list[int]:
+    """The nested widths of a Matryoshka SAE, d_sae last (None: d_sae/16, /8, /4, /2); bad prefixes raise."""
+    if prefixes is None:
+        if d_sae is None:
+            return []
+        prefixes = sorted({d_sae // f for f in (16, 8, 4, 2) if d_sae // f > 0})
+    prefixes = [int(p) for p in prefixes]
+    if d_sae is not None and prefixes and prefixes[-1] == d_sae:
+        prefixes = prefixes[:-1]
+    bad = any(b <= a for a, b in zip(prefixes, prefixes[1:])) or any(p <= 0 for p in prefixes)
+    if bad or (d_sae is not None and prefixes and prefixes[-1] > d_sae):
+        raise ValidationError(f"matryoshka_prefixes {prefixes} must strictly increase, each > 0 and below the width "
+                              f"d_sae={d_sae}; e.g. [{max(1, (d_sae or 4096) // 8)}, {max(2, (d_sae or 4096) // 2)}].")
+    return prefixes + ([d_sae] if d_sae is not None else [])
+
+
+def resolve_hook_out(hook_in: str | None, hook_out: str) -> str:
+    """A transcoder's output hook: a full name as given, a bare site (hook_mlp_out) at the input hook's layer."""
+    if hook_out.startswith("blocks."):
+        return hook_out
+    m = re.match(r"^blocks\.(\d+)\.", hook_in or "")
+    if not m:
+        raise ValidationError(f"hook_out {hook_out!r} is a bare site, but the input hook {hook_in!r} names no layer; "
+                              "give the full name, e.g. blocks.8.hook_mlp_out.")
+    return f"blocks.{m.group(1)}.{hook_out}"
 
 
 def field_docs(cls) -> dict[str, str]:

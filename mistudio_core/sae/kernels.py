@@ -15,6 +15,7 @@ back through xc = x − b_dec is its sum over tokens, W_enc @ (Σ_b ∂L/∂pre_
 the [B, d_sae] × [d_sae, d_in] product autograd would spend on ∂L/∂xc. `DenseAutoencode` uses the same trick for
 ReLU codes that are too dense for pair lists (a standard SAE early in training): 5 big products instead of 6.
 
+`sampled_dot` (g[rows]·W_dec[cols] at pairs) also gives JumpReLU's threshold gradient (architectures/jumprelu.py).
 Selections: `select_topk` (k per row; a two-level search that first ranks blocks of 32 latents by their maximum,
 exact because the k largest values always lie in the k blocks with the largest maxima), `select_batchtopk` (k·B
 over the batch), `select_positive` (ReLU's support). Nothing assumes a device.
@@ -100,7 +101,12 @@ class _ByLatent:
         return _csr(self.crow, self.col, values[self.order], self.shape) @ dense
 
 
-def _sampled_dot(rows, cols, g, W_dec, n_rows: int) -> torch.Tensor:
+def full_precision(x: torch.Tensor):
+    """Autocast off (TrainConfig.autocast lowers only the pre-activation product; these kernels mix no dtypes)."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
+def sampled_dot(rows, cols, g, W_dec, n_rows: int) -> torch.Tensor:
     """g[rows_p]·W_dec[cols_p] for every pair, without forming g @ W_decᵀ."""
     if rows.numel() == 0:
         return g.new_zeros(0)
@@ -139,7 +145,7 @@ class SparseAutoencode(torch.autograd.Function):
         xc, W_enc, W_dec, rows, cols, pre_sel, acts = ctx.saved_tensors
         n, d_sae = xc.shape[0], W_enc.shape[1]
         g = torch.zeros_like(xc) if g is None else g.contiguous()
-        grad_acts = _sampled_dot(rows, cols, g, W_dec, n)
+        grad_acts = sampled_dot(rows, cols, g, W_dec, n)
         if g_acts is not None:
             grad_acts = grad_acts + g_acts
         grad_pre = grad_acts * (pre_sel > 0)

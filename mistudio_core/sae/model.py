@@ -1,25 +1,21 @@
-"""Sparse autoencoder: parameters, inference math for every architecture, and the training losses.
+"""Sparse autoencoder: parameters, inference math, and the training-step helpers every architecture shares.
 
 With s the activation-normalisation scale (1 once folded), xc = s·x − b_dec (b_dec subtracted only if
-apply_b_dec_to_input) and pre = xc·W_enc + b_enc:
+apply_b_dec_to_input) and pre = xc·W_enc + b_enc, codes are z = arch.encode(pre) (standard: ReLU; topk: ReLU of
+each row's k largest; jumprelu, and batchtopk/matryoshka at inference: ReLU(pre)·[pre > threshold]) and
+x̂ = (z·W_dec + b_dec) / s_out. `cfg.architecture` names an entry of the registry (`architectures/`), which also
+owns each training loss (summed over d_in, averaged over tokens, as SAELens does).
 
-    standard:  z = ReLU(pre)
-    topk:      z = ReLU(pre) on each row's k largest pre-activations, 0 elsewhere
-    jumprelu:  z = ReLU(pre) · [pre > threshold]            (batchtopk SAEs run like this at inference)
-    decode:    x̂ = (z·W_dec + b_dec) / s
+Transcoders (`cfg.d_out` set) read one hook and reconstruct another: W_dec is [d_sae, d_out], b_dec [d_out], the
+input is never centred by b_dec, the output has its own scale s_out (`norm_scale_out`), and a skip transcoder
+adds W_skip·(s·x) / s_out (W_skip [d_out, d_in], zero at init): `forward` includes it, `decode(z)` does not, so a
+change of codes decodes to the change of output.
 
-Training losses (summed over d_in, averaged over tokens, as SAELens does):
-    standard:  ‖s·x − ŝx‖² + λ·Σ_i z_i‖W_dec[i]‖   — Anthropic's April-2024 L1: weighting by the decoder norm
-               means the penalty cannot be dodged by shrinking z and growing W_dec.
-    topk / batchtopk: ‖s·x − ŝx‖² + α·AuxK, AuxK = ‖e − ê_dead‖² / ‖e − ē‖² where e is the detached residual
-               and ê_dead its reconstruction from the top aux_k *dead* latents (Gao et al. 2024); decoder rows
-               are kept at unit norm.
 How a step is computed (kernels.py): the encoder's pre-activations are the one dense product, written into a
 buffer reused across steps; the active (token, latent) pairs are then decoded and differentiated sparsely, and
 b_dec's gradient through xc is W_enc @ Σ_b ∂L/∂pre_b rather than a [B, d_in] product. Standard SAEs switch to
 pair lists once at most SPARSE_DENSITY of their codes fire (early in training about half do: dense kernel).
 Gradients equal dense autograd's (tests/test_sae_model.py).
-Limits: jumprelu is inference-only here (train batchtopk instead); no gated/matryoshka variants.
 """
 from __future__ import annotations
 
@@ -28,6 +24,7 @@ from torch import nn
 
 from .config import SAEConfig
 from . import kernels
+from .architectures import get as get_architecture
 
 SPARSE_DENSITY = 0.05
 """Standard SAEs train on pair lists once at most this fraction of codes is active (measured crossover ~8%)."""
@@ -43,28 +40,39 @@ class SAE(nn.Module):
     def __init__(self, cfg: SAEConfig, device=None, seed: int | None = None):
         super().__init__()
         self.cfg = cfg
+        self.arch = get_architecture(cfg.architecture)
         dtype = torch_dtype(cfg.dtype)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        # W_enc = W_dec^T with decoder rows of norm 1 (TopK: kept unit) or 0.1 (standard: Anthropic's April-2024
-        # init, SAELens's decoder_init_norm; at unit norm the ~half of latents active at init sum to
-        # reconstructions many times the input, and a short L1 run never recovers: EV -2.75 after 24 steps).
-        w_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=gen, dtype=torch.float64)
-        row_norm = 0.1 if cfg.architecture == "standard" else 1.0
-        w_dec = (w_dec * (row_norm / w_dec.norm(dim=1, keepdim=True))).to(dtype)
+        # W_enc = W_dec^T with decoder rows of the architecture's norm: 1 (TopK: kept unit) or 0.1 (standard:
+        # Anthropic's April-2024 init; at unit norm a short L1 run never recovers: EV -2.75 after 24 steps).
+        w_dec = torch.randn(cfg.d_sae, cfg.out_width, generator=gen, dtype=torch.float64)
+        w_dec = (w_dec * (self.arch.init_row_norm / w_dec.norm(dim=1, keepdim=True))).to(dtype)
         self.W_dec = nn.Parameter(w_dec.to(device))
         self.W_enc = nn.Parameter(w_dec.t().contiguous().to(device))
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype, device=device))
-        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dtype, device=device))
-        if cfg.architecture in ("jumprelu", "batchtopk"):
-            self.register_buffer("threshold", torch.zeros(cfg.d_sae, dtype=dtype, device=device))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.out_width, dtype=dtype, device=device))
+        self.W_skip = None
+        if cfg.skip_connection:
+            self.W_skip = nn.Parameter(torch.zeros(cfg.out_width, cfg.d_in, dtype=dtype, device=device))
+        threshold = torch.zeros(cfg.d_sae, dtype=dtype, device=device)
+        if self.arch.threshold == "parameter":  # jumprelu: trained
+            self.threshold = nn.Parameter(threshold)
+        elif self.arch.threshold == "buffer":  # batchtopk: a batch statistic
+            self.register_buffer("threshold", threshold)
         else:
             self.threshold = None
         # Input scale s of activation normalisation; 1.0 means none (or already folded into the weights).
         self.register_buffer("norm_scale", torch.ones((), dtype=torch.float32, device=device))
+        if cfg.d_out is not None:  # a transcoder's output hook has its own scale
+            self.register_buffer("norm_scale_out", torch.ones((), dtype=torch.float32, device=device))
 
     @property
     def device(self) -> torch.device:
         return self.W_dec.device
+
+    @property
+    def out_scale(self) -> torch.Tensor:
+        return self.norm_scale_out if self.cfg.d_out is not None else self.norm_scale
 
     # ---- inference -------------------------------------------------------------------------------------
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,35 +82,34 @@ class SAE(nn.Module):
         return x @ self.W_enc + self.b_enc
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.pre_acts(x)
-        arch = self.cfg.architecture
-        if arch == "standard":
-            return torch.relu(pre)
-        if arch == "topk":
-            flat = pre.reshape(-1, pre.shape[-1]).contiguous()
-            rows, cols, values = kernels.select_topk(flat, self.cfg.k)
-            return kernels.to_dense(rows, cols, torch.relu(values), *flat.shape).view_as(pre)
-        return torch.relu(pre) * (pre > self.threshold)  # jumprelu and batchtopk at inference
+        return self.arch.encode(self, self.pre_acts(x))
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """x̂ from codes (a skip transcoder's W_skip·x term is added by `forward`, which has x)."""
         out = codes.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
-        return out / self.norm_scale.to(out.dtype)
+        return out / self.out_scale.to(out.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x)).to(x.dtype)
+        out = self.decode(self.encode(x))
+        if self.W_skip is not None:
+            xs = x.to(self.W_skip.dtype) * self.norm_scale.to(self.W_skip.dtype)
+            out = out + (xs @ self.W_skip.t()) / self.out_scale.to(out.dtype)
+        return out.to(x.dtype)
 
     # ---- training --------------------------------------------------------------------------------------
     def training_losses(self, x: torch.Tensor, l1_coefficient: float = 0.0, dead: torch.Tensor | None = None,
-                        aux_k: int = 0, aux_coefficient: float = 0.0) -> dict:
-        """Losses and statistics for one batch x [B, d_in] (already scaled by norm_scale).
+                        aux_k: int = 0, aux_coefficient: float = 0.0, target: torch.Tensor | None = None,
+                        **options) -> dict:
+        """Losses and statistics for one batch x [B, d_in] (already scaled by norm_scale); `target` [B, d_out] is
+        what is reconstructed (a transcoder's output, scaled by norm_scale_out; default x); `options` are the
+        architecture's own (`Architecture.options(train_cfg)`).
 
         Returns a dict with `loss` (differentiable) and detached `mse`, `l1`, `aux`, `x_hat`, `fired` (per-latent
         counts of active tokens) and `l0`."""
-        if self.cfg.architecture == "standard":
-            return self._standard_losses(x, l1_coefficient)
-        if self.cfg.architecture in ("topk", "batchtopk"):
-            return self._topk_losses(x, dead, aux_k, aux_coefficient)
-        raise NotImplementedError("jumprelu SAEs are inference-only here; train batchtopk, which saves as jumprelu")
+        if not self.arch.trainable:
+            raise NotImplementedError(f"{self.cfg.architecture} SAEs are inference-only here")
+        opts = dict(options, l1_coefficient=l1_coefficient, dead=dead, aux_k=aux_k, aux_coefficient=aux_coefficient)
+        return self.arch.losses(self, x, x if target is None else target, opts)
 
     def _centred(self, x):
         """xc = x − b_dec as data (no autograd): the kernels route b_dec's input-side gradient themselves."""
@@ -123,55 +130,16 @@ class SAE(nn.Module):
         return torch.addmm(self.b_enc, xc, self.W_enc, out=buf)
 
     def _autoencode(self, xc, rows, cols, pre_sel, output_bias=True):
-        with _full_precision(xc):  # the hand-written kernels mix no dtypes: fp32 even under autocast
-            return self._autoencode_fp(xc, rows, cols, pre_sel.to(self.W_enc.dtype), output_bias)
+        """(x̂, a) of the selected pairs (kernels.SparseAutoencode), with a skip transcoder's term."""
+        with kernels.full_precision(xc):  # the hand-written kernels mix no dtypes: fp32 even under autocast
+            x_hat, acts = kernels.SparseAutoencode.apply(xc, self.W_enc, self.b_enc, self.W_dec, self.b_dec, rows,
+                                                         cols, pre_sel.to(self.W_enc.dtype),
+                                                         self.cfg.apply_b_dec_to_input, output_bias)
+            return (self._with_skip(x_hat, xc) if output_bias else x_hat), acts
 
-    def _autoencode_fp(self, xc, rows, cols, pre_sel, output_bias):
-        return kernels.SparseAutoencode.apply(xc, self.W_enc, self.b_enc, self.W_dec, self.b_dec, rows, cols,
-                                              pre_sel, self.cfg.apply_b_dec_to_input, output_bias)
-
-    def _standard_losses(self, x, l1_coefficient):
-        n = x.shape[0]
-        xc = self._centred(x)
-        pre = self._pre_acts_buffer(xc)
-        active = pre > 0
-        n_active = int(active.sum())
-        norms = self.W_dec.norm(dim=1)
-        if n_active <= SPARSE_DENSITY * active.numel():  # pair lists beat the 4 dense products of the decoder
-            rows, cols = active.nonzero(as_tuple=True)
-            x_hat, acts = self._autoencode(xc, rows, cols, pre[rows, cols])
-            l1 = (acts * norms[cols]).sum() / n
-            fired = torch.bincount(cols, minlength=self.cfg.d_sae)
-        else:
-            with _full_precision(xc):
-                x_hat, z = kernels.DenseAutoencode.apply(xc, self.W_enc, self.b_enc, self.W_dec, self.b_dec,
-                                                         pre.to(self.W_enc.dtype), self.cfg.apply_b_dec_to_input,
-                                                         True)
-            l1 = (z.sum(0) * norms).sum() / n
-            fired = active.sum(0)
-        mse = (x_hat - x).pow(2).sum(-1).mean()
-        return dict(loss=mse + l1_coefficient * l1, mse=mse.detach(), l1=l1.detach(), aux=torch.zeros(()),
-                    x_hat=x_hat.detach(), fired=fired, l0=torch.tensor(n_active / n))
-
-    def _topk_losses(self, x, dead, aux_k, aux_coefficient):
-        n = x.shape[0]
-        xc = self._centred(x)
-        pre = self._pre_acts_buffer(xc)  # the one dense product; everything after it is sparse (kernels)
-        select = kernels.select_topk if self.cfg.architecture == "topk" else kernels.select_batchtopk
-        rows, cols, pre_sel = select(pre, self.cfg.k)
-        x_hat, acts = self._autoencode(xc, rows, cols, pre_sel)
-        mse = (x_hat - x).pow(2).sum(-1).mean()
-        loss, aux = mse, torch.zeros((), device=x.device)
-        n_dead = 0 if dead is None else int(dead.sum())
-        if aux_coefficient > 0 and aux_k > 0 and n_dead > 0:
-            aux = self._aux_loss(x - x_hat.detach(), xc, pre, dead, min(aux_k, n_dead))
-            loss = loss + aux_coefficient * aux
-        acts = acts.detach()
-        fired = torch.bincount(cols[acts > 0], minlength=self.cfg.d_sae)
-        if self.cfg.architecture == "batchtopk":
-            self._update_threshold(acts)
-        return dict(loss=loss, mse=mse.detach(), l1=acts.abs().sum() / n, aux=aux.detach(),
-                    x_hat=x_hat.detach(), fired=fired, l0=(acts > 0).sum().float() / n)
+    def _with_skip(self, x_hat, xc):
+        """A skip transcoder's W_skip·x (xc is x: transcoders never centre their input)."""
+        return x_hat if self.W_skip is None else x_hat + xc @ self.W_skip.t()
 
     def _aux_loss(self, residual, xc, pre, dead, aux_k):
         """AuxK: reconstruct the residual from the top aux_k dead latents, normalised by its variance."""
@@ -180,14 +148,6 @@ class SAE(nn.Module):
         e_hat, _ = self._autoencode(xc, rows, dead_idx[sub_cols], pre_sel, output_bias=False)
         total = (residual - residual.mean(0)).pow(2).sum()
         return (e_hat - residual).pow(2).sum() / total.clamp_min(1e-12)
-
-    @torch.no_grad()
-    def _update_threshold(self, acts):
-        """BatchTopK's inference threshold: EMA of the smallest selected activation (as SAELens does)."""
-        positive = acts[acts > 0]
-        if positive.numel():
-            lr = getattr(self, "threshold_lr", 0.01)
-            self.threshold.mul_(1 - lr).add_(lr * positive.min())
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
@@ -203,23 +163,20 @@ class SAE(nn.Module):
 
     @torch.no_grad()
     def folded(self) -> "SAE":
-        """A copy with the normalisation scale folded into the weights (same outputs on raw activations)."""
-        import copy
-        cfg = copy.deepcopy(self.cfg)
-        arch = "jumprelu" if cfg.architecture == "batchtopk" else cfg.architecture
-        cfg = type(cfg)(**{**cfg.to_dict(), "architecture": arch, "normalize_activations": "none",
-                           "k": cfg.k if arch == "topk" else None})
+        """A copy in its saved form: normalisation scales folded into the weights (same outputs on raw
+        activations), architecture as its inference runs (batchtopk and matryoshka_batchtopk → jumprelu)."""
+        c = self.cfg
+        arch = self.arch.saved_as
+        cfg = type(c)(**{**c.to_dict(), "architecture": arch, "normalize_activations": "none",
+                         "k": c.k if arch == "topk" else None, "matryoshka_prefixes": None})
         out = SAE(cfg, device=self.device)
-        s = self.norm_scale.to(self.W_enc.dtype)
-        out.W_enc.copy_(self.W_enc * s)
-        out.W_dec.copy_(self.W_dec / s)
-        out.b_dec.copy_(self.b_dec / s)
+        s_in, s_out = (t.to(self.W_enc.dtype) for t in (self.norm_scale, self.out_scale))
+        out.W_enc.copy_(self.W_enc * s_in)
+        out.W_dec.copy_(self.W_dec / s_out)
+        out.b_dec.copy_(self.b_dec / s_out)
         out.b_enc.copy_(self.b_enc)
+        if self.W_skip is not None:
+            out.W_skip.copy_(self.W_skip * (s_in / s_out))
         if self.threshold is not None:
             out.threshold.copy_(self.threshold)  # pre-activations are unchanged by the fold
         return out
-
-
-def _full_precision(x: torch.Tensor):
-    """Autocast off for the kernels (TrainConfig.autocast lowers only the pre-activation product)."""
-    return torch.autocast(x.device.type, enabled=False)

@@ -47,27 +47,36 @@ class _Run:
         self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
         self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
         self.fire_tokens = 0
-        self.unit_decoder = cfg.architecture in ("topk", "batchtopk")
+        self.arch = self.sae.arch  # the registry entry: losses, decoder constraint, threshold, init
+        self.options = self.arch.options(tcfg)
+        self.unit_decoder = self.arch.unit_decoder
         self.l1 = tcfg.l1_coefficient  # the live λ: moved by target_l0 during its warm-up, else fixed
         self.l0_error = math.nan  # log(L0 / target) at the previous step (the controller's damping term)
         self.last: dict = {}
 
     @torch.no_grad()
-    def initialise(self, x: torch.Tensor) -> None:
-        """Data-dependent init from the first batch: normalisation scale, then b_dec at the mean/median."""
+    def initialise(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Data-dependent init from the first batch: normalisation scales, b_dec at the (output's) mean/median,
+        then the architecture's own (jumprelu: thresholds). `y` is a transcoder's target (None: x)."""
         mean = self.sync.mean if self.sync else (lambda t: t)  # under torchrun: means over the global batch
         if self.cfg.normalize_activations == "expected_average_only_in":
             self.sae.norm_scale.fill_(self.cfg.d_in ** 0.5 / mean(x.float().norm(dim=1).mean()).clamp_min(1e-12))
+            if y is not None:
+                self.sae.norm_scale_out.fill_(y.shape[1] ** 0.5 / mean(y.float().norm(dim=1).mean()).clamp_min(1e-12))
         x = x * self.sae.norm_scale.to(x.dtype)
+        t = x if y is None else y * self.sae.out_scale.to(y.dtype)
         if self.tcfg.b_dec_init == "mean":
-            self.sae.b_dec.copy_(mean(x.mean(0)))
+            self.sae.b_dec.copy_(mean(t.mean(0)))
         elif self.tcfg.b_dec_init == "geometric_median":
-            self.sae.b_dec.copy_(geometric_median(x))
-            if self.sync:
-                self.sync.broadcast(self.sae)  # rank 0's median (a median of medians is not the median)
+            self.sae.b_dec.copy_(geometric_median(t))
+        self.arch.initialise(self.sae, x, self.tcfg)
+        if self.sync and (self.tcfg.b_dec_init == "geometric_median" or self.arch.threshold == "parameter"):
+            self.sync.broadcast(self.sae)  # rank 0's median / thresholds (a median of medians is not the median)
 
-    def step(self, x: torch.Tensor, step: int) -> None:
+    def step(self, x: torch.Tensor, step: int, y: torch.Tensor | None = None) -> None:
         x = x.to(self.sae.W_dec.dtype) * self.sae.norm_scale.to(self.sae.W_dec.dtype)
+        if y is not None:  # a transcoder's target, at its own scale
+            y = y.to(self.sae.W_dec.dtype) * self.sae.out_scale.to(self.sae.W_dec.dtype)
         lr = self.tcfg.lr_at(step)
         for group in self.opt.param_groups:
             group["lr"] = lr
@@ -75,8 +84,8 @@ class _Run:
         l1 = self.l1 if self.tcfg.target_l0 is not None else self.tcfg.l1_at(step)
         low = _LOW.get(self.tcfg.autocast)
         with torch.autocast(x.device.type, dtype=low, enabled=low is not None):
-            out = self.sae.training_losses(x, l1, dead,
-                                           self.tcfg.aux_k or self.cfg.d_in // 2, self.tcfg.aux_coefficient)
+            out = self.sae.training_losses(x, l1, dead, self.tcfg.aux_k or self.cfg.d_in // 2,
+                                           self.tcfg.aux_coefficient, target=y, **self.options)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         if self.sync:
@@ -86,14 +95,15 @@ class _Run:
         self.opt.step()
         if self.unit_decoder:
             self.sae.normalize_decoder()
-        if self.sync and self.cfg.architecture == "batchtopk":
-            self.sync.buffers(self.sae)  # its threshold follows batch statistics
+        self.arch.after_step(self.sae)
+        if self.sync and self.arch.threshold == "buffer":
+            self.sync.buffers(self.sae)  # batchtopk's threshold follows batch statistics
         if self.sync:  # firing counts of the global batch, so every rank sees the same dead latents
             self._count(self.sync.sum(out["fired"]), x.shape[0] * self.sync.world, step)
         else:
             self._count(out["fired"], x.shape[0], step)
         self._chase_l0(float(out["l0"]), step)
-        self.last = dict(out, x=x, lr=lr, dead=dead, l1_coefficient=l1)
+        self.last = dict(out, x=x if y is None else y, lr=lr, dead=dead, l1_coefficient=l1)
 
     def _chase_l0(self, l0: float, step: int) -> None:
         """target_l0: move log λ by 0.05·e + 1.0·(e − e_prev), e = log(L0/target), clipped to ±0.05. L0 answers λ
@@ -181,15 +191,23 @@ def _runs(configs, train_cfg, device, owned=None) -> list[_Run]:
     return [_Run(i, c, t, device) for i, (c, t) in enumerate(zip(configs, tcfgs)) if owned is None or i in owned]
 
 
-def _hook_of(run: _Run, batch: dict) -> torch.Tensor:
+def _hook_of(run: _Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(input, target) of one SAE from a batch; the target is None except for transcoders (their output hook)."""
     hook = run.cfg.hook_name or (next(iter(batch)) if len(batch) == 1 else None)
+    out = [_take(run, batch, hook, run.cfg.d_in)]
+    if run.cfg.d_out is not None:
+        out.append(_take(run, batch, run.cfg.hook_name_out, run.cfg.d_out))
+    return out[0], (out[1] if len(out) > 1 else None)
+
+
+def _take(run: _Run, batch: dict, hook: str | None, width: int) -> torch.Tensor:
     if hook not in batch:
         raise ValidationError(f"The activation stream has hooks {sorted(batch)}, but SAE {run.index} wants "
-                              f"{hook!r}; set metadata['hook_name'] to one of them.")
+                              f"{hook!r}; set metadata['hook_name'] (and a transcoder's hook_name_out) to them.")
     x = batch[hook]
-    if x.shape[-1] != run.cfg.d_in:
-        raise ValidationError(f"Activations at {hook} have width {x.shape[-1]}, SAE {run.index} has d_in "
-                              f"{run.cfg.d_in}; build its config with d_in={x.shape[-1]}.")
+    if x.shape[-1] != width:
+        raise ValidationError(f"Activations at {hook} have width {x.shape[-1]}, SAE {run.index} expects {width}; "
+                              f"build its config with the width of that hook.")
     return x.reshape(-1, x.shape[-1])
 
 
@@ -264,10 +282,10 @@ def _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, check
                 for r in runs:
                     r.load_state(resume_from[0], resume_from[1]["fire_tokens"][r.index])
         for r in runs:
-            x = _hook_of(r, batch).to(r.sae.device, torch_dtype(r.cfg.dtype))
+            x, y = (None if t is None else t.to(r.sae.device, torch_dtype(r.cfg.dtype)) for t in _hook_of(r, batch))
             if step == 0:
-                r.initialise(x)
-            r.step(x, step)
+                r.initialise(x, y)
+            r.step(x, step, y)
         last = step == total - 1
         report(runs, step, last)
         every = first_cfg.checkpoint_every
