@@ -83,3 +83,18 @@ def test_each_site_accounts_for_the_target_and_out_edges_sum_to_the_node_effect(
     for n in graph["nodes"]:
         if n["site"] < 2 and abs(n["effect"]) > 1e-6:
             assert abs(out.get(n["id"], 0.0) - n["effect"]) < 1e-4, n
+
+
+def test_ablating_the_path_removes_the_target_as_the_graph_predicts_and_a_distractor_does_not():
+    from mistudio_core.circuits.intervene import intervention
+
+    model, ss = planted_model(), sites()
+    graph = trace(model, ss, torch.tensor(PROMPT), token_id=5, settings=GraphSettings(node_share=0.99))
+    ids = torch.tensor(PROMPT)
+    hit = intervention(model, ss, ids, dict(graph, target=dict(token_id=5)), ["F1.3@1"], scale=0.0)
+    assert hit["after"] < 0.05 * hit["before"]
+    assert abs(hit["predicted_change"] - hit["change"]) < 0.25 * abs(hit["change"])
+    miss = intervention(model, ss, ids, dict(graph, target=dict(token_id=5)), ["F1.2@3"], scale=0.0)
+    assert abs(miss["change"]) < 1e-4 and miss["predicted_change"] is None  # not in the graph: no prediction
+    double = intervention(model, ss, ids, dict(graph, target=dict(token_id=5)), ["F2.14@4"], scale=2.0)
+    assert double["after"] > double["before"] + 1.0  # the final norm damps it below the linear 2x
