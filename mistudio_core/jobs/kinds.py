@@ -22,6 +22,7 @@ BUILTIN_MODULES = {
     "label": "mistudio_core.labeling.job",
     "export": "mistudio_core.interop.job",
     "evaluate": "mistudio_core.jobs.eval_job",
+    "circuit": "mistudio_core.circuits.job",
     "benchmark": "mistudio_core.benchsuite.job",
 }
 
