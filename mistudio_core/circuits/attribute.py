@@ -128,8 +128,9 @@ def run(model, sites: list[Site], input_ids: torch.Tensor, target: Callable[[tor
         st = states[s]
         st.g = st.g[0]
         st.dz = _decode_vjp(site.sae, st.codes, st.g)
-        bias = site.sae.decode(torch.zeros_like(st.codes[:1]))
-        att.bias_effects.append(float((bias.to(st.g.dtype) * st.g).sum()))
+        with torch.no_grad():
+            bias = site.sae.decode(torch.zeros_like(st.codes[:1]))
+            att.bias_effects.append(float((bias.to(st.g.dtype) * st.g).sum()))
     states[0].g = states[0].g[0]
     return att
 

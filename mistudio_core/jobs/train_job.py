@@ -176,6 +176,9 @@ def _train(s: TrainJobSpec, ctx) -> dict:
     tok = load_tokenized(ctx.store, s.dataset_id, s.model_id)
     plan = evaluation_plan(ctx.store, s, tok)  # refuses too few held-out contexts before any training
     configs, tcfgs = _configs(s, d_model(loaded.model), tok.config)
+    from ..sae.architectures.transcoder import capture_hooks, check_hooks
+    check_hooks(loaded.model, configs, s.model_id)  # transcoders: both hooks on this model, equal widths
+    s.hook_names = capture_hooks(s.hook_names, configs)  # ...and the stream/cache also capture their outputs
     first = tcfgs[0]
     try:
         cache = None if _dist() else prepare(ctx, s, loaded, tok, first)  # None: stream from the model
