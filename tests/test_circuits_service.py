@@ -106,3 +106,25 @@ def test_each_bad_input_is_one_clear_message(home):
     for call, words in cases:
         with pytest.raises(MistudioError, match=words):
             call()
+
+
+def test_the_cli_builds_shows_ablates_exports_and_imports(home, tmp_path, capsys):
+    from mistudio_core.cli import main
+
+    store, model, saes = home
+    h = ["--home", str(store.home), "--json", "circuit"]
+    sae_args = [a for s in saes for a in ("--sae", s)]
+    assert main([*h, "build", "The people are", *sae_args, "--max-nodes", "20"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["nodes"] > 0 and built["top"][0]["node"]
+    node = next(r["node"] for r in built["top"] if r["kind"] == "feature")
+    assert main([*h, "ablate", built["id"], node]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["nodes"] == [node] and res["predicted_change"] is not None
+    out = tmp_path / "g.json"
+    assert main([*h, "export", built["id"], "--file", str(out)]) == 0 and out.is_file()
+    capsys.readouterr()
+    assert main([*h, "import", "--file", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["nodes"] == built["nodes"]
+    assert main([*h, "build", "The people are"]) == 2
+    assert "No SAE selected" in capsys.readouterr().err

@@ -27,7 +27,7 @@ PATH_ARGS = ("path", "file", "prompts_file")
 COMMAND_KINDS = {"datasets": "datasets", "models": "models", "jobs": "jobs", "steer": "saes", "extract": "saes"}
 
 # Areas in the order `--help` lists them; a module that does not exist yet is skipped.
-AREAS = ["datasets", "models", "train", "cache", "extract", "label", "steer", "interop", "jobs"]
+AREAS = ["datasets", "models", "train", "cache", "extract", "label", "steer", "circuit", "interop", "jobs"]
 
 
 def build_parser() -> argparse.ArgumentParser:
