@@ -17,8 +17,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..errors import ValidationError
 
 LICENSES = Path("/usr/share/common-licenses")
@@ -124,9 +122,11 @@ def build_task(name: str, per_doc: int = 4, chars: int = 400) -> Task:
     raise ValidationError(f"Unknown probing task {name!r}; choose from {', '.join(TASK_NAMES)}.")
 
 
-def split_groups(groups: list[str], labels: list[str], test_fraction: float,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train rows, test rows): per class, a random `test_fraction` of its documents (at least one) is test."""
+def split_groups(groups: list[str], labels: list[str], test_fraction: float, generator):
+    """(train rows, test rows) as LongTensors: per class, a random `test_fraction` of its documents (at least
+    one) is test; `generator` is a torch.Generator."""
+    import torch
+
     test_docs = set()
     for c in sorted(set(labels)):
         docs = sorted({g for g, lab in zip(groups, labels) if lab == c})

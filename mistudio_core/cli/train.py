@@ -164,6 +164,10 @@ def _torchrun_spec(args) -> dict:
 
 
 def _eval(args):
+    if getattr(args, "suite", False):  # the benchmark suite: mistudio_core/benchsuite/cli.py
+        from ..benchsuite.cli import run_from_args
+
+        return run_from_args(args)
     from ..jobs.eval_job import EvalJobSpec, check_inputs
 
     spec = EvalJobSpec(sae_id=args.sae, dataset_id=args.dataset, split=args.split, n_contexts=args.n_contexts,
@@ -218,3 +222,6 @@ def register(subparsers) -> None:
     e.add_argument("--n-contexts", type=int, default=64)
     e.add_argument("--no-downstream", dest="downstream", action="store_false")
     e.set_defaults(func=_eval, human=_human_eval)
+    from ..benchsuite.cli import add_flags as add_suite_flags
+
+    add_suite_flags(e)  # --suite, --parts, --labeler-url, --labeler-model
