@@ -16,6 +16,12 @@ branches to the same input, and its attn_out/mlp_out are again the added terms (
 ``hidden_states[L+1] == resid_post[L]`` for ``L < n_layers - 1``; the last entry is after the final norm, so
 ``hidden_states[-1] == final_norm(resid_post[n_layers - 1])``.
 
+``blocks.{L}.hook_mlp_in`` is what the MLP module reads: its input *after* the pre-MLP norm, the point SAELens's
+transcoders call ``blocks.L.ln2.hook_normalized`` (Gemma Scope) or ``blocks.L.mlp.hook_in``; both names are accepted
+as aliases of it. (TransformerLens's own ``hook_mlp_in`` is the residual before that norm; an MLP is a function of
+its normalised input, so that is what a transcoder should read.) It is not listed by ``hook_points``: the Models
+tab lists the four residual/branch sites.
+
 ``capture`` stops the forward pass right after the deepest requested hook by raising a private exception from
 a hook, so layers above it (and the LM head) are never computed: on a 30-layer model, capturing layer 8 costs
 about a third of a full forward.
@@ -34,7 +40,9 @@ from torch import nn
 from .errors import ValidationError
 
 SITES = ("resid_pre", "attn_out", "mlp_out", "resid_post")  # in the order they run inside a layer
-_NAME_RE = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_post|attn_out|mlp_out)$")
+EXTRA_SITES = ("mlp_in",)  # accepted by parse_hook, not listed by hook_points
+_NAME_RE = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_post|attn_out|mlp_out|mlp_in)$")
+_ALIAS_RE = re.compile(r"^blocks\.(\d+)\.(?:ln2\.hook_normalized|mlp\.hook_in)$")  # SAELens transcoders' names
 # Where the decoder layers live, tried in order (CausalLM wrappers, multimodal Gemma3, GPT-2, GPT-NeoX).
 _LAYER_PATHS = ("model.layers", "model.language_model.layers", "language_model.model.layers",
                 "transformer.h", "gpt_neox.layers")
@@ -115,6 +123,12 @@ def d_model(model) -> int:
     raise ValidationError(f"Cannot tell the hidden size of {type(cfg).__name__}; its config has no hidden_size.")
 
 
+def hook_width(model, name: str) -> int:
+    """Width of the activation at hook `name` (every supported site is d_model wide; checked by name first)."""
+    parse_hook(model, name)
+    return d_model(model)
+
+
 def hook_points(model) -> list[str]:
     """All hook names of `model`, layer by layer, in execution order."""
     sites = _sites(model)
@@ -126,7 +140,11 @@ def parse_hook(model, name: str) -> HookPoint:
     """Validate `name` against `model`; an unknown name lists the valid ones."""
     n_layers, sites = len(decoder_layers(model)), _sites(model)
     m = _NAME_RE.match(str(name).strip())
-    if m and int(m.group(1)) < n_layers and m.group(2) in sites:
+    alias = _ALIAS_RE.match(str(name).strip())
+    if alias and int(alias.group(1)) < n_layers and "mlp_out" in sites:
+        return HookPoint(int(alias.group(1)), "mlp_in", str(name).strip())
+    ok = m and (m.group(2) in sites or (m.group(2) in EXTRA_SITES and "mlp_out" in sites))
+    if ok and int(m.group(1)) < n_layers:
         return HookPoint(int(m.group(1)), m.group(2), str(name).strip())
     names = hook_points(model)
     shown = ", ".join(names) if len(names) <= 24 else ", ".join(names[:8] + ["..."] + names[-4:])
@@ -155,18 +173,10 @@ def _checked(fn: ActFn, act: torch.Tensor, name: str) -> torch.Tensor | None:
 def _register(model, point: HookPoint, fn: ActFn, active: Callable[[], bool] = lambda: True):
     """Hook `fn(act) -> replacement or None` at `point`, applied while `active()`; returns the handle."""
     layer = decoder_layers(model)[point.layer]
-    if point.site == "resid_pre":
-        def pre_hook(module, args, kwargs):
-            if not active():
-                return None
-            act = args[0] if args else kwargs["hidden_states"]
-            new = _checked(fn, act, point.name)
-            if new is None:
-                return None
-            if args:
-                return (new, *args[1:]), kwargs
-            return args, {**kwargs, "hidden_states": new}
-        return layer.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    if point.site == "resid_pre":  # the layer's input
+        return _register_input(layer, point, fn, active)
+    if point.site == "mlp_in":  # the MLP module's (normalised) input
+        return _register_input(getattr(layer, "mlp"), point, fn, active)
     if point.site == "resid_post":
         module = layer
     else:
@@ -179,6 +189,20 @@ def _register(model, point: HookPoint, fn: ActFn, active: Callable[[], bool] = l
         new = _checked(fn, _first(output), point.name)
         return None if new is None else _replace_first(output, new)
     return module.register_forward_hook(hook)
+
+
+def _register_input(module, point: HookPoint, fn: ActFn, active: Callable[[], bool]):
+    def pre_hook(module, args, kwargs):
+        if not active():
+            return None
+        act = args[0] if args else kwargs["hidden_states"]
+        new = _checked(fn, act, point.name)
+        if new is None:
+            return None
+        if args:
+            return (new, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": new}
+    return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
 
 
 def _register_stop(model, points: list[HookPoint], owner: int):

@@ -202,6 +202,8 @@ class TrainConfig:
     """jumprelu: width ε of the rectangle kernel of the threshold's straight-through gradient (Rajamanoharan 2024)."""
     jumprelu_l0_coefficient: float = 1.0
     """jumprelu: weight of the quadratic L0 penalty 2/T·(L0 − T)² per token, T = target_l0 (or k when empty)."""
+    jumprelu_threshold_lr_scale: float = 10.0
+    """jumprelu: the thresholds' learning rate as a multiple of lr (the encoder moves L0 faster than θ at 1×)."""
     jumprelu_init_threshold: float | None = None
     """jumprelu: the thresholds' start; None: per latent from the first batch so that the initial L0 is T."""
     hook_out: str | None = None
@@ -257,8 +259,9 @@ class TrainConfig:
         if self.target_l0 is not None and not (math.isfinite(self.target_l0) and self.target_l0 > 0):
             raise ValidationError(f"target_l0 must be a number > 0: the mean active latents per token to reach "
                                   f"(got {self.target_l0}); e.g. 32, or leave it empty.")
-        if self.jumprelu_bandwidth <= 0 or self.jumprelu_l0_coefficient < 0:
-            raise ValidationError("jumprelu_bandwidth must be > 0 and jumprelu_l0_coefficient >= 0.")
+        if self.jumprelu_bandwidth <= 0 or self.jumprelu_l0_coefficient < 0 or self.jumprelu_threshold_lr_scale <= 0:
+            raise ValidationError("jumprelu_bandwidth and jumprelu_threshold_lr_scale must be > 0, "
+                                  "jumprelu_l0_coefficient >= 0.")
         if self.jumprelu_init_threshold is not None and self.jumprelu_init_threshold < 0:
             raise ValidationError("jumprelu_init_threshold must be >= 0 (or empty: set from the first batch).")
         if self.matryoshka_prefixes is not None:

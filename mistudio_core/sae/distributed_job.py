@@ -186,7 +186,8 @@ class SAEGroups:
 
     def __init__(self, ctx, configs):
         self.owned = dist.owned_saes(len(configs), dist.current())
-        self.hooks = list(dict.fromkeys(configs[i].hook_name for i in self.owned))
+        from .architectures.transcoder import capture_hooks  # a transcoder also needs its output hook
+        self.hooks = capture_hooks([configs[i].hook_name for i in self.owned], [configs[i] for i in self.owned])
         self.sync = dist.StopSync()
         self.root = checkpoint_root(ctx)
         self.checkpoint = PerSAECheckpoints(self.root, self.sync, _registry_note(ctx))

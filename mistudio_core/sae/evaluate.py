@@ -11,10 +11,14 @@ Formulas (each result carries its own): EV = 1 − Σ‖x−x̂‖² / Σ‖x−
 L0 = mean #{i: z_i > 0}; dead = fraction of latents that never fire on the evaluated tokens; CE clean / spliced /
 zero-ablated = mean next-token cross-entropy of the model as is / with x̂ at the hook / with 0 at the hook;
 CE loss recovered = (CE_zero − CE_spliced) / (CE_zero − CE_clean); KL = mean KL(p_clean ‖ p_spliced).
+A transcoder (`sae.cfg.d_out`) is scored on what it writes: x̂ is compared with the activation at its output hook
+(`hook_name_out`), and the spliced pass replaces that hook's activation by the transcoder's output computed from
+the same pass's input hook (zero-ablation zeroes the output hook), e.g. the MLP output from the MLP's input.
 Which contexts to evaluate on (the tokenization's held-out slice) is the caller's choice: see `sae/evals.py`.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -50,14 +54,16 @@ def evaluate_sae(loaded_model, sae: SAE, hook_name: str, tokens: torch.Tensor, n
     ce = dict(clean=0.0, spliced=0.0, zero=0.0, kl=0.0, n=0)
     start = 1 if skip_bos else 0
     sae_device = sae.device
+    out_hook = sae.cfg.hook_name_out or hook_name
     for i in range(0, tokens.shape[0], batch_size):
         if should_stop is not None and should_stop():
             return None
         batch = tokens[i:i + batch_size]
         with torch.no_grad():
-            x = hooks.capture(model, batch, [hook_name])[hook_name][:, start:]
+            acts = hooks.capture(model, batch, [hook_name, out_hook])
+            x, y = acts[hook_name][:, start:], acts[out_hook][:, start:]
             z = sae.encode(x.to(sae_device))
-            acc.add(x, sae.decode(z).to(x.device), z)
+            acc.add(y, sae.output(x.to(sae_device), z).to(y.device), z)
             if downstream:
                 _downstream(model, sae, hook_name, batch, start, ce)
         if progress:
@@ -87,9 +93,16 @@ def _ce(logprobs: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
 
 
 def _downstream(model, sae: SAE, hook_name: str, batch: torch.Tensor, start: int, acc: dict) -> None:
+    out_hook = sae.cfg.hook_name_out or hook_name
+    seen = {}
+
+    def record(act):  # a transcoder's input, seen earlier in the same forward pass
+        seen["x"] = act
+
     def splice(act):
+        src = seen["x"] if out_hook != hook_name else act
         out = act.clone()
-        out[:, start:] = sae(act[:, start:].to(sae.device)).to(act.device, act.dtype)
+        out[:, start:] = sae(src[:, start:].to(sae.device)).to(act.device, act.dtype)
         return out
 
     def zero(act):
@@ -98,9 +111,12 @@ def _downstream(model, sae: SAE, hook_name: str, batch: torch.Tensor, start: int
         return out
 
     clean = _next_token_logprobs(model, batch)
-    with hooks.intervene(model, hook_name, splice):
+    with contextlib.ExitStack() as stack:
+        if out_hook != hook_name:
+            stack.enter_context(hooks.intervene(model, hook_name, record))
+        stack.enter_context(hooks.intervene(model, out_hook, splice))
         spliced = _next_token_logprobs(model, batch)
-    with hooks.intervene(model, hook_name, zero):
+    with hooks.intervene(model, out_hook, zero):
         zeroed = _next_token_logprobs(model, batch)
     acc["clean"] += float(_ce(clean, batch))
     acc["spliced"] += float(_ce(spliced, batch))

@@ -5,7 +5,9 @@ Written so SAELens 6.x `SAE.load_from_disk` loads ours (checked against sae-lens
 `normalize_activations` ("none": our normalisation is folded into the weights), `reshape_activations`, `k` and
 `rescale_acts_by_decoder_norm: false` for topk, and `metadata` (with `sae_lens_version` ≥ 6, which is how SAELens
 tells a v6 config from a pre-v6 flat one). Weights: W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc, b_dec,
-threshold (jumprelu). BatchTopK SAEs are written as jumprelu with their global threshold, as SAELens does.
+threshold (jumprelu). BatchTopK and Matryoshka-BatchTopK SAEs are written as jumprelu with their threshold, as
+SAELens does. Transcoders are written as SAELens's (skip_/jumprelu_)transcoder with `d_out`, `hook_name_out` and
+W_skip (see `architectures/transcoder.py`).
 Pre-v6 flat configs (model_name/hook_name at top level, `activation_fn_str`, `activation_fn_kwargs: {k}`) load too.
 """
 from __future__ import annotations
@@ -18,6 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import NotFoundError, ValidationError
 from ..store import write_json_atomic
+from .architectures import get as get_architecture
+from .architectures.transcoder import parse_name, saelens_name
 from .config import SAEConfig
 from .model import SAE
 
@@ -34,12 +38,13 @@ _RENAMES = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index
 def cfg_json(sae: SAE) -> dict:
     """The cfg.json dict of an SAE whose normalisation is already folded (see `SAE.folded`)."""
     c = sae.cfg
-    out = dict(architecture=c.architecture, d_in=c.d_in, d_sae=c.d_sae, dtype=c.dtype, device="cpu",
+    out = dict(architecture=saelens_name(c), d_in=c.d_in, d_sae=c.d_sae, dtype=c.dtype, device="cpu",
                apply_b_dec_to_input=c.apply_b_dec_to_input, normalize_activations=c.normalize_activations,
                reshape_activations="none", metadata={**METADATA_DEFAULTS, **c.metadata,
                                                      "sae_lens_version": SAELENS_VERSION})
-    if c.architecture == "topk":
-        out.update(k=c.k, rescale_acts_by_decoder_norm=False)
+    out.update(get_architecture(c.architecture).export_fields(c))
+    if c.d_out is not None:
+        out["d_out"] = c.d_out
     return out
 
 
@@ -50,10 +55,9 @@ def save_sae(sae: SAE, folder, sparsity: torch.Tensor | None = None) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = sae.folded()
-    weights = {k: v.detach().contiguous().cpu() for k, v in
-               dict(W_enc=out.W_enc, W_dec=out.W_dec, b_enc=out.b_enc, b_dec=out.b_dec).items()}
-    if out.cfg.architecture == "jumprelu":
-        weights["threshold"] = out.threshold.detach().contiguous().cpu()
+    tensors = dict(W_enc=out.W_enc, W_dec=out.W_dec, b_enc=out.b_enc, b_dec=out.b_dec, threshold=out.threshold,
+                   W_skip=out.W_skip)
+    weights = {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None}
     save_file(weights, str(folder / "sae_weights.safetensors"))
     if sparsity is None:
         sparsity = getattr(sae, "feature_frequency", None)
@@ -69,9 +73,14 @@ def parse_cfg(raw: dict, where: str = "cfg.json") -> SAEConfig:
     is_v6 = "metadata" in raw and "architecture" in raw
     cfg = dict(raw) if is_v6 else _from_pre_v6(raw)
     meta = dict(cfg.get("metadata") or {})
-    arch = cfg.get("architecture", "standard")
+    arch, transcoder, skip = parse_name(cfg.get("architecture", "standard"))
+    if arch == "matryoshka_batchtopk":  # a SAELens training config: its inference form is batchtopk's
+        arch = "batchtopk"
     if arch not in ("standard", "topk", "jumprelu", "batchtopk"):
-        raise ValidationError(f"{where}: architecture {arch!r} is not supported (standard, topk, jumprelu).")
+        raise ValidationError(f"{where}: architecture {arch!r} is not supported (standard, topk, jumprelu, "
+                              f"batchtopk, and their transcoders).")
+    if transcoder and cfg.get("hook_name_out") and "hook_name_out" not in meta:
+        meta["hook_name_out"] = cfg["hook_name_out"]
     if cfg.get("reshape_activations", "none") != "none":
         raise ValidationError(f"{where}: reshape_activations={cfg['reshape_activations']!r} (hook_z SAEs) is not "
                               f"supported; use an SAE on a residual, MLP or attention-output hook.")
@@ -80,10 +89,12 @@ def parse_cfg(raw: dict, where: str = "cfg.json") -> SAEConfig:
         raise ValidationError(f"{where}: normalize_activations={norm!r} is not supported; fold it into the "
                               f"weights before export.")
     try:
-        return SAEConfig(arch, int(cfg["d_in"]), int(cfg["d_sae"]), k=cfg.get("k") if arch == "topk" else None,
+        k = cfg.get("k") if arch in ("topk", "batchtopk") else None
+        return SAEConfig(arch, int(cfg["d_in"]), int(cfg["d_sae"]), k=int(k) if k is not None else None,
                          dtype=str(cfg.get("dtype", "float32")).replace("torch.", ""),
-                         apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
-                         normalize_activations="none", metadata=meta)
+                         apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", not transcoder)),
+                         normalize_activations="none", metadata=meta,
+                         d_out=int(cfg.get("d_out") or cfg["d_in"]) if transcoder else None, skip_connection=skip)
     except KeyError as e:
         raise ValidationError(f"{where} lacks {e.args[0]!r}; it is not an SAELens cfg.json.") from None
 
@@ -128,7 +139,7 @@ def load_sae(folder, device=None) -> SAE:
         weights["threshold"] = weights.pop("log_threshold").exp()
     sae = SAE(cfg, device=device)
     with torch.no_grad():
-        for name, param in list(sae.named_parameters()) + [("threshold", sae.threshold)]:
+        for name, param in dict([("threshold", sae.threshold), *sae.named_parameters()]).items():
             if param is None:
                 continue
             if name not in weights:

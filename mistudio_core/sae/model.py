@@ -89,12 +89,16 @@ class SAE(nn.Module):
         out = codes.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
         return out / self.out_scale.to(out.dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.decode(self.encode(x))
+    def output(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """x̂ of input x given its codes: decode, plus a skip transcoder's W_skip·x."""
+        out = self.decode(codes)
         if self.W_skip is not None:
             xs = x.to(self.W_skip.dtype) * self.norm_scale.to(self.W_skip.dtype)
             out = out + (xs @ self.W_skip.t()) / self.out_scale.to(out.dtype)
-        return out.to(x.dtype)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(x, self.encode(x)).to(x.dtype)
 
     # ---- training --------------------------------------------------------------------------------------
     def training_losses(self, x: torch.Tensor, l1_coefficient: float = 0.0, dead: torch.Tensor | None = None,

@@ -42,7 +42,7 @@ class _Run:
         self.sae.threshold_lr = tcfg.batchtopk_threshold_lr
         # fused: one pass per tensor instead of ~8 on CPU (a third of a TopK step); CPU only, where Adam's `step`
         # stays a CPU tensor as checkpoints expect
-        self.opt = torch.optim.Adam(self.sae.parameters(), lr=tcfg.lr, betas=tcfg.adam_betas,
+        self.opt = torch.optim.Adam(self._param_groups(tcfg), lr=tcfg.lr, betas=tcfg.adam_betas,
                                     fused=self.sae.W_dec.device.type == "cpu")
         self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
         self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
@@ -53,6 +53,15 @@ class _Run:
         self.l1 = tcfg.l1_coefficient  # the live λ: moved by target_l0 during its warm-up, else fixed
         self.l0_error = math.nan  # log(L0 / target) at the previous step (the controller's damping term)
         self.last: dict = {}
+
+    def _param_groups(self, tcfg: TrainConfig) -> list[dict]:
+        """One Adam group, or two when a jumprelu threshold learns at its own rate (jumprelu_threshold_lr_scale)."""
+        theta = self.sae.threshold if isinstance(self.sae.threshold, torch.nn.Parameter) else None
+        rest = [p for p in self.sae.parameters() if p is not theta]
+        groups = [dict(params=rest, lr_scale=1.0)]
+        if theta is not None:
+            groups.append(dict(params=[theta], lr_scale=tcfg.jumprelu_threshold_lr_scale))
+        return groups
 
     @torch.no_grad()
     def initialise(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
@@ -79,7 +88,7 @@ class _Run:
             y = y.to(self.sae.W_dec.dtype) * self.sae.out_scale.to(self.sae.W_dec.dtype)
         lr = self.tcfg.lr_at(step)
         for group in self.opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         dead = self.since_fired >= self.tcfg.dead_window
         l1 = self.l1 if self.tcfg.target_l0 is not None else self.tcfg.l1_at(step)
         low = _LOW.get(self.tcfg.autocast)
