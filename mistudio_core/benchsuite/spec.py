@@ -97,15 +97,21 @@ def check_inputs(store, spec: BenchSpec) -> str:
     from ..jobs.eval_job import EvalJobSpec
     from ..jobs.eval_job import check_inputs as check_eval
     from ..labeling.client import ProviderConfig
-    from .tasks import build_task, check_task
 
     model_id = check_eval(store, EvalJobSpec(sae_id=spec.sae_id, dataset_id=spec.dataset_id, split=spec.split,
                                              n_contexts=spec.n_contexts, model_id=spec.model_id))
-    if "probing" in spec.parts:
-        for name in spec.tasks:
-            check_task(build_task(name, spec.probing_per_doc))
+    check_tasks(spec)
     cfg = ProviderConfig.from_dict(spec.labeler)
     if "autointerp" in spec.parts and cfg.is_local and not store.exists("models", cfg.model):
         raise NotFoundError(f"The local labeler model {cfg.model!r} is not in the model library. Add it (Models "
                             "tab), pick an OpenAI-compatible server instead, or leave out the autointerp part.")
     return model_id
+
+
+def check_tasks(spec: BenchSpec) -> None:
+    """Each probing task of `spec` as it will be built: two classes at least, ≥ 20 snippets per class."""
+    from .tasks import build_task, check_task
+
+    if "probing" in spec.parts:
+        for name in spec.tasks:
+            check_task(build_task(name, spec.probing_per_doc))
