@@ -31,7 +31,7 @@ from pages.hardening import api_docs, harden, patient_localhost_check, tune_queu
 from pages.read_api import ReadApi, poller_head
 from pages.server import gradio_temp_dir, install_gate, uploads_dir
 
-TABS = ["datasets", "models", "training", "saes", "features", "labeling", "steering", "share", "system"]
+TABS = ["datasets", "models", "training", "saes", "features", "labeling", "steering", "circuits", "share", "system"]
 LABELS = {"saes": "SAEs"}
 HEADER_TICK_S = 3.0
 INTRO = ("**miStudio** — train sparse autoencoders (SAEs) on a language model's activations and explore what "

@@ -1,0 +1,230 @@
+"""Circuits tab: attribution graphs over SAEs at several layers of one model (mistudio_core/circuits).
+
+Pick SAEs (one per residual layer, e.g. those of `train --preset circuits`), a prompt and a target (the model's
+top token by default), build the graph (a `circuit` job in the runner), read it (plotly: layers × positions),
+choose nodes to open their feature page, ablate or scale them (target before/after beside the graph's predicted
+change), pin them into a feature group, export as circuit-tracer / Neuronpedia JSON or import one.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from mistudio_core.circuits import exchange, groups, service
+from mistudio_core.circuits.intervene import intervene_graph
+from mistudio_core.errors import ValidationError
+from mistudio_core.store import new_id, write_json_atomic
+
+from .circuits_plot import figure
+from .common import guarded, ok, on_show, require_writable
+from .context import AppContext
+
+
+def sae_choices(ctx: AppContext) -> Any:
+    """SAEs on the residual stream (the ones a graph can use), as `id — model · hook`."""
+    items = [(f"{m['id']} — {m.get('model_id')} · {m.get('hook_name')}", m["id"]) for m in ctx.store.list("saes")
+             if str(m.get("hook_name", "")).split(".hook_")[-1] in ("resid_pre", "resid_post")]
+    return gr.update(choices=items)
+
+
+def graph_choices(ctx: AppContext, current: str | None = None) -> Any:
+    items = [(f"{g['id']} — {g['prompt'][:40]!r} → {g['target']!r}", g["id"]) for g in service.list_graphs(ctx.store)]
+    ids = [v for _, v in items]
+    return gr.update(choices=items, value=current if current in ids else (ids[0] if ids else None))
+
+
+def _node_choices(graph: dict | None) -> Any:
+    if not graph:
+        return gr.update(choices=[], value=[])
+    nodes = sorted(graph["nodes"], key=lambda n: -abs(n["effect"]))
+    tokens = graph.get("tokens") or []
+    items = [(f"{n['id']} {n['effect']:+.3f} {tokens[n['pos']]!r} {n.get('label', '')[:40]}".strip(), n["id"])
+             for n in nodes]
+    return gr.update(choices=items, value=[])
+
+
+def _summary(graph: dict) -> str:
+    t, st = graph["target"], graph.get("stats", {})
+    minus = f" − `{t['minus']!r}`" if t.get("minus") else ""
+    value = f" = {st['target_value']:.3f}" if st.get("target_value") is not None else ""
+    share = f", {st['kept_effect_share']:.0%} of the effect" if st.get("kept_effect_share") is not None else ""
+    took = f" in {graph['seconds']} s" if graph.get("seconds") is not None else ""
+    return (f"**{graph.get('id')}**: `{graph['prompt'][:120]!r}` → `{t['token']!r}`{minus}{value} · "
+            f"{len(graph['nodes'])} nodes, {len(graph['edges'])} edges{share}{took}")
+
+
+@guarded(4)
+def show_graph(ctx: AppContext, graph_id: str | None) -> tuple[str, Any, Any, str]:
+    if not graph_id:
+        return "", figure(None), _node_choices(None), ""
+    graph = service.load_graph(ctx.store, graph_id)
+    return ok(f"Graph `{graph_id}`."), figure(graph), _node_choices(graph), _summary(graph)
+
+
+@guarded(2)
+def start_build(ctx: AppContext, sae_ids: list[str] | None, prompt: str, target: str, minus: str,
+                node_share: float, max_nodes: float) -> tuple[str, str | None]:
+    """Queue a `circuit` job (checked first, so a bad SAE set or target is one message, not a failed job)."""
+    require_writable(ctx)
+    spec = dict(sae_ids=list(sae_ids or []), prompt=prompt or "", target=(target or "").strip() or None,
+                minus=(minus or "").strip() or None,
+                settings=dict(node_share=float(node_share or 0.8), max_nodes=int(max_nodes or 80)))
+    from mistudio_core.circuits.job import validate
+
+    validate({k: v for k, v in spec.items() if v is not None})
+    service.check_saes(ctx.store, spec["sae_ids"])
+    if ctx.jobs is None:
+        raise ValidationError("The job runner is not running in this app; use the CLI: python -m mistudio_core "
+                              "circuit build PROMPT --sae ID ...")
+    job_id = ctx.jobs.submit("circuit", {k: v for k, v in spec.items() if v is not None}, name="circuit")
+    return ok(f"Circuit job `{job_id}` queued."), job_id
+
+
+def watch_build(ctx: AppContext, job_id: str | None, poll_s: float = 1.0):
+    """Status lines until the job ends, then the new graph's id (the watcher only reads the registry)."""
+    if not job_id or ctx.jobs is None:
+        return
+    while True:
+        rec = ctx.jobs.get(job_id)
+        phase = (rec.get("progress") or {}).get("metrics", {}).get("phase") or ""
+        if rec["status"] not in ("queued", "running"):
+            break
+        yield f"Job `{job_id}`: **{rec['status']}** {phase}", gr.skip()
+        time.sleep(poll_s)
+    if rec["status"] == "done":
+        gid = rec["result"]["graph_id"]
+        yield ok(f"Graph `{gid}` built ({rec['result']['seconds']} s)."), graph_choices(ctx, gid)
+    else:
+        yield f"⚠ Job `{job_id}` {rec['status']}: {rec.get('error') or ''}", gr.skip()
+
+
+def _need_graph(ctx: AppContext, graph_id: str | None) -> dict:
+    if not graph_id:
+        raise ValidationError("No graph open. Build one above or pick a saved one.")
+    return service.load_graph(ctx.store, graph_id)
+
+
+def _need_nodes(nodes: list[str] | None) -> list[str]:
+    if not nodes:
+        raise ValidationError("No node chosen. Pick one or more nodes from the list under the graph.")
+    return list(nodes)
+
+
+@guarded(2)
+def open_feature(ctx: AppContext, graph_id: str | None, nodes: list[str] | None) -> tuple[str, str]:
+    """The first chosen feature's page: label, numbers and top examples from its SAE's extraction results."""
+    graph = _need_graph(ctx, graph_id)
+    node = next((n for n in graph["nodes"] if n["id"] in _need_nodes(nodes) and n["kind"] == "feature"), None)
+    if node is None:
+        raise ValidationError("Error and token nodes have no feature page; choose a feature node (F...).")
+    sae_id = graph["sites"][node["site"] - 1].get("sae_id")
+    head = f"### Feature {node['feature']} of `{sae_id}` ({graph['sites'][node['site'] - 1]['hook']})"
+    from mistudio_core.features.results import FeatureResults
+
+    try:
+        info = FeatureResults.load(ctx.store, sae_id).feature(node["feature"])
+    except Exception as e:  # no extraction yet: say how to get one, keep the rest of the page
+        return ok(f"Feature {node['feature']}."), f"{head}\n\n{e}"
+    rows = [f"- {info['label'] or '(no label)'} · fires on {info['frequency']:.2%} of tokens · max "
+            f"{info['max_activation']:.3g} · open it in the Features tab: SAE `{sae_id}`, feature {node['feature']}"]
+    for ex in info["top_examples"][:6]:
+        toks = ex["tokens"]
+        peak = ex["peak"]
+        text = "".join(toks[:peak]) + f"**[{toks[peak]}]**" + "".join(toks[peak + 1:])
+        rows.append(f"- `{ex['value']:.2f}` {text.replace(chr(10), ' ')}")
+    return ok(f"Feature {node['feature']}."), head + "\n\n" + "\n".join(rows)
+
+
+@guarded(2)
+def ablate(ctx: AppContext, graph_id: str | None, nodes: list[str] | None, scale: float) -> tuple[str, str]:
+    graph = _need_graph(ctx, graph_id)
+    res = intervene_graph(ctx.store, graph, _need_nodes(nodes), float(scale if scale is not None else 0.0))
+    pred = "—" if res["predicted_change"] is None else f"{res['predicted_change']:+.3f}"
+    table = ("| target before | after | change | graph's predicted change |\n|---|---|---|---|\n"
+             f"| {res['before']:.3f} | {res['after']:.3f} | {res['change']:+.3f} | {pred} |")
+    return ok(f"Scaled {len(res['nodes'])} node(s) by {res['scale']:g}."), table
+
+
+@guarded(1)
+def pin(ctx: AppContext, graph_id: str | None, nodes: list[str] | None, name: str) -> str:
+    require_writable(ctx)
+    grp = groups.pin(ctx.store, _need_graph(ctx, graph_id), _need_nodes(nodes), name)
+    return ok(f"Group `{grp['name']}` has {len(grp['features'])} feature(s).")
+
+
+@guarded(2)
+def export(ctx: AppContext, graph_id: str | None) -> tuple[str, str | None]:
+    graph = _need_graph(ctx, graph_id)
+    out = ctx.store.home / "exports" / f"{graph['id']}.graph.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, exchange.to_neuronpedia(graph))
+    return ok("Exported as circuit-tracer / Neuronpedia graph JSON."), str(out)
+
+
+@guarded(2)
+def import_graph(ctx: AppContext, file: str | None) -> tuple[str, Any]:
+    require_writable(ctx)
+    if not file:
+        raise ValidationError("No file chosen. Upload a graph JSON exported from Neuronpedia or circuit-tracer.")
+    try:
+        data = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValidationError(f"The file is not JSON ({e}). Upload a graph JSON file.") from e
+    graph = exchange.from_neuronpedia(data)
+    graph["id"] = new_id("imported")
+    write_json_atomic(service.graphs_dir(ctx.store) / f"{graph['id']}.json", graph)
+    return ok(f"Imported `{graph['id']}` ({len(graph['nodes'])} nodes) for viewing."), graph_choices(ctx, graph["id"])
+
+
+def build(ctx: AppContext) -> None:
+    bind = functools.partial
+    gr.Markdown("Which features, at which layers, make the model say this token: gradient × activation through "
+                "the model with attention patterns and norms frozen, SAE errors kept as nodes (docs/CIRCUITS.md).")
+    status = gr.Markdown(elem_id="circuits-status")
+    with gr.Row():
+        saes = gr.Dropdown(label="SAEs (one per residual layer, same model)", multiselect=True, choices=[],
+                           allow_custom_value=True, scale=3, elem_id="circuits-saes")
+        prompt = gr.Textbox(label="Prompt", value="The capital of France is", scale=3)
+    with gr.Row():
+        target = gr.Textbox(label="Target token (empty: the model's top token; #id for an id)", scale=2)
+        minus = gr.Textbox(label="Minus token (optional; 'runner-up')", scale=2)
+        share = gr.Slider(0.05, 1.0, value=0.8, step=0.05, label="Keep nodes carrying this share", scale=2)
+        max_nodes = gr.Number(label="Max nodes", value=80, precision=0, minimum=1, maximum=2000, scale=1)
+        build_btn = gr.Button("Build graph", variant="primary", scale=1)
+    job_id = gr.State(None)
+    with gr.Row():
+        graph_dd = gr.Dropdown(label="Graph", choices=[], allow_custom_value=True, scale=4, elem_id="circuits-graph")
+        refresh = gr.Button("Refresh", scale=1)
+    summary = gr.Markdown(elem_id="circuits-summary")
+    plot = gr.Plot(label="Attribution graph", elem_id="circuits-plot")
+    nodes = gr.Dropdown(label="Nodes (largest effect first)", multiselect=True, choices=[], elem_id="circuits-nodes")
+    with gr.Row():
+        open_btn = gr.Button("Open feature", scale=1)
+        scale = gr.Number(label="Scale (0 ablates)", value=0.0, scale=1)
+        ablate_btn = gr.Button("Ablate / scale and re-run", scale=1)
+        group = gr.Textbox(label="Feature group", value="circuit", scale=1)
+        pin_btn = gr.Button("Pin to group", scale=1)
+    result = gr.Markdown(elem_id="circuits-result")
+    feature_md = gr.Markdown(elem_id="circuits-feature")
+    with gr.Accordion("Exchange (circuit-tracer / Neuronpedia graph JSON)", open=False):
+        with gr.Row():
+            export_btn = gr.Button("Export graph")
+            export_file = gr.File(label="Exported graph", interactive=False)
+            import_file = gr.File(label="Import a graph JSON", file_types=[".json"], type="filepath")
+    on_show(ctx, lambda: (sae_choices(ctx), graph_choices(ctx)), [], [saes, graph_dd], api_name="circuits_lists")
+    refresh.click(lambda g: (sae_choices(ctx), graph_choices(ctx, g)), [graph_dd], [saes, graph_dd],
+                  api_name="circuits_refresh")
+    build_btn.click(bind(start_build, ctx), [saes, prompt, target, minus, share, max_nodes], [status, job_id],
+                    api_name="circuits_build").then(bind(watch_build, ctx), [job_id], [status, graph_dd],
+                                                    api_name="circuits_watch")
+    graph_dd.change(bind(show_graph, ctx), [graph_dd], [status, plot, nodes, summary], api_name="circuits_show")
+    open_btn.click(bind(open_feature, ctx), [graph_dd, nodes], [status, feature_md], api_name="circuits_feature")
+    ablate_btn.click(bind(ablate, ctx), [graph_dd, nodes, scale], [status, result], api_name="circuits_ablate")
+    pin_btn.click(bind(pin, ctx), [graph_dd, nodes, group], [status], api_name="circuits_pin")
+    export_btn.click(bind(export, ctx), [graph_dd], [status, export_file], api_name="circuits_export")
+    import_file.upload(bind(import_graph, ctx), [import_file], [status, graph_dd], api_name="circuits_import")

@@ -1,0 +1,57 @@
+"""Circuits tab handlers, called directly on a tiny Llama with two random residual SAEs (see
+test_circuits_service): the page builds, shows a graph as a figure, opens a node's feature page, ablates with
+the graph's prediction beside the result, pins, exports and imports, and refuses bad requests in one line."""
+import json
+
+import gradio as gr
+import pytest
+
+from mistudio_core.circuits import service
+from pages import circuits as page
+from pages.context import AppContext
+from test_circuits_service import home  # noqa: F401  (the fixture)
+
+
+@pytest.fixture
+def ctx_graph(home):  # noqa: F811
+    store, model, saes = home
+    graph = service.build_graph(store, saes, "The state of the union", settings={"max_nodes": 25})
+    return AppContext(store=store), graph, saes
+
+
+def test_the_page_builds_and_shows_a_graph(ctx_graph):
+    ctx, graph, saes = ctx_graph
+    with gr.Blocks():
+        page.build(ctx)
+    status, fig, nodes, summary = page.show_graph(ctx, graph["id"])
+    assert status.startswith("✓") and graph["id"] in summary
+    markers = [t for t in fig.data if t.mode == "markers"]
+    assert sum(len(t.x) for t in markers) == len(graph["nodes"])
+    assert [v for _, v in nodes["choices"]][0] == max(graph["nodes"], key=lambda n: abs(n["effect"]))["id"]
+    choices = page.sae_choices(ctx)["choices"]
+    assert sorted(v for _, v in choices) == sorted(saes)
+
+
+def test_node_actions_and_exchange(ctx_graph, tmp_path):
+    ctx, graph, saes = ctx_graph
+    feat = next(n["id"] for n in graph["nodes"] if n["kind"] == "feature")
+    status, card = page.open_feature(ctx, graph["id"], [feat])
+    assert "no extracted features" in card and "Feature" in card  # says how to get the feature page's examples
+    status, table = page.ablate(ctx, graph["id"], [feat], 0.0)
+    assert status.startswith("✓") and "predicted change" in table
+    assert "1 feature" in page.pin(ctx, graph["id"], [feat], "mine")
+    status, path = page.export(ctx, graph["id"])
+    assert json.loads(open(path).read())["metadata"]["prompt"] == graph["prompt"]
+    status, dd = page.import_graph(ctx, path)
+    assert status.startswith("✓") and dd["value"].startswith("imported")
+
+
+def test_bad_requests_are_one_line_each(ctx_graph):
+    ctx, graph, saes = ctx_graph
+    assert "No SAE selected" in page.start_build(ctx, [], "hi", "", "", 0.8, 80)[0]
+    assert "job runner is not running" in page.start_build(ctx, saes, "hi", "", "", 0.8, 80)[0]
+    assert "No node chosen" in page.ablate(ctx, graph["id"], [], 0.0)[0]
+    assert "No graph open" in page.open_feature(ctx, None, ["F1.0@0"])[0]
+    err = next((n["id"] for n in graph["nodes"] if n["kind"] != "feature"), None)
+    if err:
+        assert "no feature page" in page.open_feature(ctx, graph["id"], [err])[0]
