@@ -29,7 +29,7 @@ from pages.common import hide_paths
 from pages.context import AppContext
 from pages.hardening import api_docs, harden, patient_localhost_check, tune_queue
 from pages.read_api import ReadApi, poller_head
-from pages.server import gradio_temp_dir, install_gate, uploads_dir
+from pages.server import gradio_temp_dir, install_gate, start_upload_sweeper, uploads_dir
 
 TABS = ["datasets", "models", "training", "saes", "features", "labeling", "steering", "circuits", "share", "system"]
 LABELS = {"saes": "SAEs"}
@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     tune_queue()
     patient_localhost_check()
     demo = create_app(ctx)
+    if not args.read_only:  # uploads no action used go after $MISTUDIO_UPLOAD_TTL_S (Gradio's folder read-only)
+        start_upload_sweeper(demo, upload)
     install_gate("miStudio: log in to continue.", reads=ReadApi(ctx, header_text))  # /mistudio/api/…, no queue
     # run_history=False: the browser must not keep a record of calls (a hub token is an input).
     try:

@@ -111,17 +111,55 @@ def harden(demo: gr.Blocks, upload_dirs: list[Path] | None = None, docs: dict[st
             dd._constructor_args[0].update(allow_custom_value=True, filterable=True)
         # The schema (API page, gradio_client, MCP tools) would otherwise say `enum: []`: any id is a string.
         dd.api_info = functools.partial(_open_schema, dd.multiselect)
+    dirs = [Path(d) for d in upload_dirs or []]
+    for block in demo.blocks.values():
+        if isinstance(block, (gr.File, gr.UploadButton)):
+            _no_stray_temp_file(block)
+    _drop_uploads_on_refusal(demo, dirs)
     for block_fn in demo.fns.values():
         if block_fn.fn is None:
             continue
         if _takes_event_data(block_fn.fn):
             # A click on a table row carries Gradio event data that a script cannot send: UI only.
             block_fn.api_visibility = "private"
-        block_fn.fn = _wrap(block_fn, [Path(d) for d in upload_dirs or []])
+        block_fn.fn = _wrap(block_fn, dirs)
         if not block_fn.fn.__doc__ and block_fn.api_description is None and block_fn.api_name in (docs or {}):
             block_fn.api_description = docs[block_fn.api_name]
         if isinstance(block_fn.api_name, str) and CHEAP.search(block_fn.api_name):
             block_fn.concurrency_limit = None
+
+
+def _no_stray_temp_file(component) -> None:
+    """Gradio's File/UploadButton preprocess opens an empty `NamedTemporaryFile` in the upload folder for every file
+    it passes on as a path, and never uses or removes it: one stray `tmpXXXXXXXX` per upload action. The same check
+    and result without that file."""
+    from gradio.utils import NamedString
+    from gradio_client import utils as client_utils
+
+    original = component._process_single_file
+
+    def process(f):
+        if component.type != "filepath":
+            return original(f)
+        if component.file_types and not client_utils.is_valid_file(f.path, component.file_types):
+            raise gr.Error("Invalid file type. Please upload a file that is one of these formats: "
+                           f"{component.file_types}")
+        return NamedString(f.path)
+    component._process_single_file = process
+
+
+def _drop_uploads_on_refusal(demo: gr.Blocks, upload_dirs: list[Path]) -> None:
+    """Gradio refuses some inputs before any handler runs (a file type outside `file_types`, a value outside a
+    dropdown's choices): the uploaded file would stay. Remove the event's uploads when its preprocessing fails."""
+    original = demo.preprocess_data
+
+    async def preprocess_data(block_fn, inputs, state, explicit_call=False):
+        try:
+            return await original(block_fn, inputs, state, explicit_call)
+        except BaseException:
+            _remove_uploads(_uploaded_paths(tuple(inputs or ()), upload_dirs), upload_dirs)
+            raise
+    demo.preprocess_data = preprocess_data
 
 
 def _open_schema(multiselect: bool) -> dict:
@@ -191,12 +229,15 @@ def _remove_uploads(paths: list[Path], upload_dirs: list[Path]) -> None:
             if d in p.parents:
                 rel = p.relative_to(d).parts
                 shutil.rmtree(d / rel[0], ignore_errors=True) if len(rel) > 1 else p.unlink(missing_ok=True)
-    for d in upload_dirs if paths else []:  # Gradio's upload staging folders left empty by finished uploads
+    for d in upload_dirs if paths else []:  # staging leftovers, empty; a minute old, so never one being written
         for sub in d.iterdir() if d.is_dir() else []:
             try:
-                if sub.is_dir() and sub.name.startswith("tmp") and not any(sub.iterdir()) \
-                        and time.time() - sub.stat().st_mtime > 60:
+                if not sub.name.startswith("tmp") or time.time() - sub.stat().st_mtime <= 60:
+                    continue
+                if sub.is_dir() and not any(sub.iterdir()):
                     sub.rmdir()
+                elif sub.is_file() and sub.stat().st_size == 0:
+                    sub.unlink()
             except OSError:
                 pass
 

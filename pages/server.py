@@ -24,9 +24,13 @@ import binascii
 import functools
 import hmac
 import html
+import json
 import os
+import secrets
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -61,12 +65,40 @@ def uploads_dir(home: Path) -> Path:
     return folder
 
 
+def start_upload_sweeper(demo, folder: Path, ttl_s: float | None = None) -> threading.Thread:
+    """Remove uploads no event used within `ttl_s` ($MISTUDIO_UPLOAD_TTL_S, default an hour): a file posted to
+    /gradio_api/upload and never sent to an action would otherwise stay until the next start. Events delete the
+    uploads they receive at once (`hardening`); only Gradio's record of uploads (`upload_file_set`) is swept, so
+    the files Gradio caches for downloads in the same folder stay."""
+    ttl = float(ttl_s if ttl_s is not None else os.environ.get("MISTUDIO_UPLOAD_TTL_S") or 3600)
+    folder = Path(folder).resolve()
+
+    def sweep() -> None:
+        while True:
+            time.sleep(max(0.2, min(60.0, ttl / 2)))
+            uploaded = getattr(demo, "upload_file_set", set())
+            for name in list(uploaded):
+                p = Path(os.path.realpath(name))
+                try:
+                    if folder in p.parents and time.time() - p.stat().st_mtime > ttl:
+                        shutil.rmtree(folder / p.relative_to(folder).parts[0], ignore_errors=True)
+                except OSError:
+                    pass  # gone already (its event removed it)
+                if not p.exists():
+                    uploaded.discard(name)
+    thread = threading.Thread(target=sweep, name="mistudio-upload-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
 def gradio_temp_dir() -> Path:
     """Gradio's upload and cache folder as it stands ($GRADIO_TEMP_DIR, else its default)."""
     return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
 
 
 FILE_ROUTE = "/gradio_api/file="
+UPLOAD_ROUTE = "/gradio_api/upload"
+UPLOAD_TOKEN = "mistudio-upload"  # what an upload's answer says instead of the server's upload folder
 # Gradio's own launch() calls this from localhost without a session; it answers true/false and reveals nothing.
 OPEN_PATHS = ("/gradio_api/startup-events",)
 
@@ -77,6 +109,7 @@ class Gate:
     def __init__(self, app, gradio_app, message: str = "Log in to continue.", reads=None):
         self.app, self.gradio_app, self.message = app, gradio_app, message
         self.reads = reads  # a `read_api.ReadApi` serving /mistudio/api/… outside Gradio's queue, or None
+        self._basic_tokens: dict[str, str] = {}  # user -> the session token their Basic logins carry into Gradio
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -98,7 +131,35 @@ class Gate:
             return await _respond(send, 401, "application/json", '{"detail": "Not authenticated"}')
         if self.reads is not None and scope["type"] == "http" and self.reads.handles(path):
             return await self.reads(scope, send, path)  # past the login check: --auth covers the read API too
+        scope = self._with_session(scope)
+        folder = getattr(self.gradio_app, "uploaded_file_dir", None)
+        if scope["type"] == "http" and method == "POST" and folder:
+            if path.rstrip("/") == UPLOAD_ROUTE:  # the answer names each upload without the server's folder
+                send = _rewritten_response(send, _path_swap(folder, to_token=True))
+            elif path.startswith("/gradio_api/") and _is_json(scope):  # ...and a call naming one gets it back
+                scope, receive = await _rewritten_request(scope, receive, _path_swap(folder, to_token=False))
         return await self.app(scope, receive, send)
+
+    def _with_session(self, scope) -> dict:
+        """HTTP Basic credentials count on every route: Gradio itself checks only its session cookie (`/config`,
+        `/gradio_api/info`, files, MCP answered 401 to a right Basic login), so a request that passed the gate on
+        Basic credentials carries a session cookie of that user (one per user, made on first use) into Gradio."""
+        if not getattr(self.gradio_app, "auth", None):
+            return scope
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self._cookie_user(headers) is not None:
+            return scope
+        user = _basic_user(headers.get("authorization", ""), self.gradio_app.auth)
+        if user is None:
+            return scope
+        token = self._basic_tokens.get(user)
+        if token is None or token not in self.gradio_app.tokens:
+            token = self._basic_tokens[user] = secrets.token_urlsafe(32)
+            self.gradio_app.tokens[token] = user
+        cookie = f"access-token-{getattr(self.gradio_app, 'cookie_id', '')}={token}"
+        old = headers.get("cookie")
+        rest = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
+        return dict(scope, headers=[*rest, (b"cookie", (f"{old}; {cookie}" if old else cookie).encode("latin-1"))])
 
     def _is_upload(self, file_path: str) -> bool:
         blocks = self.gradio_app.get_blocks() if hasattr(self.gradio_app, "get_blocks") else None
@@ -111,13 +172,14 @@ class Gate:
 
     def _user(self, scope) -> str | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        return self._cookie_user(headers) or _basic_user(headers.get("authorization", ""), self.gradio_app.auth)
+
+    def _cookie_user(self, headers: dict) -> str | None:
         cookies = dict(part.strip().partition("=")[::2] for part in headers.get("cookie", "").split(";")
                        if "=" in part)
         cid = getattr(self.gradio_app, "cookie_id", "")
         token = cookies.get(f"access-token-{cid}") or cookies.get(f"access-token-unsecure-{cid}")
-        if token and token in self.gradio_app.tokens:
-            return self.gradio_app.tokens[token]
-        return _basic_user(headers.get("authorization", ""), self.gradio_app.auth)
+        return self.gradio_app.tokens.get(token) if token else None
 
 
 def _basic_user(header: str, auth) -> str | None:
@@ -131,6 +193,72 @@ def _basic_user(header: str, auth) -> str | None:
         return None
     expected = auth.get(user)
     return user if expected is not None and hmac.compare_digest(str(expected), password) else None
+
+
+def _path_swap(folder: str, to_token: bool):
+    """bytes -> bytes: the upload folder (as JSON spells it, also resolved) swapped with `UPLOAD_TOKEN`, or back."""
+    real = [json.dumps(str(f).rstrip("/") + "/")[1:-1].encode() for f in (str(folder), os.path.realpath(folder))]
+    token = (UPLOAD_TOKEN + "/").encode()
+
+    def swap(body: bytes) -> bytes:
+        if to_token:
+            for r in real:
+                body = body.replace(r, token)
+            return body
+        return body.replace(b'"' + token, b'"' + real[0])  # only where a JSON string starts with the token
+    return swap
+
+
+def _is_json(scope) -> bool:
+    return any(k.lower() == b"content-type" and b"json" in v.lower() for k, v in scope.get("headers", []))
+
+
+def _rewritten_response(send, change):
+    """`send` with the (buffered) response body passed through `change`, its content-length fixed."""
+    start: dict = {}
+    chunks: list[bytes] = []
+
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        if message["type"] != "http.response.body":
+            return await send(message)
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = change(b"".join(chunks))
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+    return wrapped
+
+
+async def _rewritten_request(scope, receive, change):
+    """(scope, receive) with the request body read whole and passed through `change`, its content-length fixed."""
+    body, more = b"", True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left: nothing to rewrite
+            return scope, _replay(message, receive)
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    body = change(body)
+    headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+    scope = dict(scope, headers=[*headers, (b"content-length", str(len(body)).encode())])
+    return scope, _replay({"type": "http.request", "body": body, "more_body": False}, receive)
+
+
+def _replay(first: dict, receive):
+    sent = False
+
+    async def wrapped():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return first
+        return await receive()
+    return wrapped
 
 
 async def _respond(send, status: int, content_type: str, body: str, head: bool = False) -> None:
