@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -135,6 +136,7 @@ def add_builtin_corpus(store: Store) -> dict:
 def add_local(store: Store, path: str | Path, text_column: str | None = None, name: str | None = None) -> dict:
     """Register a local file or folder (see `textio.SUPPORTED`)."""
     path = Path(path).expanduser()
+    _refuse_escaping_links(path)
     size = _local_bytes(path)
     check_disk(store.home, size, f"dataset {path.name}")
     source = {"type": "local", "path": str(path.resolve()), "text_column": text_column or "auto"}
@@ -142,6 +144,30 @@ def add_local(store: Store, path: str | Path, text_column: str | None = None, na
     if size > STREAM_BYTES and path.suffix.lower() in (".parquet", ".jsonl"):
         return _save_chunks(store, name, _local_chunks(path, text_column), source)
     return _save(store, name, textio.read_local(path, text_column), source)
+
+
+def _refuse_escaping_links(path: Path) -> None:
+    """A symlink that leads out of the folder it was given in is refused, naming the link and its target, never
+    followed silently: the path itself (out of its own folder), or inside a given folder a linked folder or .txt
+    file (what would be read) out of that folder."""
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(path.parent.resolve()):
+            raise ValidationError(f"{path} is a symlink to {target}, outside the folder it is in "
+                                  f"({path.parent}). Give the target's own path if you mean it.")
+    if not path.is_dir():
+        return
+    root = path.resolve()
+    escaping = []
+    for folder, dirs, files in os.walk(root):  # followlinks=False: a linked folder is looked at, not entered
+        for name in [*dirs, *(f for f in files if f.lower().endswith(".txt"))]:
+            link = Path(folder) / name
+            if link.is_symlink() and not link.resolve().is_relative_to(root):
+                escaping.append(f"{link} -> {link.resolve()}")
+    if escaping:
+        shown = "; ".join(escaping[:5]) + (f"; and {len(escaping) - 5} more" if len(escaping) > 5 else "")
+        raise ValidationError(f"{path} holds symlinks that lead out of it: {shown}. Remove them or copy the "
+                              "files in; links are not followed out of the folder given.")
 
 
 def _local_bytes(path: Path) -> int:
