@@ -25,7 +25,7 @@ from .context import AppContext
 from .features_detail import open_feature, save_label  # noqa: F401  (one feature's page; re-exported)
 
 SORTS = {"frequency": "frequency", "max activation": "max_activation", "mean activation": "mean_activation",
-         "index": "index"}
+         "output score": "output_score", "input score": "input_score", "index": "index"}
 SHOW = ("all", "alive", "dead", "dense", "labelled")
 _need_sae, results = data.need_sae, data.results  # the names other modules and tests know
 
@@ -105,7 +105,8 @@ def overview(ctx: AppContext, sae_id: str | None) -> tuple[str, str, Any, Any, s
     m = res.meta
     summary = (f"**{res.n_features:,} features** from {res.n_tokens:,} tokens of `{m.get('dataset_id', '?')}` at "
                f"`{m['hook_name']}` · {int(df.dead.sum()):,} dead · {int(df.dense.sum()):,} dense"
-               + (" · *stopped early*" if m.get("stopped_early") else ""))
+               + (" · *stopped early*" if m.get("stopped_early") else "")
+               + (f" · input/output scores {res.scores_note()}" if not res.has_scores else ""))
     fig = render.frequency_histogram(df.frequency.tolist(), m["config"]["dense_threshold"], res.n_tokens)
     _, page, info = feature_table(ctx, sae_id, "", "", "frequency", "all", 1, 50)
     return ok(f"Loaded features of `{sae_id}`."), summary, fig, page, info
@@ -113,8 +114,10 @@ def overview(ctx: AppContext, sae_id: str | None) -> tuple[str, str, Any, Any, s
 
 @guarded(3)
 def feature_table(ctx: AppContext, sae_id: str | None, label_query: str, token_query: str, sort: str, show: str,
-                  page: float, page_size: float) -> tuple[str, pd.DataFrame, str]:
-    """One page of the filtered, sorted table."""
+                  page: float, page_size: float, min_output: float | None = None,
+                  min_input: float | None = None) -> tuple[str, pd.DataFrame, str]:
+    """One page of the filtered, sorted table; `min_output` / `min_input` keep features whose output / input
+    score is at least that (features without one are left out by a filter above 0)."""
     res, df = results(ctx, sae_id)
     if token_query:
         hits = pd.DataFrame(res.search_token(token_query, n=res.n_features))
@@ -131,6 +134,9 @@ def feature_table(ctx: AppContext, sae_id: str | None, label_query: str, token_q
     masks = {"alive": ~df.dead, "dead": df.dead, "dense": df.dense, "labelled": df.label != ""}
     if show in masks:
         df = df[masks[show]]
+    for col, least in (("output_score", min_output), ("input_score", min_input)):
+        if least:  # None / 0: no filter (NaN >= x is False, so unscored features drop out of a real filter)
+            df = df[df[col] >= float(least)]
     if not token_query and not (label_query or "").strip():  # searches keep their best-match-first order
         col = SORTS.get(sort, "frequency")
         df = df.sort_values(col, ascending=col == "index", kind="stable")
@@ -138,7 +144,10 @@ def feature_table(ctx: AppContext, sae_id: str | None, label_query: str, token_q
     n_pages = max(1, -(-len(df) // size))
     page_i = min(max(1, int(page or 1)), n_pages)
     out = df.iloc[(page_i - 1) * size: page_i * size].round(5)
-    return ok(f"{len(df):,} features match."), out, f"Page {page_i} of {n_pages} ({len(df):,} features)"
+    for col in ("input_score", "output_score"):  # blank, not "NaN", where there is no score
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
+    note = "" if res.has_scores else f" Input/output scores {res.scores_note()}."
+    return ok(f"{len(df):,} features match.{note}"), out, f"Page {page_i} of {n_pages} ({len(df):,} features)"
 
 
 @guarded(3)

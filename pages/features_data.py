@@ -38,9 +38,18 @@ def results(ctx: AppContext, sae_id: str | None) -> tuple[FeatureResults, pd.Dat
         df = pd.DataFrame({"index": np.arange(res.n_features), "label": [res.label(i) for i in range(res.n_features)],
                            "frequency": freq, "mean_activation": res.means().numpy(),
                            "max_activation": res.t["max"].double().numpy(), "dead": freq == 0,
-                           "dense": freq > dense_at})
+                           "dense": freq > dense_at, **score_columns(res)})
         _CACHE[key] = (mtime, res, df)
     return _CACHE[key][1], _CACHE[key][2]
+
+
+def score_columns(res: FeatureResults) -> dict:
+    """The table's score columns: input and output score (NaN where none) and the token the output score is
+    for (what the feature makes the model write; "" where none)."""
+    tok = res.t["output_token"].tolist() if res.has_scores else [-1] * res.n_features
+    return {"input_score": res.score_column("input_score").double().numpy(),
+            "output_score": res.score_column("output_score").double().numpy(),
+            "writes": [res.vocab[t] if t >= 0 else "" for t in tok]}
 
 
 def sae_only(ctx: AppContext, sae_id: str):

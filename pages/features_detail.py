@@ -38,14 +38,29 @@ def decoder_view(ctx: AppContext, sae_id: str, index: int, res) -> tuple[pd.Data
     return table, render.logit_histogram(histogram(effects), index), ""
 
 
-def _summary(f: dict) -> str:
+def scores_line(sc: dict, n_vocab: int) -> str:
+    """One line on the feature page: input and output score, what it writes, its logit-lens tokens."""
+    if not sc["computed"]:
+        return f"Input/output scores: {sc['why']}."
+    if sc["output_score"] is None:
+        return f"Input/output scores: none — {sc['why']}."
+    lens = ", ".join(f"`{t!r}`" for t in sc["lens_tokens"][:10])
+    share = "—" if sc["input_score"] is None else f"{sc['input_score']:.0%}"
+    return (f"**Output score {sc['output_score']:.3g}** (steered at 10× its max activation, its best logit-lens "
+            f"token `{sc['output_token']!r}` is next-token rank {sc['output_rank']:,} of {n_vocab:,}, p = "
+            f"{sc['output_prob']:.3g}) · **input score {share}** (top examples peaking on a logit-lens token) · "
+            f"logit lens: {lens}")
+
+
+def _summary(f: dict, n_vocab: int = 0) -> str:
     flags = " · **dead**" if f["dead"] else " · **dense**" if f["dense"] else ""
     co = ", ".join(f"#{c['index']} ({c['jaccard']:.2f})" for c in f["cooccurring"][:5])
     hidden = (f"\n\n*{f['n_start_hidden']} top example(s) peaking at a context's start (position 0 or the first "
               "token after BOS) hidden.*" if f.get("n_start_hidden") else "")
     return (f"### Feature {f['index']}{': ' + f['label'] if f['label'] else ''}\nFires on "
             f"**{f['frequency']:.3%}** of tokens ({f['count']:,}) · mean {f['mean_activation']:.3g} · max "
-            f"{f['max_activation']:.3g}{flags}" + (f"\n\nCo-fires most with: {co}" if co else "") + hidden)
+            f"{f['max_activation']:.3g}{flags}" + (f"\n\nCo-fires most with: {co}" if co else "") + hidden
+            + (f"\n\n{scores_line(f['scores'], n_vocab)}" if "scores" in f else ""))
 
 
 @guarded(11)
@@ -62,7 +77,7 @@ def open_feature(ctx: AppContext, sae_id: str | None, index: float, skip_start: 
     status = ok(f"Feature {f['index']}." + (f" {note}" if note else ""))
     examples = render.examples_html(f["top_examples"], scale, "Top examples (colour = activation; hover a token "
                                     "for its value)")
-    return (status, _summary(f), examples, render.quantiles_html(f["quantile_examples"], scale),
+    return (status, _summary(f, len(res.vocab)), examples, render.quantiles_html(f["quantile_examples"], scale),
             render.feature_histogram(f["histogram"], f["index"]), logits[0], logits[1], f["label"], neighbours,
             logit_fig, render.score_card_html(entry if isinstance(entry, dict) else None))
 

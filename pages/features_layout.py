@@ -12,7 +12,8 @@ from . import features as h
 from .common import on_show
 from .context import AppContext
 
-TABLE_COLUMNS = ["index", "label", "frequency", "mean_activation", "max_activation", "dead", "dense"]
+TABLE_COLUMNS = ["index", "label", "frequency", "mean_activation", "max_activation", "dead", "dense", "input_score",
+                 "output_score", "writes"]
 
 
 def _extract_panel():
@@ -37,12 +38,16 @@ def _table_panel():
         sort = gr.Dropdown(list(h.SORTS), value="frequency", label="Sort by", scale=1)
         show = gr.Dropdown(list(h.SHOW), value="all", label="Show", scale=1)
     with gr.Row():
+        min_out = gr.Number(label="Min output score (writes its tokens when added; 0 = any)", value=0, minimum=0,
+                            maximum=1, scale=1, elem_id="features-min-output")
+        min_in = gr.Number(label="Min input score (fires on the tokens it writes; 0 = any)", value=0, minimum=0,
+                           maximum=1, scale=1, elem_id="features-min-input")
         page = gr.Number(label="Page", value=1, precision=0, minimum=1, scale=1)
         page_size = gr.Dropdown([25, 50, 100, 200], value=50, label="Rows per page", scale=1)
         page_info = gr.Markdown(scale=3, elem_id="features-page-info")
     table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Features (click a row to open it)",
                          interactive=False, max_height=420, elem_id="features-table")
-    return label_q, token_q, sort, show, page, page_size, page_info, table
+    return label_q, token_q, sort, show, page, page_size, page_info, table, min_out, min_in
 
 
 def _feature_panel():
@@ -86,7 +91,7 @@ def layout(ctx: AppContext) -> None:
     overview_md = gr.Markdown(elem_id="features-overview")
     freq_plot = gr.Plot(label="Feature density (log10 firing frequency of every feature)",
                         elem_id="features-density")
-    label_q, token_q, sort, show, page, page_size, page_info, table = _table_panel()
+    label_q, token_q, sort, show, page, page_size, page_info, table, min_out, min_in = _table_panel()
     with gr.Row():
         export_fmt = gr.Radio(["CSV", "JSON"], value="CSV", label="Export format", scale=1)
         export_tbl = gr.Button("Export feature table", scale=1)
@@ -105,7 +110,7 @@ def layout(ctx: AppContext) -> None:
                    logit_hist, score_card]
     feature_in = [sae, index, skip_start]
     overview_out = [status, overview_md, freq_plot, table, page_info]
-    table_in = [sae, label_q, token_q, sort, show, page, page_size]
+    table_in = [sae, label_q, token_q, sort, show, page, page_size, min_out, min_in]
     table_out = [status, table, page_info]
     refresh_btn.click(bind(h.refresh, ctx), [sae, dataset], [sae, dataset], api_name="features_refresh")
     sae.input(bind(h.refresh, ctx), [sae, dataset], [sae, dataset], api_name="features_select_sae").then(
@@ -115,7 +120,8 @@ def layout(ctx: AppContext) -> None:
                 [job_status, job_id], api_name="features_extract").then(
         bind(h.watch_job, ctx), [job_id], [job_status], api_name="features_watch_job").then(
         bind(h.overview, ctx), [sae], overview_out, api_name="features_load_after_job")
-    gr.on([label_q.submit, token_q.submit, sort.input, show.input, page.submit, page_size.input],
+    gr.on([label_q.submit, token_q.submit, sort.input, show.input, page.submit, page_size.input, min_out.submit,
+           min_in.submit],
           bind(h.feature_table, ctx), table_in, table_out, api_name="features_table")
     table.select(h._selected_index_table, [table], [index], api_name="features_table_select").then(
         bind(h.open_feature, ctx), feature_in, feature_out, api_name="features_open_selected")

@@ -32,6 +32,7 @@ from .logits import decoder_logits
 NEUTRAL_PROMPT = "From my experience,"
 LENS_TOKENS = 20
 STEER_SCALE = 10.0
+MAX_LOGIT_ELEMENTS = 1 << 26  # rows × vocabulary of one batch's logits (256 MB fp32): 1,024 rows at 49k tokens
 DEAD_WHY = "dead feature (never fired): no examples to read, no activation to steer with"
 
 
@@ -164,11 +165,13 @@ class _Prompt:
 
 @torch.no_grad()
 def output_score_tensors(model, sae, hook_name: str, feature_ids, max_acts, lens_ids: torch.Tensor, tokenizer,
-                         prompt: str = NEUTRAL_PROMPT, scale: float = STEER_SCALE, batch_size: int = 64,
+                         prompt: str = NEUTRAL_PROMPT, scale: float = STEER_SCALE, batch_size: int | None = None,
                          prepend_bos: bool = True, progress: Callable[[float, str], None] | None = None,
                          should_stop: Callable[[], bool] | None = None) -> dict[str, torch.Tensor] | None:
     """`{output_score, output_prob, output_rank, output_token}` for `feature_ids` (each `[n]`; score and prob NaN,
-    rank and token -1 where max_act ≤ 0). `lens_ids [n, m]` are each feature's lens tokens. None if stopped."""
+    rank and token -1 where max_act ≤ 0). `lens_ids [n, m]` are each feature's lens tokens. None if stopped.
+    `batch_size` None: as many rows as keep one batch's logits under MAX_LOGIT_ELEMENTS (at most 1,024; big
+    batches matter on a CPU, where small ones spend more time per row in per-layer overhead than in matmuls)."""
     net = unwrap(model)
     point = parse_hook(net, hook_name)
     branch = None
@@ -184,6 +187,8 @@ def output_score_tensors(model, sae, hook_name: str, feature_ids, max_acts, lens
     if not len(live):
         return out
     dtype = next(net.parameters()).dtype
+    if batch_size is None:
+        batch_size = max(16, min(1024, MAX_LOGIT_ELEMENTS // net.get_output_embeddings().weight.shape[0]))
     _LOCAL.capturing = getattr(_LOCAL, "capturing", 0) + 1  # other threads' steering hooks skip this forward
     try:
         run = _Prompt(net, prompt_ids(tokenizer, prompt, prepend_bos), point.layer)
@@ -224,7 +229,7 @@ def _score_rows(out: dict, rows: torch.Tensor, logits: torch.Tensor, lens: torch
 
 
 def output_scores(model, sae, hook_name: str, feature_ids, max_acts, *, tokenizer=None, prompt: str = NEUTRAL_PROMPT,
-                  scale: float = STEER_SCALE, n_lens: int = LENS_TOKENS, batch_size: int = 64,
+                  scale: float = STEER_SCALE, n_lens: int = LENS_TOKENS, batch_size: int | None = None,
                   prepend_bos: bool | None = None) -> list[dict]:
     """Output scores of a few features, for callers without extraction scores (e.g. steering's "find a feature").
 
