@@ -123,6 +123,14 @@ def d_model(model) -> int:
     raise ValidationError(f"Cannot tell the hidden size of {type(cfg).__name__}; its config has no hidden_size.")
 
 
+def is_extra_hook(name: str, n_layers: int) -> bool:
+    """`name` is a valid unlisted hook (hook_mlp_in or its SAELens aliases) of a model with `n_layers` layers: for
+    checks against a stored `hook_points` list, which holds the listed sites only."""
+    m = _NAME_RE.match(str(name).strip()) or _ALIAS_RE.match(str(name).strip())
+    listed = m is not None and m.re is _NAME_RE and m.group(2) not in EXTRA_SITES
+    return m is not None and not listed and int(m.group(1)) < int(n_layers)
+
+
 def hook_width(model, name: str) -> int:
     """Width of the activation at hook `name` (every supported site is d_model wide; checked by name first)."""
     parse_hook(model, name)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import NotFoundError, ValidationError
 from ..store import write_json_atomic
 from .architectures import get as get_architecture
-from .architectures.transcoder import parse_name, saelens_name
+from .architectures.transcoder import parse_name, saved_name
 from .config import SAEConfig
 from .model import SAE
 
@@ -38,7 +38,7 @@ _RENAMES = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index
 def cfg_json(sae: SAE) -> dict:
     """The cfg.json dict of an SAE whose normalisation is already folded (see `SAE.folded`)."""
     c = sae.cfg
-    out = dict(architecture=saelens_name(c), d_in=c.d_in, d_sae=c.d_sae, dtype=c.dtype, device="cpu",
+    out = dict(architecture=saved_name(c), d_in=c.d_in, d_sae=c.d_sae, dtype=c.dtype, device="cpu",
                apply_b_dec_to_input=c.apply_b_dec_to_input, normalize_activations=c.normalize_activations,
                reshape_activations="none", metadata={**METADATA_DEFAULTS, **c.metadata,
                                                      "sae_lens_version": SAELENS_VERSION})

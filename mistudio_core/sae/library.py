@@ -40,11 +40,13 @@ def register_sae(store: Store, sae: SAE, name: str, provenance: dict | None = No
     provenance = dict(provenance or {})
     metrics = metrics or {}
     meta = sae.cfg.metadata
-    saved_arch = "jumprelu" if sae.cfg.architecture == "batchtopk" else sae.cfg.architecture
+    from .architectures.transcoder import saved_name
+    saved_arch = saved_name(sae.cfg)  # what cfg.json says: batchtopk, matryoshka → jumprelu; transcoders named so
     manifest = dict(model_id=provenance.get("model_id", meta.get("model_name")),
                     hook_name=provenance.get("hook_name", meta.get("hook_name")),
                     architecture=saved_arch, trained_architecture=sae.cfg.architecture,
                     d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, k=sae.cfg.k,
+                    **({"hook_name_out": sae.cfg.hook_name_out} if sae.cfg.d_out is not None else {}),
                     metrics=flat_values(metrics), dataset_id=provenance.get("dataset_id"),
                     tokens_seen=provenance.get("tokens_seen"), source=provenance.get("source", "trained"))
     if evals:

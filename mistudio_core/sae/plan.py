@@ -126,7 +126,8 @@ def validate_training(store: Store, model_id: str, dataset_id: str, hook_names: 
         raise ValidationError("Choose at least one hook point.")
     model = store.manifest("models", model_id)
     valid = model.get("hook_points") or []
-    bad = [h for h in hook_names if valid and h not in valid]
+    from ..hooks import is_extra_hook  # hook_mlp_in (transcoders) is valid but not listed
+    bad = [h for h in hook_names if valid and h not in valid and not is_extra_hook(h, model.get("n_layers", 0))]
     if bad:
         raise ValidationError(f"Hook point(s) {bad} do not exist on {model_id}. Valid: {', '.join(valid[:8])} … "
                               f"({len(valid)} in all, blocks.0 to blocks.{model.get('n_layers', 1) - 1}).")

@@ -16,11 +16,14 @@ from ...errors import ValidationError
 _BASE = {"standard": "", "jumprelu": "jumprelu_", "topk": "topk_"}
 
 
-def saelens_name(cfg) -> str:
-    """The SAELens architecture name of a saved (folded) config."""
+def saved_name(cfg) -> str:
+    """The cfg.json architecture an SAE of `cfg` is saved as (batchtopk → jumprelu, transcoders suffixed)."""
+    from . import get
+
+    base = get(cfg.architecture).saved_as
     if cfg.d_out is None:
-        return cfg.architecture
-    return f"{_BASE[cfg.architecture]}{'skip_' if cfg.skip_connection else ''}transcoder"
+        return base
+    return f"{_BASE[base]}{'skip_' if cfg.skip_connection else ''}transcoder"
 
 
 def parse_name(name: str) -> tuple[str, bool, bool]:
