@@ -1,0 +1,135 @@
+"""Attribution graphs on the built-in model: do the graph's top nodes carry the prediction? (issue 28)
+
+For each prompt with a clear next token, the target is the margin m = logit(top-1) − logit(runner-up) at the last
+position. The graph (`circuits.service.build_graph`, minus="runner-up") ranks feature nodes by effect; the top N
+feature nodes (largest positive effect, error and token nodes excluded) are ablated together (`intervene.run_with`,
+scale 0) and the share of the margin removed is (m − m_ablated) / m. The baseline ablates N random active features
+with the same number per SAE (any position), averaged over --draws draws. Also timed: one graph for a 20-token
+prompt (wall and CPU seconds, tokens per CPU-second).
+
+    python bench/circuits.py --home ~/.cache/mistudio-circuits-home [--sae ID ...] [--top 10] [--draws 5]
+
+Without --sae it takes, per hook of the `circuits` preset, the newest SAE of the built-in model at that hook.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mistudio_core import hooks  # noqa: E402
+from mistudio_core.circuits import service  # noqa: E402
+from mistudio_core.circuits.graph import feature_nodes, logit_target  # noqa: E402
+from mistudio_core.circuits.intervene import run_with  # noqa: E402
+from mistudio_core.defaults import BUILTIN_MODEL_ID  # noqa: E402
+from mistudio_core.sae.presets import CIRCUIT_HOOKS  # noqa: E402
+from mistudio_core.store import Store  # noqa: E402
+
+PROMPTS = ["The capital of France is", "The opposite of hot is", "Monday, Tuesday, Wednesday,",
+           "One, two, three, four,", "The sun rises in the", "January, February, March,",
+           "The Eiffel Tower is in the city of", "Twinkle, twinkle, little", "A, B, C, D,",
+           "The first president of the United States was George"]
+LONG = ("In the year nineteen hundred and twenty, the people of the small town gathered in the square to hear the")
+
+
+def pick_saes(store: Store) -> list[str]:
+    newest: dict[str, dict] = {}
+    for m in store.list("saes"):
+        if m.get("model_id") == BUILTIN_MODEL_ID and m.get("hook_name") in CIRCUIT_HOOKS:
+            if m["hook_name"] not in newest or (m.get("created") or 0) > (newest[m["hook_name"]].get("created") or 0):
+                newest[m["hook_name"]] = m
+    if not newest:
+        sys.exit("No SAEs of the built-in model at the circuits hooks: run "
+                 "`python -m mistudio_core train --preset circuits` first, or pass --sae.")
+    return [newest[h]["id"] for h in CIRCUIT_HOOKS if h in newest]
+
+
+def clean_codes(model, sites, ids) -> list[list[tuple[int, int]]]:
+    acts = hooks.capture(model, ids.reshape(1, -1), [s.hook for s in sites])
+    out = []
+    with torch.no_grad():
+        for s in sites:
+            codes = s.sae.encode(acts[s.hook][0].float())
+            out.append([(p, f) for p, f in torch.nonzero(codes).tolist()])
+    return out
+
+
+def one_prompt(store, model, sites, sae_ids, prompt, top, draws, rng, settings) -> dict:
+    g = service.build_graph(store, sae_ids, prompt, minus="runner-up", settings=settings, save=False)
+    ids = torch.tensor(g["token_ids"])
+    target = logit_target(g["target"]["token_id"], g["target"]["minus_id"])
+    m0 = run_with(model, sites, ids, [], 1.0, target)
+    chosen = [n for n in feature_nodes(g) if n["effect"] > 0][:top]
+    m1 = run_with(model, sites, ids, chosen, 0.0, target)
+    active = clean_codes(model, sites, ids)
+    taken = {(n["site"], n["pos"], n["feature"]) for n in chosen}
+    per_site = {s: sum(1 for n in chosen if n["site"] == s) for s in {n["site"] for n in chosen}}
+    removed_random = []
+    for _ in range(draws):
+        nodes = []
+        for s, k in per_site.items():
+            pool = [(p, f) for p, f in active[s - 1] if (s, p, f) not in taken]
+            for p, f in rng.sample(pool, min(k, len(pool))):
+                nodes.append(dict(kind="feature", site=s, pos=p, feature=f))
+        removed_random.append((m0 - run_with(model, sites, ids, nodes, 0.0, target)) / m0)
+    return dict(prompt=prompt, target=g["target"]["token"], minus=g["target"]["minus"], margin=m0,
+                n=len(chosen), removed=(m0 - m1) / m0, random=statistics.mean(removed_random),
+                predicted=-sum(n["effect"] for n in chosen) / m0, graph_s=g["seconds"],
+                nodes=len(g["nodes"]), edges=len(g["edges"]))
+
+
+def timing(store, sae_ids, tokenizer, settings) -> dict:
+    words = LONG.split()
+    prompt = " ".join(words)
+    while len(tokenizer(prompt)["input_ids"]) > 19:  # 19 + BOS = 20 tokens
+        words = words[:-1]
+        prompt = " ".join(words)
+    t0, c0 = time.perf_counter(), time.process_time()
+    g = service.build_graph(store, sae_ids, prompt, settings=settings, save=False)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return dict(tokens=len(g["token_ids"]), wall=wall, cpu=cpu, nodes=len(g["nodes"]), edges=len(g["edges"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--sae", action="append")
+    ap.add_argument("--top", type=int, default=10, help="feature nodes ablated together")
+    ap.add_argument("--draws", type=int, default=5, help="random draws per prompt")
+    ap.add_argument("--max-nodes", type=int, default=80)
+    ap.add_argument("--prompts", type=int, default=len(PROMPTS))
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    store = Store(args.home)
+    sae_ids = args.sae or pick_saes(store)
+    settings = dict(max_nodes=args.max_nodes, node_share=0.8)
+    loaded, sites, _ = service.load_sites(store, sae_ids)
+    print(f"SAEs: {', '.join(s.hook.split('.')[1] for s in sites)} (layers) · top {args.top} · {args.draws} draws · "
+          f"torch threads {torch.get_num_threads()}")
+    rng = random.Random(0)
+    rows = [one_prompt(store, loaded.model, sites, sae_ids, p, args.top, args.draws, rng, settings)
+            for p in PROMPTS[:args.prompts]]
+    print("| prompt | target − runner-up | margin | N | removed by top N | by N random | graph predicted | "
+          "graph s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['prompt']!r} | {r['target']!r} − {r['minus']!r} | {r['margin']:.2f} | {r['n']} | "
+              f"{r['removed']:.0%} | {r['random']:.0%} | {r['predicted']:.0%} | {r['graph_s']:.1f} |")
+    rem, rnd = [r["removed"] for r in rows], [r["random"] for r in rows]
+    print(f"\nmean removed: top {statistics.mean(rem):.0%} (median {statistics.median(rem):.0%}, ≥50% on "
+          f"{sum(x >= 0.5 for x in rem)}/{len(rem)}) · random {statistics.mean(rnd):.0%} (median "
+          f"{statistics.median(rnd):.0%}, ≤10% on {sum(x <= 0.1 for x in rnd)}/{len(rnd)})")
+    t = timing(store, sae_ids, loaded.tokenizer, settings)
+    print(f"graph for a {t['tokens']}-token prompt over {len(sites)} SAEs: {t['wall']:.1f} s wall, {t['cpu']:.1f} "
+          f"CPU-s ({t['tokens'] / t['cpu']:.2f} tokens per CPU-second), {t['nodes']} nodes, {t['edges']} edges")
+
+
+if __name__ == "__main__":
+    main()
