@@ -12,6 +12,10 @@ Field names follow Neuronpedia's own export tooling (`utils/neuronpedia-utils`: 
 
 Dead features are listed as skipped, not exported with empty dashboards.
 
+Beyond Neuronpedia's fields, each Feature carries our input/output scores (`features/scores.py`) under
+`SCORE_FIELDS`, prefixed `mistudio_` so they cannot collide with a field Neuronpedia adds; null where the
+extraction has none, and `mistudio_scores_note` then says why.
+
 Cost is linear in the number of features: the per-feature numbers (frequency, mean) are computed once for all
 features (`_feature_views`), not once per feature as `FeatureResults.feature(i)` does for a single page view.
 """
@@ -32,6 +36,7 @@ from ..sae.library import load_library_sae
 from ..store import Store, new_id
 
 CREATOR = "mistudio"
+SCORE_FIELDS = ("mistudio_input_score", "mistudio_output_score", "mistudio_output_token", "mistudio_scores_note")
 Progress = Callable[[float, str], None]
 
 
@@ -62,7 +67,13 @@ def feature_record(fr: FeatureResults, f: dict, model_id: str, layer: str, hook:
             "pos_str": [t for t, _ in f["top_logits"]], "pos_values": [v for _, v in f["top_logits"]],
             "frac_nonzero": f["frequency"], "freq_hist_data_bar_heights": counts,
             "freq_hist_data_bar_values": centers, "logits_hist_data_bar_heights": [],
-            "logits_hist_data_bar_values": [], "decoder_weights_dist": []}
+            "logits_hist_data_bar_values": [], "decoder_weights_dist": [], **_score_fields(f.get("scores"))}
+
+
+def _score_fields(sc: dict | None) -> dict:
+    sc = sc or {"why": "not computed"}
+    return dict(zip(SCORE_FIELDS, (sc.get("input_score"), sc.get("output_score"), sc.get("output_token"),
+                                   sc.get("why"))))
 
 
 def activation_records(f: dict, model_id: str, layer: str) -> list[dict]:
