@@ -90,3 +90,39 @@ def test_transcoder_evaluation_splices_the_output_hook():
     x, y = acts[IN][:, 1:].double(), acts[OUT][:, 1:].double()
     expected = float((x - y).pow(2).sum() / y.pow(2).sum())
     assert expected > 0.1 and m["normalized_mse"]["value"] == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("train", [dict(architecture="jumprelu"), dict(architecture="matryoshka_batchtopk"),
+                                   dict(architecture="batchtopk", hook_out="hook_mlp_out", skip_transcoder=True)])
+def test_extraction_reads_the_input_hook_of_every_architecture(tmp_path, train):
+    """Feature extraction encodes the hook the SAE reads (a transcoder's input) with the architecture's encode:
+    the top activations it stores are the codes `sae.encode` gives on those contexts."""
+    from types import SimpleNamespace
+
+    from mistudio_core.features.extract import ExtractConfig, extract_features
+    from tiny_tokenizer import make_tiny_tokenizer
+
+    model = tiny_model("llama")
+    loaded = SimpleNamespace(model=model, tokenizer=make_tiny_tokenizer(tmp_path), model_id="tiny-llama")
+    sae = SAE(TrainConfig(d_sae=64, k=4, **train).sae_config(32, IN), seed=1).eval()
+    with torch.no_grad():
+        if sae.threshold is not None:
+            sae.threshold.fill_(0.05)
+    tokens = random_tokens(16, 12, seed=3)
+    tokens[tokens == 2] = 5
+    cfg = ExtractConfig(sae_id="x", dataset_id="tiny-ds", n_tokens=10_000, top_k=4, batch_contexts=8,
+                        n_quantiles=2, quantile_examples=2)
+    res = extract_features(loaded, sae, tokens, cfg, hook_name=IN)
+    with torch.no_grad():
+        codes = sae.encode(hooks.capture(model, tokens, IN)[IN][:, 1:])
+    expected = codes.reshape(-1, 64).amax(0)
+    torch.testing.assert_close(res.t["max"].float(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_steering_a_transcoder_is_refused_with_the_fix(runner):
+    from mistudio_core.errors import ValidationError
+    from mistudio_core.steering.loader import load_target
+
+    sae_id = next(m["id"] for m in runner.store.list("saes") if m.get("hook_name_out"))
+    with pytest.raises(ValidationError, match="is a transcoder .* pick an SAE trained on blocks.1.hook_mlp_out"):
+        load_target(runner.store, sae_id)

@@ -38,6 +38,10 @@ def load_target(store: Store, sae_id: str, device=None, quantization: str | None
     if not model_id or not hook:
         raise ValidationError(f"SAE {sae_id!r} does not say which model and hook point it belongs to "
                               "(model_id / hook_name missing from its manifest); re-import it with them.")
+    if manifest.get("hook_name_out"):  # steering reads and writes one hook; a transcoder spans two
+        raise ValidationError(f"SAE {sae_id!r} is a transcoder (reads {hook}, writes {manifest['hook_name_out']}); "
+                              "steering needs an SAE that reads and writes one hook: pick an SAE trained on "
+                              f"{manifest['hook_name_out']}.")
     loaded = load_model(store, model_id, device=device, quantization=quantization)
     sae = load_library_sae(store, sae_id, device=loaded.device)
     return SteeringTarget(sae=sae.eval(), hook_name=hook, model=loaded.model, tokenizer=loaded.tokenizer,
