@@ -17,7 +17,7 @@ from mistudio_core.store import read_json
 from .common import (artifact_dropdown, dropdown_update, fmt_count, fmt_metric, fmt_time, guarded, ok, on_show,
                      require_writable, table, then_quietly)
 from .context import AppContext
-from . import saes_eval
+from . import saes_bench, saes_eval
 
 BASE_COLUMNS = {"id": "id", "model_id": "model", "hook_name": "hook point", "architecture": "architecture",
                 "width": "width"}
@@ -185,6 +185,8 @@ def build(ctx: AppContext) -> None:
     then_quietly(shown, bind(fit_columns, ctx), [], [lib], "saes_fit_after_list")
     then_quietly(shown, bind(show_selected, ctx), [sae], [status, head, cfg, record], "saes_detail_after_list")
     then_quietly(shown, bind(saes_eval.compare_choices, ctx), [which], [which], "saes_compare_choices_after_list")
+    suites = saes_bench.build(ctx, sae)  # the Benchmark view: suite runs, Pareto plots, comparison table
+    then_quietly(shown, bind(saes_bench.suite_choices, ctx), [suites], [suites], "saes_bench_choices_after_list")
 
 
 if __name__ == "__main__":  # a quick look at this page alone
