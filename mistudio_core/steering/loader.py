@@ -92,3 +92,43 @@ def effect_tokens_for(store: Store, target: SteeringTarget, sae_id: str, feature
     except MistudioError:  # not extracted (or unreadable): the unembedding still gives a token set
         results = None
     return effect_tokens(target.model, target.tokenizer, target.sae, features, results, n)
+
+
+def load_results(store: Store, sae_id: str):
+    """The SAE's `FeatureResults`, or None when it was not extracted (or its results cannot be read)."""
+    from ..errors import MistudioError
+    from ..features.results import FeatureResults
+
+    try:
+        return FeatureResults.load(store, sae_id)
+    except MistudioError:
+        return None
+
+
+SCORE_KEYS = ("output_score", "input_score")
+
+
+def feature_stats(results) -> dict:
+    """Per-feature tensors the steering tools rank and check with: `max_activation`, `dead` (never active in the
+    extraction sample) and, where the extraction stored them (`features/scores.py`), `output_score` and
+    `input_score`. {} without results."""
+    if results is None:
+        return {}
+    out = {"max_activation": results.t["max"].float(), "dead": results.t["count"] == 0}
+    for key in SCORE_KEYS:
+        if key in results.t:
+            out[key] = results.t[key].float()
+    return out
+
+
+def check_steerable(stats: dict, features) -> None:
+    """Refuse features the extraction found dead (never active): their decoder rows were never trained toward
+    anything, so steering with one writes noise. Says which and what to do."""
+    dead = stats.get("dead")
+    if dead is None:
+        return
+    bad = [f.index for f in features if f.index < len(dead) and bool(dead[f.index])]
+    if bad:
+        raise ValidationError(f"Feature(s) {', '.join(map(str, bad))} never activated in this SAE's extraction "
+                              "sample (dead): steering with a dead feature writes noise. Pick a live feature "
+                              "(Find ranks live features only).")

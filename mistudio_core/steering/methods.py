@@ -39,6 +39,7 @@ interact through their encoder columns, so each lands near, not on, its target.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -47,6 +48,23 @@ from ..errors import ValidationError
 
 METHODS = ("additive", "orthogonal", "projection_cap", "clamp", "clamp_exact")
 POSITIONS = ("all", "generated")
+# Larger than any useful coefficient (unit-norm Gemma Scope rows need hundreds); beyond it the residual is swamped
+# and the output is noise, so such a number is a typo, not an experiment.
+MAX_ABS_STRENGTH = 10_000.0
+
+
+def check_strength(value, what: str) -> float:
+    """`value` as a float, refusing NaN, ±inf and magnitudes past `MAX_ABS_STRENGTH` (naming `what`)."""
+    try:
+        c = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"The strength of {what} is {value!r}, not a number. Type a number such as 4 or "
+                              "-2.5.") from None
+    if not math.isfinite(c) or abs(c) > MAX_ABS_STRENGTH:
+        raise ValidationError(f"The strength of {what} is {value!r}: use a finite number between "
+                              f"-{MAX_ABS_STRENGTH:g} and {MAX_ABS_STRENGTH:g} (useful strengths are around the "
+                              "feature's max activation; run a sweep to find one).")
+    return c
 
 
 @dataclass
@@ -63,7 +81,27 @@ class SteerFeature:
         if int(self.index) != self.index or self.index < 0:
             raise ValidationError(f"Feature index {self.index!r} must be a non-negative integer.")
         self.index = int(self.index)
-        self.strength = float(self.strength)
+        self.strength = check_strength(self.strength, f"feature {self.index}")
+
+
+@dataclass
+class SteerVector:
+    """A direction that is not one SAE feature (e.g. a concept vector: a mean activation difference), added
+    additively whatever the config's method: h += strength·values."""
+
+    name: str
+    """What the vector is (shown in readings and saved sessions), e.g. "concept: yelling"."""
+    values: list[float]
+    """The direction in the hook's activation space (length d_model); strength 1 adds it as it is."""
+    strength: float = 1.0
+    """Multiple of `values` added at every steered position."""
+
+    def __post_init__(self):
+        self.values = [float(v) for v in self.values]
+        if not self.values or not all(math.isfinite(v) for v in self.values):
+            raise ValidationError(f"Steering vector {self.name!r} is empty or holds NaN/inf values; rebuild it "
+                                  "from two prompt sets.")
+        self.strength = check_strength(self.strength, f"vector {self.name!r}")
 
 
 @dataclass
@@ -78,9 +116,12 @@ class SteeringConfig:
     """Use the unit-normed decoder row v/‖v‖ (additive only; the other methods use the direction anyway)."""
     positions: str = "all"
     """`all` steers prompt and generated positions; `generated` only the generated ones."""
+    vectors: list[SteerVector] = field(default_factory=list)
+    """Extra directions added after the features (always additive), e.g. a concept vector."""
 
     def __post_init__(self):
         self.features = [f if isinstance(f, SteerFeature) else SteerFeature(**f) for f in self.features]
+        self.vectors = [v if isinstance(v, SteerVector) else SteerVector(**v) for v in self.vectors]
         if self.method not in METHODS:
             raise ValidationError(f"Unknown steering method {self.method!r}; choose one of {', '.join(METHODS)}.")
         if self.positions not in POSITIONS:
@@ -91,7 +132,7 @@ class SteeringConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SteeringConfig":
-        return cls(**{k: d[k] for k in ("features", "method", "normalize", "positions") if k in d})
+        return cls(**{k: d[k] for k in ("features", "method", "normalize", "positions", "vectors") if k in d})
 
 
 def check_features(cfg: SteeringConfig, d_sae: int) -> None:
@@ -195,6 +236,15 @@ class Steerer:
             self._vectors[key] = v.to(like.device, like.dtype)
         return self._vectors[key]
 
+    def _raw_vector(self, k: int, vec: SteerVector, like: torch.Tensor) -> torch.Tensor:
+        key = ("vector", k, like.dtype, like.device)
+        if key not in self._vectors:
+            if len(vec.values) != like.shape[-1]:
+                raise ValidationError(f"Vector {vec.name!r} has {len(vec.values)} values but the hook's activations "
+                                      f"have {like.shape[-1]}: it was built for another model or hook point.")
+            self._vectors[key] = torch.tensor(vec.values, dtype=like.dtype, device=like.device)
+        return self._vectors[key]
+
     def _clamp_gain(self, index: int) -> float:
         """1 for `clamp`; 1/d_f for `clamp_exact` (refused when the encoder barely reads the decoder row)."""
         if self.cfg.method != "clamp_exact":
@@ -217,7 +267,7 @@ class Steerer:
 
     def __call__(self, act: torch.Tensor) -> torch.Tensor:
         first = self._span(act.shape[1])
-        if first >= act.shape[1] or not self.cfg.features:
+        if first >= act.shape[1] or not (self.cfg.features or self.cfg.vectors):
             return act
         h = act[:, first:]
         scale = 1.0 if self.row_scale is None else self.row_scale.to(act.device, act.dtype).view(-1, 1, 1)
@@ -231,6 +281,8 @@ class Steerer:
                 h = projection_cap(h, self._vector(f.index, act), c)
             else:  # clamp: c is [B, 1, 1] or a float; the target activation per row is [B, 1]
                 h = clamp_feature(h, self.sae, f.index, c[..., 0] if torch.is_tensor(c) else c, self._gains[f.index])
+        for k, vec in enumerate(self.cfg.vectors):
+            h = additive(h, self._raw_vector(k, vec, act), vec.strength * scale)
         if self.rows is not None:
             h = torch.where(self.rows.to(act.device).view(-1, 1, 1), h, act[:, first:])
         self._record(h)

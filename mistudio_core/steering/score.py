@@ -53,3 +53,34 @@ def score_continuation(model, sae, hook_name: str, prompt_ids: list[int], gen_id
 def strip_eos(tokens: list[int], eos_ids: set[int]) -> list[int]:
     """Generated tokens without a trailing EOS (which is not text to score)."""
     return tokens[:-1] if tokens and tokens[-1] in eos_ids else list(tokens)
+
+
+# The capability cost's fixed text: plain, neutral expository prose that no steering concept is about. Its perplexity
+# under the steered model says what a strength costs the model's ordinary language, beside the steered output's.
+CAPABILITY_TEXT = ("The river begins in the hills north of the town and flows south for about forty miles before "
+                   "it reaches the sea. In the spring, melting snow raises the water level, and the low fields "
+                   "along its banks are often flooded. Farmers in the valley grow wheat and barley, and many "
+                   "families have lived there for several generations. A small museum near the old bridge tells "
+                   "the history of the region, from the first settlers to the building of the railway.")
+CAPABILITY_LABEL = "capability cost: perplexity of a fixed held-out text under the same steering"
+
+
+@torch.no_grad()
+def steered_text_perplexity(model, sae, hook_name: str, steering, text_ids: list[int],
+                            scales: list[float]) -> list[float]:
+    """Perplexity of `text_ids` (teacher-forced) under `steering` with every strength multiplied by each of
+    `scales` (one batch row per scale; scale 0 is the unsteered model). The steering covers every position, as
+    `positions="all"` would: the question is what the model can still predict while it is being pushed."""
+    from ..hooks import intervene
+    from .methods import Steerer, SteeringConfig
+
+    if len(text_ids) < 2:
+        return [None] * len(scales)
+    cfg = SteeringConfig(features=steering.features, method=steering.method, normalize=steering.normalize,
+                         positions="all", vectors=steering.vectors)
+    steerer = Steerer(cfg, sae, row_scale=torch.tensor([float(s) for s in scales]))
+    ids = torch.tensor([text_ids] * len(scales), device=next(model.parameters()).device)
+    with intervene(model, hook_name, steerer):
+        logits = model(input_ids=ids).logits.float()
+    nll = -torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0].mean(-1)
+    return [math.exp(min(float(x), 50.0)) for x in nll]

@@ -11,6 +11,11 @@ draws. Each row reports (names and meaning in `score.py`):
   beside the baseline's share; `effect_expected`: the probability the row's model gave those tokens at each
   generated position, averaged (the same share without the sampling noise).
 
+- `capability_ppl`: the capability cost, the perplexity of a fixed held-out text (`score.CAPABILITY_TEXT`) under the
+  same steering, beside the unsteered model's;
+- `text_effect`: with `text_effect=(name, fn)`, fn(generated text) → a number, averaged over seeds (e.g. the share of
+  capital letters for a "yelling" concept).
+
 The result also carries `suggested_strength`: the largest strength whose perplexity stays ≤ 1.5× the baseline's
 (`effect.suggest_strength`). Several seeds make both the share and the suggestion less of a coin toss.
 """
@@ -24,8 +29,8 @@ import torch
 from ..errors import ValidationError
 from .effect import key_mask, suggest_strength, token_share
 from .generate import SamplingConfig, _eos_ids, decode, encode_prompt, iter_rows
-from .methods import Steerer, SteerFeature, SteeringConfig
-from .score import score_continuation, strip_eos
+from .methods import Steerer, SteerFeature, SteeringConfig, SteerVector
+from .score import CAPABILITY_TEXT, score_continuation, steered_text_perplexity, strip_eos
 
 __all__ = ["sweep", "score_continuation", "parse_strengths", "MAX_PPL_RATIO"]
 MAX_PPL_RATIO = 1.5
@@ -75,7 +80,7 @@ def _mean(values):
     return sum(vals) / len(vals) if vals else None
 
 
-def _aggregate(per_seed: list[dict], feats: list[int], tokenizer, keys) -> dict:
+def _aggregate(per_seed: list[dict], feats: list[int], tokenizer, keys, text_effect=None) -> dict:
     """One row from the same row of every seed: text of the first seed, means over seeds, token-weighted share."""
     ppl = [r["perplexity"] for r in per_seed if r["perplexity"]]
     row = {"text": per_seed[0]["text"], "n_tokens": len(per_seed[0]["tokens"]),
@@ -90,26 +95,35 @@ def _aggregate(per_seed: list[dict], feats: list[int], tokenizer, keys) -> dict:
     probs = [p for r in per_seed for p in r.get("effect_probs", [])]
     if probs:
         row["effect_expected"] = sum(probs) / len(probs)
+    if text_effect is not None:
+        row["text_effect"] = _mean(text_effect[1](r["text"]) for r in per_seed)
     return row
+
+
+def unit_config(steering: SteeringConfig) -> SteeringConfig:
+    """`steering` with every strength 1: the sweep's rows scale it (row r multiplies every strength by r's)."""
+    return SteeringConfig(features=[SteerFeature(f.index, 1.0) for f in steering.features], method=steering.method,
+                          normalize=steering.normalize, positions=steering.positions,
+                          vectors=[SteerVector(v.name, v.values, 1.0) for v in steering.vectors])
 
 
 def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: SteeringConfig, strengths: list[float],
           sampling: SamplingConfig, progress=None, seeds: int = 1, effect_tokens: dict | None = None,
-          max_ppl_ratio: float = MAX_PPL_RATIO) -> dict:
+          max_ppl_ratio: float = MAX_PPL_RATIO, capability: bool = True, text_effect=None) -> dict:
     """Generate at each strength for `seeds` seeds (sampling.seed, +1, ...) and score every output; returns
     `{prompt, method, features, strengths, seeds, rows: [{strength, text, n_tokens, perplexity, feature_mean,
     feature_max, steered_feature_mean, [effect_share, effect_hits, effect_tokens, effect_expected]}],
     baseline: {same, unsteered}, suggested_strength, suggestion, effect_source, effect_token_list, seconds}`. `effect_tokens` is
-    `effect.effect_tokens(...)`; without it there is no effect share."""
-    if not steering.features:
-        raise ValidationError("Add at least one feature to sweep its strength.")
+    `effect.effect_tokens(...)`; without it there is no effect share. `capability` adds `capability_ppl` to every
+    row and the baseline; `text_effect` = (name, fn(text) → float) adds `text_effect` (result: `text_effect_name`)."""
+    if not steering.features and not steering.vectors:
+        raise ValidationError("Add at least one feature (or a concept vector) to sweep its strength.")
     strengths = [float(s) for s in strengths]
     if not 1 <= len(strengths) <= 16:
         raise ValidationError(f"Give between 1 and 16 strengths (got {len(strengths)}).")
     if not 1 <= int(seeds) <= 32:
         raise ValidationError(f"seeds={seeds} must be between 1 and 32.")
-    unit = SteeringConfig(features=[SteerFeature(f.index, 1.0) for f in steering.features], method=steering.method,
-                          normalize=steering.normalize, positions=steering.positions)
+    unit = unit_config(steering)
     prompt_ids = encode_prompt(tokenizer, prompt, sampling.chat)
     eos = _eos_ids(tokenizer, model)
     mask = _effect_mask(tokenizer, effect_tokens["keys"]) if effect_tokens else None
@@ -126,15 +140,19 @@ def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: Steering
                                   mask))
     feats = [f.index for f in steering.features]
     keys = effect_tokens["keys"] if effect_tokens else None
-    rows = [_aggregate([seed_rows[r] for seed_rows in per_seed], feats, tokenizer, keys)
+    rows = [_aggregate([seed_rows[r] for seed_rows in per_seed], feats, tokenizer, keys, text_effect)
             for r in range(len(strengths) + 1)]
+    if capability:
+        cap_ids = list(tokenizer(CAPABILITY_TEXT)["input_ids"])
+        for row, ppl in zip(rows, steered_text_perplexity(model, sae, hook_name, unit, cap_ids, [0.0] + strengths)):
+            row["capability_ppl"] = ppl
     baseline, rows = rows[0], [{"strength": s, **r} for s, r in zip(strengths, rows[1:])]
     suggested, why = suggest_strength(rows, baseline["perplexity"], max_ppl_ratio)
     return {"prompt": prompt, "method": steering.method, "features": feats, "strengths": strengths,
             "seeds": int(seeds), "rows": rows, "baseline": baseline, "suggested_strength": suggested,
             "suggestion": why, "effect_source": effect_tokens["source"] if effect_tokens else None,
             "effect_token_list": effect_tokens["tokens"] if effect_tokens else None,
-            "seconds": time.perf_counter() - t0}
+            "text_effect_name": text_effect[0] if text_effect else None, "seconds": time.perf_counter() - t0}
 
 
 def parse_strengths(text: str) -> list[float]:

@@ -1,0 +1,100 @@
+"""The short automatic sweep behind every suggested strength (Find's one click, the concept panel, the CLI, the bench).
+
+A feature's strengths are multiples of its max activation (`FEATURE_MULTIPLES`), starting *small*: on the built-in
+model's layer 8 the features that write tokens break the text already at 2× their max activation (issue 25: the
+old grid, 2× and up, suggested nothing for 9 of 10 of them), so the grid walks up from 1/8×. A concept's strengths
+are multiples of its vector (`concept.CONCEPT_MULTIPLES`).
+
+Each strength runs on the same few neutral prompts (`AUTO_PROMPTS`) and seeds; per strength the perplexity is the
+geometric mean over prompts (each already a geometric mean over seeds), the effect shares are pooled and the
+text effect averaged. The suggestion is `effect.suggest_strength`'s walk from 0 outwards (largest strength whose
+perplexity stays ≤ the limit, stopping at the first that does not); with `pick="effect"` (concepts, whose effect
+can fall again once the text breaks) the strength of that walk with the largest effect is taken instead.
+"""
+from __future__ import annotations
+
+import math
+
+from .effect import suggest_strength
+from .generate import SamplingConfig
+from .sweep import MAX_PPL_RATIO, sweep
+
+FEATURE_MULTIPLES = (0.125, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
+AUTO_PROMPTS = ("From my experience,", "The report says that", "In my opinion, the most important thing is")
+AUTO_SEEDS = 2
+AUTO_TOKENS = 16
+
+
+def feature_strengths(max_activation: float | None, multiples=FEATURE_MULTIPLES) -> list[float]:
+    """The auto sweep's strengths for one feature (raw units); without a max activation the multiples themselves."""
+    unit = max_activation if max_activation and max_activation > 0 else 1.0
+    return [round(m * unit, 4) for m in multiples]
+
+
+def _geo(values):
+    vals = [v for v in values if v]
+    return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else None
+
+
+def _mean(values):
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _merge(parts: list[dict]) -> dict:
+    """One row from the same row of several prompts' sweeps (module doc)."""
+    row = {"perplexity": _geo(p["perplexity"] for p in parts), "texts": [p["text"] for p in parts],
+           "text": parts[0]["text"], "n_tokens": sum(p["n_tokens"] for p in parts),
+           "capability_ppl": parts[0].get("capability_ppl"),
+           "effect_expected": _mean(p.get("effect_expected") for p in parts),
+           "text_effect": _mean(p.get("text_effect") for p in parts)}
+    for key in ("steered_feature_mean", "feature_mean"):
+        feats = parts[0][key].keys()
+        row[key] = {f: _mean(p[key][f] for p in parts) for f in feats}
+    if "effect_hits" in parts[0]:
+        hits, n = sum(p["effect_hits"] for p in parts), sum(p["effect_tokens"] for p in parts)
+        row.update(effect_hits=hits, effect_tokens=n, effect_share=hits / n if n else None)
+    return row
+
+
+def _pick_effect(rows, baseline_ppl, max_ratio):
+    """The strongest effect among the strengths `suggest_strength`'s walk keeps (None when it keeps none)."""
+    best, why = suggest_strength(rows, baseline_ppl, max_ratio)
+    if best is None:
+        return best, why
+    kept = [r for r in rows if 0 < r["strength"] * (1 if best > 0 else -1) <= abs(best)]
+    score = [(r.get("text_effect") if r.get("text_effect") is not None else r.get("effect_expected") or 0, r)
+             for r in kept]
+    top = max(score, key=lambda x: x[0])[1]
+    return top["strength"], (f"strongest effect among the strengths whose perplexity stays ≤ {max_ratio:g}× the "
+                             f"baseline's ({baseline_ppl:.1f} → limit {max_ratio * baseline_ppl:.1f})")
+
+
+def auto_sweep(model, tokenizer, sae, hook_name: str, steering, strengths: list[float], prompts=AUTO_PROMPTS,
+               seeds: int = AUTO_SEEDS, max_new_tokens: int = AUTO_TOKENS, effect_tokens: dict | None = None,
+               text_effect=None, max_ppl_ratio: float = MAX_PPL_RATIO, pick: str = "largest",
+               positions: str | None = None, progress=None) -> dict:
+    """`sweep` over several prompts, merged (module doc): `{rows: [{strength, perplexity, texts, text,
+    capability_ppl, effect_*, text_effect, ...}], baseline, suggested_strength, suggestion, prompts, seeds,
+    features, strengths, effect_source, effect_token_list, text_effect_name, max_ppl_ratio, seconds}`."""
+    sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9, seed=0, stop_at_eos=False)
+    if positions:
+        steering.positions = positions
+    per_prompt = []
+    for k, prompt in enumerate(prompts):
+        def prog(frac, msg, k=k):
+            if progress:
+                progress((k + frac) / len(prompts), f"prompt {k + 1}/{len(prompts)}, {msg}")
+        per_prompt.append(sweep(model, tokenizer, sae, hook_name, prompt, steering, strengths, sampling,
+                                progress=prog, seeds=seeds, effect_tokens=effect_tokens,
+                                max_ppl_ratio=max_ppl_ratio, capability=k == 0, text_effect=text_effect))
+    first = per_prompt[0]
+    rows = [{"strength": s, **_merge([p["rows"][i] for p in per_prompt])} for i, s in enumerate(first["strengths"])]
+    baseline = _merge([p["baseline"] for p in per_prompt])
+    chooser = _pick_effect if pick == "effect" else suggest_strength
+    best, why = chooser(rows, baseline["perplexity"], max_ppl_ratio)
+    return {**{k: first[k] for k in ("features", "strengths", "seeds", "method", "effect_source",
+                                     "effect_token_list", "text_effect_name")},
+            "prompt": " | ".join(prompts), "prompts": list(prompts), "rows": rows, "baseline": baseline,
+            "suggested_strength": best, "suggestion": why, "max_ppl_ratio": max_ppl_ratio,
+            "seconds": sum(p["seconds"] for p in per_prompt)}

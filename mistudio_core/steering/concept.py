@@ -1,0 +1,129 @@
+"""Concept vectors from examples: two prompt sets → a direction at the hook, and the SAE features that carry it.
+
+    v = mean over pairs of ( mean_t h(positive_i)[t] − mean_t h(negative_i)[t] )        (hook activations)
+
+Each prompt is averaged over its token positions after the first (position 0 is the attention sink: its norm is
+tens of times the others' and says nothing about the text). The two sets are *paired* (shouted i is plain i
+written in capitals), so they must be the same size: the difference then cancels what the sentences say and
+keeps how they say it.
+
+Decomposition onto the SAE: the same mean difference of the SAE's codes, Δz_f, and each feature's share of the
+vector along v, share_f = Δz_f · (W_dec[f]·v) / ‖v‖². The decoder is linear, so Σ_f Δz_f W_dec[f] is the difference
+of the two sets' reconstructions: the shares sum to the part of v the SAE reconstructs (`reconstructed_share`),
+and the top features by share are the ones that "carry" the concept.
+
+Steering: as the raw vector (`SteerVector`, strength 1 = add v itself) or as the selected features, each at
+strength Δz_f (strength multiplier 1 = add those features' part of v); a sweep scales either by one multiplier.
+
+Built-in prompt-set pairs live in `steering/concepts/<name>.json` (`positive`, `negative`, generation `prompts`,
+and the `effect` that measures them, e.g. `uppercase_share`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import NotFoundError, ValidationError
+from .methods import SteerFeature, SteeringConfig, SteerVector
+
+CONCEPTS_DIR = Path(__file__).parent / "concepts"
+# Shouted text is rare text: the unsteered model finds it surprising even when it is fluent, so a concept sweep
+# allows more perplexity than a feature's (issue 25: the yelling goal is ≤ 3× baseline).
+CONCEPT_MAX_PPL_RATIO = 3.0
+CONCEPT_MULTIPLES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)  # concept sweep: multiples of v or of the Δz's
+N_TOP = 12
+
+
+def uppercase_share(text: str) -> float | None:
+    """Share of the text's letters that are capitals (None for a text without letters)."""
+    letters = [c for c in text if c.isalpha()]
+    return sum(c.isupper() for c in letters) / len(letters) if letters else None
+
+
+EFFECTS = {"uppercase_share": uppercase_share}
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in CONCEPTS_DIR.glob("*.json"))
+
+
+def load_builtin(name: str) -> dict:
+    """A built-in prompt-set pair `{name, description, positive, negative, prompts, effect}`."""
+    if name not in builtin_names():
+        raise NotFoundError(f"No built-in concept {name!r}. Built-in: {', '.join(builtin_names())}; or give two "
+                            "prompt sets of your own.")
+    return json.loads((CONCEPTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def check_sets(positive, negative) -> tuple[list[str], list[str]]:
+    """Clean the two sets (one prompt per line or a list); refuse an empty set or sets of different sizes."""
+    sets = []
+    for which, prompts in (("concept (positive)", positive), ("contrast (negative)", negative)):
+        if isinstance(prompts, str):
+            prompts = prompts.splitlines()
+        prompts = [p.strip() for p in prompts or [] if p and p.strip()]
+        if not prompts:
+            raise ValidationError(f"The {which} prompt set is empty. Write one example per line (e.g. shouted "
+                                  "sentences for the concept, the same sentences written plainly for the contrast).")
+        sets.append(prompts)
+    if len(sets[0]) != len(sets[1]):
+        raise ValidationError(f"The two prompt sets have different sizes ({len(sets[0])} vs {len(sets[1])}). They "
+                              "are pairs (example i of one is example i of the other, changed only in the concept):"
+                              " give both the same number of lines.")
+    return sets[0], sets[1]
+
+
+@torch.no_grad()
+def prompt_means(model, tokenizer, sae, hook_name: str, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean activation [n, d], mean SAE code [n, d_sae]) per prompt, over its positions after the first."""
+    from ..hooks import capture
+
+    acts, codes = [], []
+    device = next(model.parameters()).device
+    for p in prompts:
+        ids = torch.tensor([tokenizer(p)["input_ids"]], device=device)
+        h = capture(model, ids, [hook_name])[hook_name][0]
+        h = h[1:] if h.shape[0] > 1 else h
+        acts.append(h.float().mean(0).cpu())
+        codes.append(sae.encode(h.to(sae.W_dec.dtype)).float().mean(0).cpu())
+    return torch.stack(acts), torch.stack(codes)
+
+
+def concept_vector(model, tokenizer, sae, hook_name: str, positive, negative, name: str = "concept",
+                   top: int = N_TOP) -> dict:
+    """`{name, vector: [float], norm, n_pairs, reconstructed_share, features: [{index, delta, share, cosine}]}`
+    (features: the `top` largest positive shares, best first; module doc for the formulas)."""
+    positive, negative = check_sets(positive, negative)
+    a_pos, z_pos = prompt_means(model, tokenizer, sae, hook_name, positive)
+    a_neg, z_neg = prompt_means(model, tokenizer, sae, hook_name, negative)
+    v = (a_pos - a_neg).mean(0)
+    dz = (z_pos - z_neg).mean(0)
+    W = sae.W_dec.detach().float().cpu()
+    along = W @ v                                                   # W_dec[f]·v
+    vv = float(v @ v)
+    if vv == 0.0:
+        raise ValidationError("The two prompt sets give the same activations (zero difference): make the examples "
+                              "differ in the concept.")
+    share = dz * along / vv
+    cos = along / (W.norm(dim=-1) * v.norm()).clamp_min(1e-12)
+    order = [int(i) for i in share.argsort(descending=True)[:top] if share[i] > 0]
+    return {"name": name, "vector": v.tolist(), "norm": float(v.norm()), "n_pairs": len(positive),
+            "reconstructed_share": float(share.sum()),
+            "features": [{"index": i, "delta": float(dz[i]), "share": float(share[i]), "cosine": float(cos[i])}
+                         for i in order]}
+
+
+def as_vector(concept: dict, strength: float = 1.0, positions: str = "all") -> SteeringConfig:
+    """Steer with the raw concept vector (strength 1 adds the mean difference itself)."""
+    return SteeringConfig(vectors=[SteerVector(f"concept: {concept['name']}", concept["vector"], strength)],
+                          positions=positions)
+
+
+def as_features(concept: dict, indices=None, multiplier: float = 1.0, positions: str = "all") -> SteeringConfig:
+    """Steer with the concept's features (all listed, or `indices`), each at multiplier × its Δz."""
+    feats = [f for f in concept["features"] if indices is None or f["index"] in set(indices)]
+    if not feats:
+        raise ValidationError("No concept feature selected. Tick at least one of the listed features.")
+    return SteeringConfig([SteerFeature(f["index"], multiplier * f["delta"]) for f in feats], positions=positions)
