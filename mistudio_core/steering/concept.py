@@ -32,8 +32,8 @@ CONCEPTS_DIR = Path(__file__).parent / "concepts"
 # Shouted text is rare text: the unsteered model finds it surprising even when it is fluent, so a concept sweep
 # allows more perplexity than a feature's (issue 25: the yelling goal is ≤ 3× baseline).
 CONCEPT_MAX_PPL_RATIO = 3.0
-CONCEPT_MULTIPLES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)  # concept sweep: multiples of v or of the Δz's
-N_TOP = 12
+CONCEPT_MULTIPLES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)  # concept sweep: multiples of v or of the Δz's
+N_TOP = 24
 
 
 def uppercase_share(text: str) -> float | None:
