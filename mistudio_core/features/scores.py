@@ -146,21 +146,15 @@ class _Prompt:
         if ids.shape[1] > 1:
             with torch.no_grad():
                 self.prefix = net(input_ids=ids[:, :-1], use_cache=True).past_key_values
-        self._caches: dict[int, object] = {}
 
     def cache(self, rows: int):
-        """A cache of the prefix for `rows` rows (made once per batch size, cropped back after each use)."""
+        """A fresh copy of the prefix's cache for `rows` rows. (Not one reused and cropped: the layers below the
+        hook never run here, so cropping every layer back would cut a real token from theirs.)"""
         if self.prefix is None:
             return None
-        if rows not in self._caches:
-            c = copy.deepcopy(self.prefix)
-            c.batch_repeat_interleave(rows)
-            self._caches[rows] = c
-        return self._caches[rows]
-
-    def uncache(self, cache) -> None:
-        if cache is not None:
-            cache.crop(-1)  # drop the last token this batch appended (this transformers refuses a positive length)
+        c = copy.deepcopy(self.prefix)
+        c.batch_repeat_interleave(rows)
+        return c
 
 
 @torch.no_grad()
@@ -200,12 +194,10 @@ def output_score_tensors(model, sae, hook_name: str, feature_ids, max_acts, lens
             delta = (scale * acts[rows].to(net.device)[:, None] * dirs).to(dtype)[:, None, :]
             entry = _Entry(decoder_layers(net)[point.layer], run.h_in, delta, point.site, branch)
             cache = run.cache(len(rows))
-            try:
-                logits = _from_layer(net, point.layer, entry)(
-                    input_ids=run.last.expand(len(rows), 1), past_key_values=cache, use_cache=cache is not None,
-                ).logits[:, -1].float()
-            finally:
-                run.uncache(cache)
+            logits = _from_layer(net, point.layer, entry)(
+                input_ids=run.last.expand(len(rows), 1), past_key_values=cache, use_cache=cache is not None,
+            ).logits[:, -1].float()
+            del cache
             _score_rows(out, rows, logits, lens_ids[rows].to(logits.device))
             if progress:
                 progress(min(s + batch_size, len(live)) / len(live), "output scores")
