@@ -101,6 +101,27 @@ def check_path_text(user_path: object, what: str = "path") -> str:
     return text
 
 
+MAX_NAME_CHARS = 200
+# Bidirectional controls (embeddings, overrides, isolates, marks): stored raw, "report\u202etxt.exe" shows reversed
+# in every list that displays it. Stripped from display names, with other control characters.
+_BIDI = re.compile("[\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")
+
+
+def check_name(name: object, what: str = "name", cut: bool = False) -> str:
+    """A display name as stored: bidi and other control characters stripped, whitespace trimmed; a name past
+    `MAX_NAME_CHARS` is refused (a list cannot show it), or with `cut` (names derived from others, e.g. an SAE's
+    `<job name>-<hook>`, which must not fail after a training) shortened to it."""
+    if not isinstance(name, str):
+        raise ValidationError(f"The {what} must be text, got {type(name).__name__}. Type a short name.")
+    text = _BIDI.sub("", re.sub(r"[\x00-\x1f\x7f]+", " ", name)).strip()
+    if len(text) > MAX_NAME_CHARS and cut:
+        return text[:MAX_NAME_CHARS - 1].rstrip() + "…"
+    if len(text) > MAX_NAME_CHARS:
+        raise ValidationError(f"The {what} {shown(text)} is {len(text):,} characters long (at most "
+                              f"{MAX_NAME_CHARS}). Choose a shorter name.")
+    return text
+
+
 def slugify(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.")
     return slug[:48] or "item"
@@ -180,6 +201,7 @@ class Store:
     def create(self, kind: str, name: str, manifest: dict, artifact_id: str | None = None) -> Iterator[Path]:
         """Build a new artifact: yields a temp folder to fill; the manifest (with id, name, kind, created
         added) is written last and the folder renamed into place. On error nothing appears."""
+        name = check_name(name, cut=True) or (artifact_id or "item")
         artifact_id = artifact_id or new_id(name)
         final = self.path(kind, artifact_id)
         if final.exists():

@@ -111,6 +111,9 @@ def harden(demo: gr.Blocks, upload_dirs: list[Path] | None = None, docs: dict[st
             dd._constructor_args[0].update(allow_custom_value=True, filterable=True)
         # The schema (API page, gradio_client, MCP tools) would otherwise say `enum: []`: any id is a string.
         dd.api_info = functools.partial(_open_schema, dd.multiselect)
+    for dd in demo.blocks.values():
+        if isinstance(dd, gr.Dropdown) and not dd.multiselect and not dd.allow_custom_value:  # fixed choices
+            _number_choices(dd)
     dirs = [Path(d) for d in upload_dirs or []]
     for block in demo.blocks.values():
         if isinstance(block, (gr.File, gr.UploadButton)):
@@ -127,6 +130,23 @@ def harden(demo: gr.Blocks, upload_dirs: list[Path] | None = None, docs: dict[st
             block_fn.api_description = docs[block_fn.api_name]
         if isinstance(block_fn.api_name, str) and CHEAP.search(block_fn.api_name):
             block_fn.concurrency_limit = None
+
+
+def _number_choices(dd: gr.Dropdown) -> None:
+    """A dropdown of numbers (rows per page: 25, 50, ...): Gradio's schema calls them strings, then refuses the
+    string "50". The schema says integer (or number) and a numeric string is taken as the choice it spells."""
+    values = [v for _, v in dd.choices or []]
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return
+    kind = "integer" if all(isinstance(v, int) for v in values) else "number"
+    dd.api_info = lambda: {"type": kind, "enum": list(values)}
+    original = dd.preprocess
+
+    def preprocess(payload):
+        if isinstance(payload, str):
+            payload = next((v for v in values if payload.strip() in (str(v), repr(v))), payload)
+        return original(payload)
+    dd.preprocess = preprocess
 
 
 def _no_stray_temp_file(component) -> None:

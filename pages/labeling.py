@@ -31,7 +31,7 @@ SELECTIONS = {"All live features": "live", "Only the features listed": "indices"
 _OLD_SELECTIONS = {"Feature indices": "indices"}  # the radio's former wording, still accepted from API callers
 LABEL_COLUMNS = {"index": "feature", "label": "label", "category": "category", "source": "source",
                  "accuracy": "detection accuracy", "chance": "chance", "fuzz_accuracy": "fuzzing accuracy",
-                 "fuzz_chance": "fuzzing chance", "model": "model"}
+                 "fuzz_chance": "fuzzing chance", "note": "why no score", "model": "model"}
 
 
 def provider_help() -> str:
@@ -58,6 +58,11 @@ def local_models_note(ctx: AppContext) -> str:
 def apply_preset(preset: str) -> tuple[str, str]:
     url, model = PRESETS.get(preset, ("", ""))
     return url, model
+
+
+def preset_changed(preset: str) -> tuple[str, str]:
+    """The connection test's answer and model list, cleared: they were about the previous provider."""
+    return f"Provider set to **{preset}**: press **Test connection** to check it.", ""
 
 
 def _provider(base_url: str, model: str, price_in: float, price_out: float, timeout: float,
@@ -199,8 +204,26 @@ def labels_table(ctx: AppContext, sae_id: str | None) -> tuple[str, Any]:
     rows = [{**e, "index": i, "accuracy": fmt_metric((e.get("score") or {}).get("accuracy")),
              "chance": fmt_metric((e.get("score") or {}).get("chance")),
              "fuzz_accuracy": fmt_metric((e.get("fuzzing") or {}).get("accuracy")),
-             "fuzz_chance": fmt_metric((e.get("fuzzing") or {}).get("chance"))} for i, e in sorted(entries.items())]
-    return ok(f"{len(rows):,} labels on `{sae_id}`."), table(rows, LABEL_COLUMNS)
+             "fuzz_chance": fmt_metric((e.get("fuzzing") or {}).get("chance")), "note": blank_score_reason(e)}
+            for i, e in sorted(entries.items())]
+    blank = sum(bool(r["note"]) for r in rows)
+    why = f" {blank:,} without a score: the column *why no score* says why." if blank else ""
+    return ok(f"{len(rows):,} labels on `{sae_id}`.{why}"), table(rows, LABEL_COLUMNS)
+
+
+def blank_score_reason(entry: dict) -> str:
+    """Why a label's score cells are blank ("" when both scores are there)."""
+    source = entry.get("source")
+    if source == "manual":
+        return "manual label: only LLM labels are scored"
+    if source == "neuronpedia":
+        return "imported from Neuronpedia: scored there, not here"
+    if not entry.get("score"):
+        return ("not scored: the job ran with scoring off, the feature had too few examples to score, or the "
+                "scorer's answers could not be read (see the job's log)")
+    if not entry.get("fuzzing"):
+        return "no fuzzing score: fuzzing was off for the job, or its answers could not be read"
+    return ""
 
 
 @guarded(2)

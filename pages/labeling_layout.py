@@ -84,7 +84,9 @@ def layout(ctx: AppContext) -> None:
         card_btn = gr.Button("Score card", scale=1)
     card = gr.HTML(elem_id="labeling-score-card")
 
-    preset.input(h.apply_preset, [preset], [base_url, model], api_name="labeling_preset")
+    preset.input(h.apply_preset, [preset], [base_url, model], api_name="labeling_preset").then(
+        h.preset_changed, [preset], [test_msg, models], api_name="labeling_preset_changed", api_visibility="private",
+        show_progress="hidden")
     test_btn.click(bind(h.test_connection, ctx), [base_url, model, api_key, timeout], [test_msg, models],
                    api_name="labeling_test_connection")
     reset_btn.click(h.reset_template, None, [system, template], api_name="labeling_reset_template")

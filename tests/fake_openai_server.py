@@ -6,6 +6,9 @@
     server.die_after(3)                    # stop listening after the 3rd answered chat request
     server.stop(); FakeOpenAI(port=server.port).start()   # restart on the same port
 
+Run alone (to try the Labeling tab offline): `python tests/fake_openai_server.py --port 8089` serves
+http://127.0.0.1:8089/v1 (model `fake-model`) until killed.
+
 Default answers: a labeling prompt ("Feature N fires ...") gets `{"label": "word<N>", ...}`; a scoring prompt
 gets the snippets that contain the label's word, so a correct label scores 100%; a fuzzing prompt gets the
 snippets whose <<highlights>> contain it. Every request is recorded
@@ -174,3 +177,25 @@ class FakeFeatures:
         return {"top_examples": top, "quantile_examples": quant, "histogram": {"edges": [0, 1], "counts": [3]},
                 "top_logits": [[f" word{i}s", 2.5], [" again", 1.0]], "bottom_logits": [[" never", -2.0]],
                 "frequency": 0.002, "max_activation": 5.0, "mean_activation": 1.0}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python tests/fake_openai_server.py [--port N] [--host H]`: serve until killed (Ctrl-C or a signal)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="A fake OpenAI-compatible chat server for trying labeling offline")
+    ap.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one, printed)")
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds each chat answer waits")
+    args = ap.parse_args(argv)
+    server = FakeOpenAI(port=args.port, latency=args.latency).start()
+    print(f"fake OpenAI-compatible server at {server.url} (model fake-model); Ctrl-C stops it", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

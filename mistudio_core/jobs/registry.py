@@ -25,7 +25,7 @@ from typing import Any, Callable
 from diskcache import Cache, Index, JSONDisk
 
 from ..errors import NotFoundError, ValidationError
-from ..store import Store, new_id, slugify, write_json_atomic
+from ..store import Store, check_name, new_id, shown, slugify, write_json_atomic
 from .kinds import get_kind
 from .lock import LOCK_NAME, RunnerLock
 from .readonly_index import READ_ONLY_MESSAGE, ReadOnlyError, ReadOnlyIndex
@@ -64,7 +64,7 @@ class JobRegistry:
         record = self.index.get(job_id)
         if record is None:
             known = ", ".join(r["id"] for r in self.list()[-10:]) or "(none yet)"
-            raise NotFoundError(f"No job with id {job_id!r}. Recent jobs: {known}. List them with `jobs list`.")
+            raise NotFoundError(f"No job with id {shown(job_id)}. Recent jobs: {known}. List them with `jobs list`.")
         if record["status"] == "queued":  # its position needs the whole queue
             return next((r for r in self.list() if r["id"] == job_id), record)
         return self._annotate([record], {})[0]
@@ -120,6 +120,7 @@ class JobRegistry:
         """Queue a job; returns its id. `spec` is a JSON-able dict or dataclass."""
         self._writable()
         job_kind = get_kind(kind)
+        name = None if name is None else check_name(name, "job name") or None  # bidi stripped, length bounded
         spec = _to_json(spec)
         if job_kind.validate is not None:
             job_kind.validate(spec)  # a bad spec is refused now, not minutes later in the runner
@@ -145,7 +146,7 @@ class JobRegistry:
         self._writable()
         with self.index.transact():
             if job_id not in self.index:
-                raise NotFoundError(f"No job with id {job_id!r}; it may have been deleted.")
+                raise NotFoundError(f"No job with id {shown(job_id)}; it may have been deleted.")
             record = self.index[job_id]
             change(record)
             self.index[job_id] = record

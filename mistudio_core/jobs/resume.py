@@ -13,6 +13,7 @@ Rules, in order:
 from __future__ import annotations
 
 from ..errors import NotFoundError, ValidationError
+from ..store import shown
 from .registry import RESUMABLE
 
 
@@ -25,7 +26,7 @@ def resume_target(reg, kind: str, target: str | None = None, name: str | None = 
         except NotFoundError:
             return _by_name(reg, kind, target)
         if record["kind"] != kind:
-            raise ValidationError(f"Job {_cut(target)} is a {record['kind']!r} job, not {kind!r}; resume it with "
+            raise ValidationError(f"Job {shown(target)} is a {record['kind']!r} job, not {kind!r}; resume it with "
                                   f"`jobs resume {record['id']}`.")
         return record["id"]
     if name:
@@ -45,20 +46,15 @@ def _by_name(reg, kind: str, name: str) -> str:
     if len(stopped) > 1:
         ids = ", ".join(f"{r['id']} ({r['status']}, step {r['progress']['step']})"
                         for r in sorted(stopped, key=_last_attempt))
-        raise ValidationError(f"The name {_cut(name)!r} is ambiguous: {len(stopped)} stopped {kind} jobs have it: "
+        raise ValidationError(f"The name {shown(name)} is ambiguous: {len(stopped)} stopped {kind} jobs have it: "
                               f"{ids}. Resume one by its id: `--resume JOB_ID`.")
     if named:
         states = ", ".join(f"{r['id']} is {r['status']}" for r in named[-5:])
-        raise NotFoundError(f"No stopped {kind} job named {_cut(name)!r} to resume ({states}). Only interrupted, "
+        raise NotFoundError(f"No stopped {kind} job named {shown(name)} to resume ({states}). Only interrupted, "
                             "cancelled or failed jobs can be resumed; start a new one without --resume.")
-    raise NotFoundError(f"No {kind} job with id or name {_cut(name)!r}. See `jobs list --kind {kind}`, then "
+    raise NotFoundError(f"No {kind} job with id or name {shown(name)}. See `jobs list --kind {kind}`, then "
                         "`--resume JOB_ID`.")
 
 
 def _last_attempt(r: dict) -> float:
     return max(r.get("started") or 0, r.get("created") or 0)
-
-
-def _cut(text: str, limit: int = 80) -> str:
-    """A user's id or name as echoed in a message: long ones cut (a 5,000-character name is not repeated)."""
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"

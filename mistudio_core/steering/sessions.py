@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ..errors import NotFoundError, ValidationError
-from ..store import Store, new_id, read_json, write_json_atomic
+from ..store import Store, check_name, new_id, read_json, shown, write_json_atomic
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 SESSION_FIELDS = ("sae_id", "prompt", "steering", "sampling", "outputs")
@@ -25,11 +25,11 @@ def _folder(store: Store, kind: str) -> Path:
 
 def _file(store: Store, kind: str, item_id: str) -> Path:
     if not isinstance(item_id, str) or not _ID.match(item_id):
-        raise ValidationError(f"Invalid {kind[:-1].replace('_', ' ')} id {item_id!r}; pick one from the list.")
+        raise ValidationError(f"Invalid {kind[:-1].replace('_', ' ')} id {shown(item_id)}; pick one from the list.")
     path = _folder(store, kind) / f"{item_id}.json"
     if not path.is_file():
         known = ", ".join(x["id"] for x in _list(store, kind)) or "(none yet)"
-        raise NotFoundError(f"No saved {kind[:-1].replace('_', ' ')} {item_id!r}. Saved: {known}")
+        raise NotFoundError(f"No saved {kind[:-1].replace('_', ' ')} {shown(item_id)}. Saved: {known}")
     return path
 
 
@@ -47,7 +47,7 @@ def _list(store: Store, kind: str) -> list[dict]:
 def save_session(store: Store, name: str, session: dict) -> dict:
     """Save a steering session (`sae_id`, `prompt`, `steering` (SteeringConfig dict), `sampling`, `outputs`
     (baseline/steered texts, optional sweep)); returns it with `id`, `name`, `created`."""
-    name = (name or "").strip() or (session.get("prompt") or "session")[:40]
+    name = check_name(name or "", "session name") or check_name(session.get("prompt") or "session")[:40]
     missing = [k for k in ("sae_id", "prompt", "steering") if not session.get(k)]
     if missing:
         raise ValidationError(f"Cannot save the session: {', '.join(missing)} missing. Pick an SAE, write a "
