@@ -129,6 +129,23 @@ def _push_scales(model, tokenizer, sae, hook_name: str, features: list[int], max
     return h_norm / sae.W_dec[torch.tensor(features)].detach().float().norm(dim=-1).cpu()
 
 
+def _output_scores(model, tokenizer, sae, hook_name: str, features: list[int], stats: dict) -> dict:
+    """{feature: output score or None}: the extraction's where it stored them, else computed for these few
+    features by `features.scores.output_scores` (needs their max activations), else none."""
+    stored = stats.get("output_score")
+    if stored is not None:
+        return {f: (None if stored[f] != stored[f] else float(stored[f])) for f in features}
+    max_act = stats.get("max_activation")
+    if max_act is None or not features:
+        return {}
+    from ..features.scores import output_scores
+
+    meta = getattr(getattr(sae, "cfg", None), "metadata", None) or {}
+    rows = output_scores(model, sae, hook_name, features, [float(max_act[f]) for f in features], tokenizer=tokenizer,
+                         prepend_bos=bool(meta.get("prepend_bos", True)))
+    return {r["index"]: r["output_score"] for r in rows}
+
+
 def find_features(model, tokenizer, sae, hook_name: str, concept: str, stats: dict | None = None,
                   label_hits: list[int] = (), labels: dict | None = None, limit: int = 12) -> dict:
     """Features that write `concept`, best first. `stats` (from `loader.feature_stats`): per-feature tensors
@@ -147,10 +164,10 @@ def find_features(model, tokenizer, sae, hook_name: str, concept: str, stats: di
                                                                            max_act))
     rank = {f: float(p) + (LABEL_BONUS if f in hits else 0.0) for f, p in zip(cand, pushed)}
     keep = sorted(cand, key=lambda f: -rank[f])[:limit]
-    wrote, out_score = writes(model, tokenizer, sae, keep), stats.get("output_score")
+    wrote, scores = writes(model, tokenizer, sae, keep), _output_scores(model, tokenizer, sae, hook_name, keep, stats)
     rows = [{"index": i, "push": float(pushed[cand.index(i)]), "z": float(z[i]),
              "token": tokenizer.decode([int(best[i])]), "label": labels.get(i, ""), "label_match": i in hits,
-             "output_score": None if out_score is None else float(out_score[i]),
+             "output_score": scores.get(i),
              "max_activation": None if max_act is None else float(max_act[i]),
              "writes": wrote[i], "rank_score": rank[i]} for i in keep]
     return {"concept": concept.strip(), "tokens": [tokenizer.decode([t]) for t in ids], "rows": rows}

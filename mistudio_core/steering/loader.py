@@ -115,10 +115,30 @@ def feature_stats(results) -> dict:
     if results is None:
         return {}
     out = {"max_activation": results.t["max"].float(), "dead": results.t["count"] == 0}
-    for key in SCORE_KEYS:
-        if key in results.t:
-            out[key] = results.t[key].float()
+    if getattr(results, "has_scores", False):
+        out.update({key: results.score_column(key) for key in SCORE_KEYS})   # NaN where none (dead)
     return out
+
+
+_STATS: dict = {}
+
+
+def stats_for(store: Store, sae_id: str) -> dict:
+    """`feature_stats` of the SAE's extraction results, cached per (data dir, SAE, results' modification time):
+    the page asks on every slot change."""
+    from ..features.results import features_dir
+
+    if not sae_id:
+        return {}
+    try:
+        meta = features_dir(store, sae_id) / "meta.json"
+        key = (str(store.home), sae_id, meta.stat().st_mtime if meta.is_file() else None)
+    except Exception:  # an unknown or unreadable SAE id: no stats, and the caller's own checks say why
+        return {}
+    if key not in _STATS:
+        _STATS.clear()
+        _STATS[key] = feature_stats(load_results(store, sae_id)) if key[2] is not None else {}
+    return _STATS[key]
 
 
 def check_steerable(stats: dict, features) -> None:
