@@ -171,3 +171,33 @@ def test_table_sorts_and_filters_by_score_and_exports_them(store, tmp_path):
     rows = json.loads(open(file["value"]).read())
     assert {"input_score", "output_score", "writes"} <= set(rows[0])
     assert any(r["output_score"] is None for r in rows) and any(r["output_score"] for r in rows)
+
+
+@pytest.mark.integration
+def test_real_model_planted_word_feature_writes_its_word(real_store):
+    """SmolLM2 at layer 8: a unit feature along the unembedding of ' of', steered at 10 × 10, writes ' of' at the
+    top (measured: p 0.75, where at 10 × 3 ' the' wins); random directions score far lower; batched = one at a
+    time."""
+    from mistudio_core.models import load_model
+
+    loaded = load_model(real_store, "smollm2-135m-instruct")
+    model, tok = loaded.model, loaded.tokenizer
+    hook = "blocks.8.hook_resid_post"
+    of = tok(" of", add_special_tokens=False)["input_ids"]
+    assert len(of) == 1
+    W_U = model.get_output_embeddings().weight.detach().float()
+    torch.manual_seed(0)
+    W_dec = torch.randn(6, W_U.shape[1])
+    W_dec[0] = W_U[of[0]]
+    W_dec = W_dec / W_dec.norm(dim=1, keepdim=True)
+    sae = SimpleNamespace(W_dec=W_dec, cfg=SimpleNamespace(metadata={"prepend_bos": True}))
+    acts = [10.0, 10.0, 10.0, 10.0, 0.0, 10.0]
+    rows = output_scores(loaded, sae, hook, range(6), acts)
+    assert rows[0]["output_token"] == " of" and rows[0]["output_rank"] == 0 and rows[0]["output_score"] > 0.5
+    assert all((r["output_score"] or 0) < rows[0]["output_score"] / 10 for r in rows[1:])
+    assert rows[4]["output_score"] is None
+    ids = prompt_ids(tok)
+    assert ids[0, 0] == tok.bos_token_id and tok.decode(ids[0, 1:]) == "From my experience,"
+    for f in (0, 1):
+        score, rank, _ = slow_score(model, W_dec, hook, f, acts[f], rows[f]["lens_token_ids"], ids)
+        assert rows[f]["output_rank"] == rank and rows[f]["output_score"] == pytest.approx(score, rel=1e-3, abs=1e-6)
