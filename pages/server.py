@@ -12,7 +12,13 @@ no schema, no config, no files, no assets that name the app.
 **Uploads are never served back.** Gradio serves every file of its upload folder through `/gradio_api/file=`, to
 anyone who knows the path. The gate refuses files that arrived through `/upload` (Gradio's `upload_file_set`);
 files the handlers return (exports, downloads) are served as before. `uploads_dir` makes the folder
-`<home>/.uploads` (emptied at start-up), and the handler wrapper (`hardening`) deletes each upload after use.
+`<home>/.uploads` (emptied at start-up), and the handler wrapper (`hardening`) deletes each upload after use or
+refusal; `start_upload_sweeper` removes uploads no action used. An upload's answer names each file as
+`mistudio-upload/<hash>/<name>`, never the server's folder; the gate turns a FileData `"path"` starting so back into
+the real path on the way in, so Gradio's own checks see what they always saw.
+
+**HTTP Basic everywhere.** A request let in on Basic credentials carries a session cookie of that user into
+Gradio, whose own checks (`/config`, `/gradio_api/info`, files, MCP) know only the cookie.
 
 **Cheap reads skip the queue.** With a `read_api.ReadApi`, the gate itself answers `/mistudio/api/<name>` (JSON,
 no Gradio queue), after the login check above.
@@ -26,6 +32,7 @@ import hmac
 import html
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -205,7 +212,8 @@ def _path_swap(folder: str, to_token: bool):
             for r in real:
                 body = body.replace(r, token)
             return body
-        return body.replace(b'"' + token, b'"' + real[0])  # only where a JSON string starts with the token
+        return back.sub(lambda m: m.group(1) + real[0], body)  # only a FileData's "path", never typed text
+    back = re.compile(rb'("path"\s*:\s*")' + re.escape(token))
     return swap
 
 
