@@ -16,11 +16,17 @@ contexts of 128 tokens, a random TopK SAE (k=32: as sparse as a trained TopK SAE
   batch's slot fills, decoder logits over the vocabulary, quantile picks); "ratio at 1M" extrapolates to the
   default 1M-token extraction, "per-token" is the limit for a long run;
 - peak RSS (CPU; CUDA max allocated on a GPU), and the RSS with just the model and tokens loaded;
+- scores (`--scores both`): the extraction also run with `ExtractConfig.scores` off first; "scores CPU-s" is the
+  input/output scores' own part of the extraction with them (`meta["cpu_seconds"]["scores"]`: the batched
+  steered forwards of every live latent), "extra" that part over the extraction without them, at this token count
+  and extrapolated to the default 1M tokens with every latent live (the scores' cost is per live latent; the
+  goal: ≤ 10% at 4,608 latents);
 - export: `export_neuronpedia` of the first --export-features features (a slice of the results, registered as
   its own SAE) in a throw-away store; ms per feature and the estimate for all live features (the export is
   linear in the number of features; it writes ~108 JSON activation records per feature).
 
     .venv/bin/python bench/bench_extract.py --tokens 32768 --widths 4608,16384,65536,131072 --model-dtype auto
+    .venv/bin/python bench/bench_extract.py --widths 4608 --scores both --export-features 0   # scores' cost
 """
 from __future__ import annotations
 
@@ -141,6 +147,13 @@ def bench_width(loaded, tokens, d_sae, args) -> dict:
     t_enc *= n_ctx / len(batches[0])
     del search
     target = SimpleNamespace(model=model, tokenizer=loaded.tokenizer, model_id="smollm2-135m-instruct")
+    off = None
+    if args.scores != "on":
+        c0 = time.process_time()
+        extract_features(target, sae, tokens, dataclasses.replace(cfg, scores=False), hook_name=HOOK)
+        off = time.process_time() - c0
+        if args.scores == "off":
+            cfg = dataclasses.replace(cfg, scores=False)
     t0, c0 = time.perf_counter(), time.process_time()
     res = extract_features(target, sae, tokens, cfg, hook_name=HOOK)
     t_full, c_full = time.perf_counter() - t0, time.process_time() - c0
@@ -159,6 +172,11 @@ def bench_width(loaded, tokens, d_sae, args) -> dict:
            "seconds": sec, "cpu_seconds": csec, "peak_mib": peak, "base_rss_mib": base_rss,
            "live": int((res.t["count"] > 0).sum()),
            "pass2_contexts": res.meta["pass2_contexts"], "dtypes": res.meta["dtypes"], "agree": agree}
+    if off is not None and cfg.scores:  # the scores' own CPU seconds over the extraction without them
+        s_cpu = (csec or sec)["scores"]
+        off_1m = max(off - rate * n, 0.0) + rate * 1e6
+        out.update(scores_cpu_s=s_cpu, extract_off_cpu_s=off, extract_on_cpu_s=c_full,
+                   scores_extra=s_cpu / off, scores_extra_1m=s_cpu * d_sae / max(out["live"], 1) / off_1m)
     if args.export_features:
         n_exp = min(args.export_features, d_sae)
         secs = export_time(sae, res, n_exp)
@@ -222,6 +240,8 @@ def main() -> None:
                    help="dtype of the model (capture and extraction alike); auto: bf16 where it is faster here")
     p.add_argument("--search-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="dtype of the TopK search (ExtractConfig.search_dtype)")
+    p.add_argument("--scores", default="on", choices=["on", "off", "both"],
+                   help="input/output scores in the extraction (ExtractConfig.scores); both: also time it without")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: one width, print JSON
     args = p.parse_args()
@@ -246,7 +266,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", "--widths", str(d_sae), "--tokens", str(args.tokens), "--top-k",
                str(args.top_k), "--batch", str(args.batch), "--device", args.device, "--repeats", str(args.repeats),
                "--threads", str(args.threads), "--export-features", str(args.export_features),
-               "--model-dtype", args.model_dtype, "--search-dtype", args.search_dtype]
+               "--model-dtype", args.model_dtype, "--search-dtype", args.search_dtype, "--scores", args.scores]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             print(f"| {d_sae:,} | failed: {done.stderr.strip().splitlines()[-1:]} |", flush=True)
@@ -264,6 +284,13 @@ def main() -> None:
               f"| {r['per_token_ratio']:.2f} "
               f"| {r['ratio_1m']:.2f} | {r['peak_mib']:,.0f} ({r['base_rss_mib']:,.0f}) | {r['live']:,} | {exp} "
               f"| {est} |", flush=True)
+    scored = [r for r in rows if "scores_cpu_s" in r]
+    if scored:
+        print("\n| d_sae | live | extraction CPU-s without scores | with | scores CPU-s | extra here | extra at 1M "
+              "tokens, all live |\n|---|---|---|---|---|---|---|")
+        for r in scored:
+            print(f"| {r['d_sae']:,} | {r['live']:,} | {r['extract_off_cpu_s']:.1f} | {r['extract_on_cpu_s']:.1f} "
+                  f"| {r['scores_cpu_s']:.1f} | {100 * r['scores_extra']:.1f}% | {100 * r['scores_extra_1m']:.1f}% |")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "load": os.getloadavg(), "rows": rows}, indent=1))
 
