@@ -162,12 +162,14 @@ class Bench:
 def main() -> None:
     args = parse()
     bench = Bench(args)
-    for name in [a for a in args.archs.split(",") if a]:
-        bench.run(name, ARCHS[name], RESID)
-    if not args.no_transcoder:
-        for name, over in TRANSCODERS.items():
-            bench.run(name, over, MLP_IN)
-    bench.report()
+    runs = [(name, ARCHS[name], RESID) for name in args.archs.split(",") if name]
+    runs += [] if args.no_transcoder else [(name, over, MLP_IN) for name, over in TRANSCODERS.items()]
+    for name, over, hook in runs:
+        try:
+            bench.run(name, over, hook)
+        except Exception as e:  # noqa: BLE001 - one failed architecture must not lose the others' rows
+            print(f"!! {name} failed: {type(e).__name__}: {e}", flush=True)
+        bench.report()  # the table so far, after every run
 
 
 if __name__ == "__main__":
