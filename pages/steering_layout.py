@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import gradio as gr
 
+from mistudio_core.steering import concept as sc
+from mistudio_core.steering.auto import AUTO_PROMPTS
 from mistudio_core.steering.methods import METHODS, POSITIONS
-from mistudio_core.steering.score import READ_LABEL, STEERED_LABEL
 
 N_SLOTS = 4
+AS_VECTOR, AS_FEATURES = "raw vector", "selected features"
+EFFECT_NONE = "none"
+CONCEPT_COLUMNS = {"index": "feature", "delta": "Δ activation (concept − contrast)", "share": "share of the vector",
+                   "cosine": "cosine(W_dec, vector)", "writes": "writes (top logit-lens tokens)"}
+FIND_COLUMNS = {"index": "feature", "writes": "writes (top logit-lens tokens)", "push": "push (nats)",
+                "output_score": "output score", "max_act": "max act", "label": "label"}
 
 
 def _slot_row(k: int):
@@ -18,7 +25,7 @@ def _slot_row(k: int):
         idx = gr.Textbox(label=f"feature {k + 1}", value="", placeholder="index", scale=1)
         # Wide enough for unit-norm decoders (Gemma Scope, or "unit-norm vector"), where useful strengths reach the
         # hundreds; on our SAEs (decoder rows at activation scale) 4-16 is typical, typed into the number box.
-        strength = gr.Slider(-300, 300, value=0.0, step=0.5, label="strength (negative suppresses)", scale=4)
+        strength = gr.Slider(-300, 300, value=0.0, step=0.01, label="strength (negative suppresses)", scale=4)
     return idx, strength
 
 
@@ -32,11 +39,14 @@ def layout() -> dict:
     c = {"status": gr.Markdown(elem_id="steering-status")}
     with gr.Row():
         c["sae"] = gr.Dropdown(label="SAE", choices=[], scale=2)
-        c["query"] = gr.Textbox(label="find feature (label words or index)", scale=2,
-                                placeholder="e.g. yelling, capital letters, or 123")
-        c["hits"] = gr.Dropdown(label="matches (pick one to put it in a slot)", choices=[], scale=2)
-        c["add"] = gr.Button("Add", scale=1)
+        c["query"] = gr.Textbox(label="find feature (label words or index)", scale=3,
+                                placeholder="a word it should write (war, light), label words (yelling) or an index")
+        c["picked"] = gr.Textbox(label="picked feature", scale=1, interactive=False, elem_id="steering-picked")
+    c["hits"] = gr.Dataframe(label="matches, best writers first — click a row to put it in a free slot (its "
+                                   "strength comes from a short automatic sweep)", interactive=False, wrap=True,
+                             elem_id="steering-find-results", headers=list(FIND_COLUMNS.values()))
     c["slots"] = [x for k in range(N_SLOTS) for x in _slot_row(k)]
+    c["units"] = gr.Markdown(elem_id="steering-units")
     with gr.Accordion("method and sampling", open=False):
         with gr.Row():
             c["method"] = gr.Dropdown(list(METHODS), value="additive", label="method")
@@ -55,6 +65,8 @@ def layout() -> dict:
         c["steered"] = gr.Textbox(label="steered", lines=6, interactive=False)
     c["readings"] = gr.Markdown(elem_id="steering-readings")
     _sweep_layout(c)
+    _concept_layout(c)
+    _groups_layout(c)
     _sessions_layout(c)
     return c
 
@@ -71,9 +83,51 @@ def _sweep_layout(c: dict) -> None:
             c["suggested"] = gr.Textbox(label="suggested strength", interactive=False, scale=1)
             c["use_suggested"] = gr.Button("Use suggested strength", scale=1)
         c["sweep_plot"] = gr.Plot(label="feature activation, perplexity and effect share vs strength")
-        c["sweep_table"] = gr.Dataframe(label="outputs per strength", interactive=False, wrap=True,
-                                        headers=["strength", STEERED_LABEL, READ_LABEL, "perplexity",
-                                                 "effect share (feature's top tokens)", "output (first seed)"])
+        c["sweep_table"] = gr.HTML(elem_id="steering-sweep-table")
+
+
+def _concept_layout(c: dict) -> None:
+    with gr.Accordion("concept from examples (e.g. yelling)", open=False):
+        gr.Markdown("Two paired prompt sets: line i of the contrast is line i of the concept without it. Their mean "
+                    "difference at the hook is the concept vector; the table lists the SAE features that carry it. "
+                    "Steer with the raw vector or with the ticked features (each at multiplier × its Δ activation).")
+        with gr.Row():
+            c["c_builtin"] = gr.Dropdown(sc.builtin_names(), value="yelling", label="built-in pair", scale=2)
+            c["c_load"] = gr.Button("Load built-in", scale=1)
+            c["c_effect"] = gr.Dropdown([EFFECT_NONE, *sc.EFFECTS], value=EFFECT_NONE, label="effect to measure",
+                                        scale=2)
+        with gr.Row():
+            c["c_pos"] = gr.Textbox(label="concept examples (one per line)", lines=5)
+            c["c_neg"] = gr.Textbox(label="contrast examples (the same, without the concept)", lines=5)
+        c["c_build"] = gr.Button("Build concept vector")
+        c["c_summary"] = gr.Markdown(elem_id="steering-concept-summary")
+        c["c_table"] = gr.Dataframe(interactive=False, wrap=True, headers=list(CONCEPT_COLUMNS.values()),
+                                    label="features that carry the concept (largest share first)")
+        c["c_state"] = gr.State(None)
+        with gr.Row():
+            c["c_as"] = gr.Radio([AS_VECTOR, AS_FEATURES], value=AS_VECTOR, label="steer with", scale=1)
+            c["c_feats"] = gr.CheckboxGroup(choices=[], label="features to steer with", scale=3)
+        c["c_prompts"] = gr.Textbox(label="sweep prompts (one per line)", lines=3, value="\n".join(AUTO_PROMPTS))
+        with gr.Row():
+            c["c_sweep"] = gr.Button("Sweep concept strength", scale=1)
+            c["c_mult"] = gr.Number(value=1.0, label="multiplier (1 = the mean difference itself)", scale=1)
+            c["c_generate"] = gr.Button("Generate with concept", variant="primary", scale=1)
+            c["c_to_slots"] = gr.Button("Put ticked features in slots", scale=1)
+        c["c_suggestion"] = gr.Markdown(elem_id="steering-concept-suggestion")
+        c["c_rows"] = gr.HTML(elem_id="steering-concept-sweep")
+
+
+def _groups_layout(c: dict) -> None:
+    with gr.Accordion("feature groups", open=False):
+        gr.Markdown("A group is a named set of features with their strengths (the filled slots): save it, load it "
+                    "back into the slots to steer with all of them together, or export it as JSON.")
+        with gr.Row():
+            c["group_name"] = gr.Textbox(label="group name", scale=2)
+            c["save_group"] = gr.Button("Save slots as group", scale=1)
+            c["group"] = gr.Dropdown(label="saved groups (this SAE)", choices=[], scale=2)
+            c["load_group"] = gr.Button("Load into slots", scale=1, elem_id="steering-load-group")
+            c["export_group"] = gr.Button("Export JSON", scale=1)
+        c["group_file"] = gr.File(label="exported group", interactive=False)
 
 
 def _sessions_layout(c: dict) -> None:

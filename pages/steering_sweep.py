@@ -7,13 +7,14 @@ unsteered baseline's share, and the suggested strength is the largest whose perp
 """
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mistudio_core.steering.score import READ_LABEL, STEERED_LABEL
+from mistudio_core.steering.score import CAPABILITY_LABEL, READ_LABEL, STEERED_LABEL
 from mistudio_core.steering.sweep import MAX_PPL_RATIO
 
-from .common import table
 
 
 def _r(x, nd=3):
@@ -60,18 +61,56 @@ def sweep_figure(result: dict) -> go.Figure:
     return fig
 
 
-SWEEP_COLUMNS = {"strength": "strength", "steered": STEERED_LABEL, "read": READ_LABEL, "ppl": "perplexity",
-                 "effect": "effect share (feature's top tokens)",
-                 "expected": "expected share (model's probability of them)", "text": "output (first seed)"}
+# One grid for the header and every row: fixed widths for the numbers, the rest for the output; headers wrap
+# between words only (a narrow Dataframe column broke them letter by letter).
+_GRID = "display:grid;grid-template-columns:6.5em 6em 8em 9em 9em minmax(12em,1fr);gap:0 .8em;align-items:baseline"
+_HEAD = ("strength", "× max act", "effect", "output ppl (× base)", "capability ppl (× base)", "output (first prompt, "
+         "first seed) — click a row for all")
 
 
-def sweep_table(result: dict):
-    """One row per strength: both activations (named), perplexity, effect share, the first seed's text."""
-    f0 = result["features"][0]
-    rows = [{"strength": r["strength"], "steered": _r(r["steered_feature_mean"][f0]),
-             "read": _r(r["feature_mean"][f0]), "ppl": _r(r["perplexity"], 2), "effect": _r(r.get("effect_share")),
-             "expected": _r(r.get("effect_expected"), 5), "text": r["text"]} for r in result["rows"]]
-    return table(rows, SWEEP_COLUMNS)
+def _ratio(x, base):
+    if x is None:
+        return "n/a"
+    return f"{x:.1f}" + (f" ({x / base:.2g}×)" if base else "")
+
+
+def _effect(r: dict, result: dict) -> str:
+    if result.get("text_effect_name") and r.get("text_effect") is not None:
+        return f"{r['text_effect']:.0%} {html.escape(result['text_effect_name'])}"
+    if r.get("effect_share") is not None:
+        exp = r.get("effect_expected")
+        return f"{r['effect_share']:.3f}" + (f" · p {exp:.4f}" if exp is not None else "")
+    return "–"
+
+
+def _row_html(name: str, r: dict, result: dict, unit, base: dict, suggested) -> str:
+    texts = r.get("texts") or [r.get("text", "")]
+    mult = "" if not unit or not isinstance(name, (int, float)) else f"{name / unit:.2g}×"
+    label = f"{name:g}" if isinstance(name, (int, float)) else name
+    mark = " ◀ suggested" if suggested is not None and name == suggested else ""
+    first = html.escape((texts[0] or "").replace("\n", " ⏎ "))
+    summary = (f"<summary style='{_GRID};cursor:pointer'><b>{label}{mark}</b><span>{mult}</span>"
+               f"<span>{_effect(r, result)}</span><span>{_ratio(r.get('perplexity'), base.get('perplexity'))}</span>"
+               f"<span>{_ratio(r.get('capability_ppl'), base.get('capability_ppl'))}</span>"
+               f"<span style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis'>{first}</span></summary>")
+    prompts = result.get("prompts") or [result.get("prompt", "")]
+    body = "".join(f"<p style='margin:.3em 0 .3em 1em;white-space:pre-wrap'><i>{html.escape(p)}</i> → "
+                   f"{html.escape(t or '')}</p>" for p, t in zip(prompts, texts))
+    acts = ", ".join(f"feature {f}: {STEERED_LABEL} {_r(v)} · {READ_LABEL} {_r(r['feature_mean'].get(f))}"
+                     for f, v in (r.get("steered_feature_mean") or {}).items())
+    return f"<details style='border-top:1px solid #ddd;padding:.2em 0'>{summary}{body}<small>{acts}</small></details>"
+
+
+def sweep_html(result: dict, unit: float | None = None) -> str:
+    """The sweep as readable rows: strength (raw and × the feature's max activation `unit`), effect, output
+    perplexity and capability cost (each × the unsteered baseline's), the output; a click expands a row to every
+    prompt's full output and both activations."""
+    base, best = result["baseline"], result.get("suggested_strength")
+    head = "".join(f"<b style='word-break:normal;overflow-wrap:normal'>{h}</b>" for h in _HEAD)
+    rows = [_row_html("baseline (unsteered)", base, result, unit, base, None)]
+    rows += [_row_html(r["strength"], r, result, unit, base, best) for r in result["rows"]]
+    return (f"<div id='steering-sweep-rows' style='font-size:.9em'><div style='{_GRID}'>{head}</div>"
+            f"{''.join(rows)}<p><small>{CAPABILITY_LABEL}. Perplexities are the unsteered model's.</small></p></div>")
 
 
 def suggestion_md(result: dict) -> str:

@@ -52,12 +52,15 @@ def test_a_slot_that_is_not_an_index_is_named(ctx):
 
 
 def test_sweep_gives_named_activations_a_chart_and_a_suggested_strength(ctx):
-    status, df, fig, md, suggested = page.run_sweep(ctx, "tiny", "We the people", "0, 10, 40", 2, *KNOBS,
-                                                    *_slots((2, 1.0)))
-    assert status.startswith(OK) and "2 seed(s)" in status and list(df["strength"]) == [0.0, 10.0, 40.0]
-    assert {"activation in the steered model (at the hook)", "unsteered model reading the output",
-            "effect share (feature's top tokens)"} <= set(df.columns)
-    at_hook = list(df["activation in the steered model (at the hook)"])
+    status, rows, fig, md, suggested = page.run_sweep(ctx, "tiny", "We the people", "0, 10, 40", 2, *KNOBS,
+                                                      *_slots((2, 1.0)))
+    assert status.startswith(OK) and "2 seed(s)" in status
+    # readable rows: one header line, the baseline and one expandable row per strength, every output in full
+    assert rows.count("<details") == 4 and "<summary" in rows and "<b>40" in rows
+    for h in ("effect", "output ppl (× base)", "capability ppl (× base)"):
+        assert h in rows
+    assert "activation in the steered model (at the hook)" in rows and "unsteered model reading the output" in rows
+    at_hook = [tr for tr in fig.data if "steered model (at the hook)" in tr.name][0].y
     assert at_hook[2] > at_hook[0]          # the intervention shows where it happens
     names = [tr.name for tr in fig.data]
     assert any("steered model (at the hook)" in n for n in names) and any("reading the output" in n for n in names)
@@ -77,9 +80,13 @@ def test_generate_ends_with_both_activations_named(ctx):
 
 def test_picking_a_match_fills_one_slot_once(ctx):
     first = page.add(ctx, None, 9, *_slots())
-    again = page.add(ctx, None, 9, *first[1:])
+    again = page.add(ctx, None, 9, *first[1:])    # a second click on the same row
     assert first[1] == "9" and again[0].startswith(OK) and "already in slot 1" in again[0]
     assert again[3] == ""                     # no second slot taken
+    with gr.Blocks() as demo:
+        page.build(AppContext(store=ctx.store))
+    buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button)]
+    assert not any(b.value == "Add" for b in buttons)   # no second 'Add' step after a pick
 
 
 def test_add_fills_the_next_free_slot_and_search_by_index(ctx):
@@ -112,4 +119,5 @@ def test_build_wires_prefixed_api_names(store):
         page.build(AppContext(store=store))
     names = {d.get("api_name") for d in demo.config["dependencies"] if d.get("api_name")}
     assert {"steering_generate", "steering_sweep", "steering_save_session", "steering_load_session",
-            "steering_run_prompt_set", "steering_pick_feature", "steering_use_suggested"} <= names
+            "steering_run_prompt_set", "steering_pick_feature", "steering_use_suggested", "steering_auto_strength",
+            "steering_concept_build", "steering_concept_sweep", "steering_save_group", "steering_export_group"} <= names

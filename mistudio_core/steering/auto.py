@@ -63,9 +63,11 @@ def _pick_effect(rows, baseline_ppl, max_ratio):
     if best is None:
         return best, why
     kept = [r for r in rows if 0 < r["strength"] * (1 if best > 0 else -1) <= abs(best)]
-    score = [(r.get("text_effect") if r.get("text_effect") is not None else r.get("effect_expected") or 0, r)
+    score = [(r.get("text_effect") if r.get("text_effect") is not None else r.get("effect_expected"), r)
              for r in kept]
-    top = max(score, key=lambda x: x[0])[1]
+    if all(v is None for v, _ in score):    # nothing measures the effect: the largest fluent strength
+        return best, why
+    top = max(((v, r) for v, r in score if v is not None), key=lambda x: x[0])[1]
     return top["strength"], (f"strongest effect among the strengths whose perplexity stays ≤ {max_ratio:g}× the "
                              f"baseline's ({baseline_ppl:.1f} → limit {max_ratio * baseline_ppl:.1f})")
 

@@ -178,3 +178,17 @@ def fmt_strength(strength: float, max_activation: float | None) -> str:
     if not max_activation:
         return f"{strength:.3g}"
     return f"{strength:.3g} ({strength / max_activation:.2g}× max act)"
+
+
+def find_one(model, tokenizer, sae, hook_name: str, index: int, stats: dict | None = None,
+             labels: dict | None = None) -> dict:
+    """`find_features`' answer for one feature typed by index (no concept: push and z are 0)."""
+    stats, labels = stats or {}, labels or {}
+    if not 0 <= index < sae.W_dec.shape[0]:
+        raise ValidationError(f"Feature {index} does not exist: this SAE has features 0..{sae.W_dec.shape[0] - 1}.")
+    max_act = stats.get("max_activation")
+    row = {"index": index, "push": 0.0, "z": 0.0, "token": "", "label": labels.get(index, ""), "label_match": False,
+           "output_score": _output_scores(model, tokenizer, sae, hook_name, [index], stats).get(index),
+           "max_activation": None if max_act is None else float(max_act[index]),
+           "writes": writes(model, tokenizer, sae, [index])[index], "rank_score": 0.0}
+    return {"concept": str(index), "tokens": [], "rows": [row]}

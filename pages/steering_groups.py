@@ -1,0 +1,87 @@
+"""Steering tab, feature groups part: save the filled slots as a named group, load a group back into the slots (to
+steer with all its features together), export it as JSON. Also the slot parsing the whole tab shares."""
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+
+from mistudio_core.errors import ValidationError
+from mistudio_core.steering import groups as sg
+from mistudio_core.steering.loader import stats_for
+from mistudio_core.steering.methods import SteerFeature, SteeringConfig
+
+from .common import guarded, ok, require_writable
+from .context import AppContext
+from .steering_layout import N_SLOTS
+
+
+def empty_slot(index) -> bool:
+    return index is None or str(index).strip() == ""
+
+
+def slot_features(slots: tuple) -> list[SteerFeature]:
+    """(index, strength) × N_SLOTS → the features of the filled slots (an empty index box is an unused slot)."""
+    feats = []
+    for k in range(0, len(slots), 2):
+        index, strength = slots[k], slots[k + 1]
+        if empty_slot(index):
+            continue
+        try:
+            i = int(str(index).strip())
+        except ValueError:
+            raise ValidationError(f"Feature slot {k // 2 + 1} holds {str(index)!r}, not a feature index. Type a "
+                                  "whole number such as 123, or empty the box to leave the slot unused.") from None
+        feats.append(SteerFeature(i, 0.0 if strength is None or strength == "" else strength))  # NaN/inf refused
+    return feats
+
+
+def _group_choices(ctx: AppContext, sae_id) -> list:
+    return [(g["name"], g["id"]) for g in sg.list_groups(ctx.store, sae_id or None)]
+
+
+@guarded(2)
+def save_group(ctx: AppContext, name, sae_id, method, positions, normalize, *slots) -> tuple:
+    """Save the filled slots (features + strengths, method) as a named group; dead features are refused."""
+    require_writable(ctx)
+    feats = slot_features(slots)
+    steering = SteeringConfig(feats, method=method, normalize=bool(normalize), positions=positions)
+    rec = sg.save_group(ctx.store, name, sae_id, steering, stats=stats_for(ctx.store, sae_id) if sae_id else {})
+    return (ok(f"Saved group `{rec['name']}` ({len(feats)} feature(s)); load it to steer with all of them."),
+            gr.update(choices=_group_choices(ctx, sae_id), value=rec["id"]))
+
+
+@guarded(4 + 2 * N_SLOTS)
+def load_group(ctx: AppContext, group_id) -> tuple:
+    """A saved group into the slots (and its SAE and method): Generate then steers with all of them together."""
+    if not group_id:
+        raise ValidationError("Pick a saved group first.")
+    rec = sg.load_group(ctx.store, group_id)
+    cfg = sg.group_config(rec)
+    if len(cfg.features) > N_SLOTS:
+        raise ValidationError(f"Group `{rec['name']}` has {len(cfg.features)} features but the tab has {N_SLOTS} "
+                              "slots; steer it from the CLI (`steer SAE PROMPT --group ID`).")
+    slots: list = ["", 0.0] * N_SLOTS
+    for k, f in enumerate(cfg.features):
+        slots[2 * k], slots[2 * k + 1] = str(f.index), f.strength
+    return (ok(f"Loaded group `{rec['name']}` into the slots."), rec["sae_id"], cfg.method, cfg.positions, *slots)
+
+
+@guarded(2)
+def export_group(ctx: AppContext, group_id) -> tuple:
+    if not group_id:
+        raise ValidationError("Pick a saved group first.")
+    path = sg.export_group(ctx.store, group_id)
+    return ok(f"Exported to `{path}`."), str(path)
+
+
+def wire_groups(ctx: AppContext, c: dict) -> None:
+    bind, sae, status, slots = functools.partial, c["sae"], c["status"], c["slots"]
+    c["save_group"].click(bind(save_group, ctx), [c["group_name"], sae, c["method"], c["positions"], c["normalize"],
+                                                   *slots], [status, c["group"]], api_name="steering_save_group")
+    c["load_group"].click(bind(load_group, ctx), [c["group"]], [status, sae, c["method"], c["positions"], *slots],
+                          api_name="steering_load_group")
+    c["export_group"].click(bind(export_group, ctx), [c["group"]], [status, c["group_file"]],
+                            api_name="steering_export_group")
+    sae.change(lambda s: gr.update(choices=_group_choices(ctx, s)), [sae], [c["group"]],
+               api_name="steering_list_groups", api_visibility="undocumented")
