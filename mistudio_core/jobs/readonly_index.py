@@ -5,8 +5,9 @@ database to WAL, which leaves `cache.db-wal` / `cache.db-shm` beside it; on a re
 ("attempt to write a readonly database"). Even SQLite's `mode=ro` creates the -wal/-shm files of a WAL database
 when the folder is writable. Only `immutable=1` reads without writing a byte; it is right while nobody writes,
 which holds when no `-wal` file exists (a live writer keeps one). When one exists, `mode=ro` reads through it
-(those files exist already, so nothing new appears). Each read opens a fresh connection, so a writer that starts
-later is seen, and an `immutable` read that a new writer disturbs is retried once in `mode=ro`.
+(those files exist already, so nothing new appears). Each thread keeps its connection while the files stay as
+they were; a writer that appears (a `-wal`, a new size or mtime) makes the next read reopen, and an `immutable`
+read that a new writer disturbs is retried once in `mode=ro`.
 
 The rows are decoded as `JSONDisk` wrote them (zlib'd JSON, inline or in a `.val` file); any other storage mode
 (pickle) is refused, never loaded. A missing database is an empty registry. Writing raises `ReadOnlyError`.
@@ -39,6 +40,9 @@ class ReadOnlyIndex:
     def __init__(self, directory: Path | str):
         self.dir = Path(directory)
         self._local = threading.local()
+        # Read once now: beside a live writer, a WAL database's first reader sets its read mark in the writer's
+        # -shm; at start-up that happens before anyone browses, as it did when the app opened a writable Index.
+        self.keys()
 
     # ---- reading -------------------------------------------------------------------------------------------
     def keys(self) -> list[str]:
@@ -64,9 +68,8 @@ class ReadOnlyIndex:
 
     @contextlib.contextmanager
     def transact(self):
-        """One connection (one consistent read) for the reads inside the block."""
-        with self._connection():
-            yield
+        """Reads inside the block share this thread's connection (each statement reads one snapshot)."""
+        yield
 
     # ---- refusing ------------------------------------------------------------------------------------------
     def __setitem__(self, key, value):
@@ -78,24 +81,29 @@ class ReadOnlyIndex:
     # ---- plumbing ------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _connection(self):
-        con = getattr(self._local, "con", None)
-        if con is not None:  # inside transact(): reuse its connection
-            yield con
-            return
-        self._local.con = con = self._open()
-        try:
-            yield con
-        finally:
-            self._local.con = None
-            if con is not None:
-                con.close()
-
-    def _open(self, force_ro: bool = False) -> sqlite3.Connection | None:
+        """This thread's connection, kept while the files it was opened on are unchanged: reopening per read
+        would rewrite a live writer's -shm read marks, and a kept connection costs no open per read."""
         db = self.dir / DB_NAME
-        if not db.is_file():
-            return None
-        wal = db.with_name(DB_NAME + "-wal")
-        live = force_ro or (wal.is_file() and wal.stat().st_size > 0)
+        try:
+            st = db.stat()
+        except OSError:
+            yield None
+            return
+        try:
+            live = db.with_name(DB_NAME + "-wal").stat().st_size > 0
+        except OSError:
+            live = False
+        # Immutable reads assume the file never changes: a new size or mtime (a writer came and went) reopens.
+        key = (live, None if live else (st.st_mtime_ns, st.st_size))
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] != key:
+            if held is not None:
+                held[1].close()
+            held = self._local.held = (key, self._open(db, live))
+        yield held[1]
+
+    @staticmethod
+    def _open(db: Path, live: bool) -> sqlite3.Connection:
         uri = f"file:{quote(str(db.resolve()))}?mode=ro" + ("" if live else "&immutable=1")
         con = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
         try:
@@ -103,7 +111,7 @@ class ReadOnlyIndex:
         except sqlite3.DatabaseError:
             con.close()
             if not live:  # a writer appeared under an immutable read: read through its WAL instead
-                return self._open(force_ro=True)
+                return ReadOnlyIndex._open(db, live=True)
             raise
         return con
 
