@@ -98,3 +98,40 @@ def test_saelens_loads_every_export_with_the_same_outputs(tmp_path):
     theirs = load_file(str(tmp_path / "out.safetensors"))
     for kind in kinds:
         torch.testing.assert_close(theirs[kind], ours[kind], atol=1e-4, rtol=1e-4, msg=kind)
+
+
+SPARSIFY_SCRIPT = r"""
+import sys, torch
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+from sparsify import SparseCoder, SparseCoderConfig
+torch.manual_seed(0)
+sc = SparseCoder(16, SparseCoderConfig(num_latents=64, k=5, transcode=True, skip_connection=True), device="cpu")
+with torch.no_grad():
+    for p in sc.parameters():
+        p.normal_(0, 0.3)
+out = Path(sys.argv[1]) / "layers.3.mlp"
+sc.save_to_disk(out)
+x = load_file(sys.argv[2])["x"]
+save_file({"y": sc(x).sae_out.float().detach().contiguous()}, sys.argv[3])
+"""
+
+
+def test_sparsify_skip_transcoder_imports_with_its_outputs(tmp_path):
+    """EleutherAI sparsify's transcoders (transcode + skip_connection) read the MLP's input and write its output:
+    they import as our skip transcoders at blocks.L.hook_mlp_in → hook_mlp_out, with sparsify's own outputs."""
+    from mistudio_core.interop.importers import read_folder
+
+    py = interop_python()
+    if not py.exists():
+        pytest.skip(f"no side venv with sparsify at {py} (scripts/interop_env.sh)")
+    x = torch.randn(20, 16)
+    save_file({"x": x}, str(tmp_path / "x.safetensors"))
+    run = subprocess.run([str(py), "-c", SPARSIFY_SCRIPT, str(tmp_path), str(tmp_path / "x.safetensors"),
+                          str(tmp_path / "y.safetensors")], capture_output=True, text=True, timeout=300,
+                         env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    sae = read_folder(tmp_path / "layers.3.mlp")
+    assert (sae.cfg.hook_name, sae.cfg.hook_name_out) == ("blocks.3.hook_mlp_in", "blocks.3.hook_mlp_out")
+    assert sae.W_skip is not None and not sae.cfg.apply_b_dec_to_input
+    torch.testing.assert_close(sae(x).detach(), load_file(str(tmp_path / "y.safetensors"))["y"], atol=1e-4, rtol=1e-4)

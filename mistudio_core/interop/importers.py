@@ -8,7 +8,9 @@ Formats, as each project defines its encoder (x the raw activation):
   `layer_20/width_16k/average_l0_71` of `google/gemma-scope-2b-pt-res` → `blocks.20.hook_resid_post`, d_sae 16384.
 - sparsify (TopK): pre = ReLU((x − b_dec)·encoder.weightᵀ + encoder.bias); keep the k largest;
   x̂ = z·W_dec + b_dec. `cfg.json` gives k; `sae.safetensors` holds encoder.weight [d_sae, d_in], encoder.bias,
-  W_dec [d_sae, d_in], b_dec.
+  W_dec [d_sae, d_in], b_dec. Transcoders (`transcode: true`) do not centre their input and, trained on module
+  `layers.L.mlp`, read its input and write its output: blocks.L.hook_mlp_in → blocks.L.hook_mlp_out; a skip
+  connection adds x·W_skipᵀ (W_skip [d_in, d_in]), which is our skip transcoder's term as is.
 """
 from __future__ import annotations
 
@@ -61,7 +63,7 @@ def gemma_scope_config(repo_id: str, path_in_repo: str) -> dict:
 def _build_sae(cfg: SAEConfig, tensors: dict[str, torch.Tensor], source: str) -> SAE:
     sae = SAE(cfg)
     with torch.no_grad():
-        for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold"):
+        for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold", "W_skip"):
             param = getattr(sae, name)
             if param is None:
                 continue
@@ -99,13 +101,24 @@ def read_sparsify(folder: Path, hook_name: str | None = None) -> SAE:
     tensors = load_tensors(folder / "sae.safetensors")
     if "encoder.weight" not in tensors:
         raise ValidationError(f"{folder / 'sae.safetensors'} has no encoder.weight; not a sparsify SAE.")
-    if raw.get("transcode") or raw.get("skip_connection"):
-        raise ValidationError(f"{folder}: sparsify transcoders / skip connections are not supported.")
+    transcode, skip = bool(raw.get("transcode")), bool(raw.get("skip_connection"))
+    if skip and not transcode:
+        raise ValidationError(f"{folder}: a sparsify skip connection on an autoencoder (not a transcoder) is not "
+                              "supported; import its transcoders, or SAEs without skip_connection.")
     d_sae, d_in = tensors["encoder.weight"].shape
     mapped = {"W_enc": tensors["encoder.weight"].t().contiguous(), "b_enc": tensors["encoder.bias"],
               "W_dec": tensors["W_dec"], "b_dec": tensors["b_dec"]}
     meta = {"hook_name": hook_name or _sparsify_hook(folder.name), "sparsify_cfg": raw}
-    cfg = SAEConfig("topk", int(d_in), int(d_sae), k=int(raw["k"]), apply_b_dec_to_input=True, metadata=meta)
+    extra = {}
+    if transcode:
+        layer = re.fullmatch(r"(?:.*\.)?layers\.(\d+)\.mlp", folder.name)
+        meta["hook_name"] = hook_name or (f"blocks.{layer.group(1)}.hook_mlp_in" if layer else None)
+        meta["hook_name_out"] = f"blocks.{layer.group(1)}.hook_mlp_out" if layer else None
+        extra = dict(d_out=int(d_in), skip_connection=skip)
+        if skip:
+            mapped["W_skip"] = tensors["W_skip"]
+    cfg = SAEConfig("topk", int(d_in), int(d_sae), k=int(raw["k"]), apply_b_dec_to_input=not transcode,
+                    metadata=meta, **extra)
     return _build_sae(cfg, mapped, str(folder))
 
 

@@ -22,7 +22,8 @@ from safetensors import SafetensorError
 
 from ..errors import MistudioError, ValidationError
 
-HOOK_RE = re.compile(r"blocks\.(\d{1,4})\.hook_(resid_pre|resid_post|attn_out|mlp_out)")
+HOOK_RE = re.compile(r"blocks\.(\d{1,4})\.(hook_(resid_pre|resid_post|attn_out|mlp_out|mlp_in)|ln2\.hook_normalized"
+                     r"|mlp\.hook_in)")  # the last three: a transcoder's input (hooks.EXTRA_SITES)
 MAX_UNPACKED_BYTES = 8 * 1024 ** 3
 """Total unpacked size of an archive (an SAE of width 1M on d_model 4608 in fp32 is ~37 GB: import those from a
 folder, not an upload)."""
@@ -42,7 +43,8 @@ def check_hook_name(hook_name: str | None, model: dict | None = None) -> str:
         raise ValidationError(f"Hook point {shown} is not a hook name: use 'blocks.<layer>.hook_<site>' with site "
                               "resid_pre, resid_post, attn_out or mlp_out (e.g. 'blocks.8.hook_resid_post').")
     known = (model or {}).get("hook_points") or []
-    if known and hook_name not in known:
+    from ..hooks import is_extra_hook  # hook_mlp_in is valid but not listed
+    if known and hook_name not in known and not is_extra_hook(hook_name, (model or {}).get("n_layers") or 0):
         layers = (model or {}).get("n_layers")
         raise ValidationError(f"Model {model.get('id')!r} has no hook point {hook_name!r}"
                               f"{f' (it has {layers} layers: blocks.0 … blocks.{layers - 1})' if layers else ''}. "
@@ -53,6 +55,8 @@ def check_hook_name(hook_name: str | None, model: dict | None = None) -> str:
 def check_sae(sae, hook_name: str | None, model: dict | None, source_name: str) -> None:
     """Hook point, width against the model's d_model, and finite weights."""
     check_hook_name(hook_name, model)
+    if getattr(sae.cfg, "d_out", None) is not None:  # a transcoder: the hook it writes must exist too
+        check_hook_name(sae.cfg.hook_name_out, model)
     d_model = (model or {}).get("d_model")
     if d_model and int(d_model) != sae.cfg.d_in:
         raise ValidationError(f"{source_name}: the SAE reads vectors of width d_in={sae.cfg.d_in}, but model "
