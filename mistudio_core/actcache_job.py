@@ -54,14 +54,8 @@ def prepare(ctx, spec, loaded, tok, tcfg) -> dict | None:
         return None
     stream_opts = dict(spec.stream or {})
     train_ids, _ = tok.split_ids()
-    bos = tok.config.get("bos_token_id")
-    identity = actcache.cache_identity(ctx.store, spec.model_id, spec.dataset_id, context_ids=train_ids,
-                                       skip_bos=stream_opts.get("skip_bos", True), bos_token_id=bos,
-                                       pad_token_id=stream_opts.get("pad_token_id"))
-    if loaded.dtype != "float32":  # a bf16 model's activations are not an fp32 model's: never mix the two
-        identity["model_dtype"] = loaded.dtype
-    if tcfg.token_noise:  # noised contexts are other activations too
-        identity["token_noise"] = list(tcfg.token_noise)
+    identity = job_identity(ctx.store, spec, tcfg, train_ids, tok.config.get("bos_token_id"), loaded.dtype)
+    if tcfg.token_noise:
         stream_opts.update(noise_options(tcfg, loaded))
     n_tokens = opts["tokens"] or tcfg.total_steps * tcfg.batch_tokens
     last = [0.0]
@@ -81,6 +75,20 @@ def prepare(ctx, spec, loaded, tok, tcfg) -> dict | None:
     say(ctx, f"training on cached activations {manifest['id']} ({manifest['n_tokens']:,} tokens, "
              f"{epochs:.1f} epochs)")
     return manifest
+
+
+def job_identity(store, spec, tcfg, train_ids, bos_token_id: int | None, model_dtype: str) -> dict:
+    """The identity of the cache a training job trains on — the one definition the job and its estimate share
+    (`sae/train_spec.estimate` looks for the same cache the job will use)."""
+    stream_opts = spec.stream or {}
+    identity = actcache.cache_identity(store, spec.model_id, spec.dataset_id, context_ids=train_ids,
+                                       skip_bos=stream_opts.get("skip_bos", True), bos_token_id=bos_token_id,
+                                       pad_token_id=stream_opts.get("pad_token_id"))
+    if model_dtype != "float32":  # a bf16 model's activations are not an fp32 model's: never mix the two
+        identity["model_dtype"] = model_dtype
+    if tcfg.token_noise:  # noised contexts are other activations too
+        identity["token_noise"] = list(tcfg.token_noise)
+    return identity
 
 
 def stream(ctx, spec, manifest: dict, loaded, start_batch: int, batch_tokens: int):

@@ -15,24 +15,22 @@ from typing import Any, AsyncIterator
 
 import gradio as gr
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.errors import MistudioError, ValidationError
 from mistudio_core.sae.evals import headline_lines
-from mistudio_core.sae.config import TrainConfig
-from mistudio_core.sae.plan import training_warnings, validate_training
+from mistudio_core.sae.plan import training_warnings
 from mistudio_core.sae.presets import BUILTIN_HOOK, PRESETS
-from mistudio_core.templates import import_template, list_templates, load_template, save_template
+from mistudio_core.sae.train_spec import TRAIN_FIELDS, resolve
+from mistudio_core.spec import build as build_spec, estimate
+from mistudio_core.templates import import_template, list_templates, save_template
 
 from mistudio_core.defaults import BUILTIN_MODEL_ID
 
-from .common import fmt_metric, guarded, ok, on_show, require_writable, table
+from .common import fmt_metric, guarded, ok, on_show, require_writable, scrub, table
 from .context import AppContext
 from .training_charts import METRICS, compare_figure, metrics_figure
 
-# New inputs go at the end so API callers that send the older, shorter argument lists keep working.
-FORM = ["architecture", "expansion_factor", "d_sae", "k", "l1_coefficient", "lr", "batch_tokens", "steps",
-        "lr_warmup_steps", "seed", "lr_decay_steps", "target_l0"]
-CACHE_FORM = ["cache_mode", "cache_dtype", "cache_tokens"]
-PRECISION_FORM = ["autocast", "tf32"]  # Start only: after FORM, CACHE_FORM and "also evaluate on"
+from .training_form import APPLIED, NO_PRESET, INPUTS, given_from_values, values_from_spec
+
 ACTIVE = ("queued", "running")
 JOB_COLUMNS = {"id": "job", "status": "status", "progress": "progress", "eta": "ETA", "queue": "queue",
                "loss": "loss", "l0": "L0 (train batch)", "explained_variance": "EV (train batch)",
@@ -41,84 +39,37 @@ POLL_S = 1.0
 MAX_POINTS = 500
 
 
-def train_config(values: list) -> TrainConfig:
-    """The form's values (in FORM order; missing trailing ones take defaults) as a validated TrainConfig; d_sae 0
-    means 'use the expansion factor', target L0 0 (or a non-standard architecture) means 'no target'."""
-    raw = {**dict(lr_decay_steps=0, target_l0=0), **dict(zip(FORM, values))}
-    raw["d_sae"] = int(raw["d_sae"] or 0) or None
-    for name in ("expansion_factor", "k", "batch_tokens", "steps", "lr_warmup_steps", "seed", "lr_decay_steps"):
-        raw[name] = int(raw[name] or 0)
-    target = float(raw.pop("target_l0") or 0)
-    raw["target_l0"] = target if target > 0 and raw["architecture"] == "standard" else None
-    return TrainConfig(**raw, metrics_every=max(1, min(10, raw["steps"] // 50 or 1)))
+def form_spec(ctx: AppContext, dataset: str, model: str, hooks, name: str | None, values: list) -> dict:
+    """The "train" spec the form describes, built by the one front door the CLI and the API use."""
+    preset, given = given_from_values(list(values))
+    given.update(dataset_id=dataset or None, model_id=model or None, hook_names=list(hooks or []) or None,
+                 name=(name or "").strip() or None)
+    return build_spec("train", preset=preset, store=ctx.store, **given)
 
 
-def cache_options(values: list) -> dict:
-    """The cache part of the form (values after FORM's); absent (older API callers): off."""
-    raw = dict(zip(CACHE_FORM, values[len(FORM):]))
-    mode = raw.get("cache_mode") or "off"
-    return {"mode": mode, "dtype": raw.get("cache_dtype") or "bfloat16",
-            "tokens": int(raw.get("cache_tokens") or 0) or None} if mode != "off" else {"mode": "off"}
-
-
-def form_values(cfg: dict) -> list:
-    base = TrainConfig().to_dict() | {k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__}
-    return [(base[k] or 0) if k in ("d_sae", "target_l0") else base[k] for k in FORM]
-
-
-def _plan(ctx: AppContext, dataset: str, model: str, hooks, values: list):
-    cfg = train_config(list(values))
-    return cfg, validate_training(ctx.store, model, dataset, list(hooks or []), cfg, cache=cache_options(list(values)),
-                                  model_dtype="auto")  # as start() submits it
+def _estimate_text(plan) -> str:
+    return plan.summary() + "".join(f"\n\n⚠ {a}" for a in plan.advice)
 
 
 @guarded(1)
 def check(ctx: AppContext, dataset: str, model: str, hooks: list[str], *values) -> str:
-    _, plan = _plan(ctx, dataset, model, hooks, values)
-    return ok("Ready to train: " + plan.summary()) + "".join(f"\n\n⚠ {a}" for a in plan.advice)
+    spec = form_spec(ctx, dataset, model, hooks, None, values)
+    return ok("Ready to train: " + _estimate_text(estimate("train", spec, ctx.store)))
 
 
 @guarded(2)
 def start(ctx: AppContext, dataset: str, model: str, hooks: list[str], name: str, *values) -> tuple[str, Any]:
     require_writable(ctx)
-    cfg, plan = _plan(ctx, dataset, model, hooks, values)
-    cfg = TrainConfig(**{**cfg.to_dict(), **precision_options(list(values))})
-    spec = {"model_id": model, "dataset_id": dataset, "hook_names": list(hooks), "train": cfg.to_dict(),
-            "name": (name or "").strip() or f"{cfg.architecture}-{dataset}", "stream": stream_options(plan.tokens),
-            "cache": cache_options(list(values)), "eval_datasets": eval_datasets(ctx, model, list(values)),
-            "model_dtype": "auto"}  # bf16 capture where this machine runs it faster (compute.py), else fp32
+    spec = form_spec(ctx, dataset, model, hooks, name, values)
+    plan = estimate("train", spec, ctx.store)  # the same call Validate made: the same numbers
     job_id = ctx.jobs.submit("train", spec, name=spec["name"])
+    ctx.jobs.update(job_id, estimate={"seconds": round(plan.seconds, 1), "summary": plan.summary()})
     return ok(f"Queued `{job_id}`. {plan.summary()}"), gr.update(choices=_job_ids(ctx), value=job_id)
-
-
-def precision_options(values: list) -> dict:
-    """The Advanced precision inputs (after FORM, CACHE_FORM and the eval datasets; absent for older callers)."""
-    raw = dict(zip(PRECISION_FORM, values[len(FORM) + len(CACHE_FORM) + 1:]))
-    return {"autocast": raw.get("autocast") or "off", "tf32": bool(raw.get("tf32"))}
-
-
-def eval_datasets(ctx: AppContext, model: str, values: list) -> list[str]:
-    """The optional "also evaluate on" datasets (after FORM and CACHE_FORM; absent for older API callers), each
-    checked now so a typo fails at Start, not after the training."""
-    raw = values[len(FORM) + len(CACHE_FORM)] if len(values) > len(FORM) + len(CACHE_FORM) else None
-    names = [raw] if isinstance(raw, str) else list(raw or [])
-    for d in names:
-        if model not in (ctx.store.manifest("datasets", d).get("tokenizations") or []):
-            raise ValidationError(f"Dataset {d!r} is not tokenized for {model!r}, so it cannot be evaluated on. "
-                                  "Tokenize it for this model in the Datasets tab, or remove it from "
-                                  "'Also evaluate on'.")
-    return names
 
 
 def eval_choices(ctx: AppContext, model: str | None, dataset: str | None) -> Any:
     return gr.update(choices=[d["id"] for d in ctx.store.list("datasets")
                               if model in (d.get("tokenizations") or []) and d["id"] != dataset])
-
-
-def stream_options(tokens: int) -> dict:
-    """A shuffle buffer no bigger than the run needs: the default 512 contexts (65k tokens through the model before
-    step 1) would keep a small run at step 0 for minutes on a CPU. ~96 kept tokens a context is a safe guess."""
-    return {"buffer_contexts": max(32, min(512, -(-tokens // 96)))}
 
 
 def _job_ids(ctx: AppContext) -> list[str]:
@@ -149,9 +100,10 @@ def card(ctx: AppContext, job_id: str | None) -> tuple[str, Any]:
     r = ctx.jobs.get(job_id)
     history = ctx.jobs.metrics_history(job_id, max_points=MAX_POINTS)
     p = r.get("progress") or {}
-    lines = [f"### {r['name']} · `{r['status']}`",
-             f"step {p.get('step', 0)} / {p.get('total') or '?'}{_epoch(history, p)} · ETA {_eta(r) or '—'}",
+    lines = [f"### {r['name']} · `{r['status']}`", _progress_line(r, p, history),
              f"**Now:** {r.get('message') or '—'}"]
+    if r.get("estimate"):
+        lines.append(f"Estimated at Start (as Validate said): {r['estimate']['summary']}")
     if r.get("queue_position"):
         lines.append(f"Waiting in the queue at position {r['queue_position']}.")
     d_sae = (r["spec"].get("train") or {}).get("d_sae")
@@ -164,6 +116,13 @@ def card(ctx: AppContext, job_id: str | None) -> tuple[str, Any]:
     train = r["spec"].get("train") or {}
     train = train[0] if isinstance(train, list) else train
     return "\n\n".join(lines), metrics_figure(history, job_id, train.get("architecture"), train.get("k"))
+
+
+def _progress_line(r: dict, p: dict, history: list[dict]) -> str:
+    """'step s / n · epoch · ETA', or what the job does before its first step (loading, capturing)."""
+    if not p.get("total"):
+        return "preparing (before the first training step)" if r["status"] == "running" else "not started yet"
+    return f"step {p.get('step', 0)} / {p['total']}{_epoch(history, p)} · ETA {_eta(r) or '—'}"
 
 
 def _epoch(history: list[dict], progress: dict) -> str:
@@ -209,25 +168,39 @@ def compare(ctx: AppContext, job_ids: list[str], metric: str) -> Any:
     return compare_figure({j: ctx.jobs.metrics_history(j, max_points=MAX_POINTS) for j in job_ids or []}, metric)
 
 
+def recipe_choices(ctx: AppContext) -> list:
+    """The preset dropdown's choices: none (the form's fields alone), the presets, then saved templates."""
+    return [NO_PRESET, *PRESETS, *list_templates(ctx.store)]
+
+
+def _train_settings(ctx: AppContext, values: list) -> dict:
+    """The whole TrainConfig the form describes (its preset or template, then the form's fields)."""
+    preset, given = given_from_values(list(values))
+    return resolve(preset, ctx.store, **{k: v for k, v in given.items() if k in TRAIN_FIELDS})["train"]
+
+
 @guarded(2)
 def template_save(ctx: AppContext, name: str, *values) -> tuple[str, Any]:
     require_writable(ctx)
-    slug = save_template(ctx.store, name, train_config(list(values)).to_dict())
-    return ok(f"Saved template `{slug}`."), gr.update(choices=list(PRESETS) + list_templates(ctx.store), value=slug)
+    slug = save_template(ctx.store, name, _train_settings(ctx, values))
+    return ok(f"Saved template `{slug}`."), gr.update(choices=recipe_choices(ctx), value=slug)
 
 
 def template_apply(ctx: AppContext, name: str) -> list:
-    """FORM values, then the cache options, of a preset or a saved template (templates keep the cache as is)."""
-    if name in PRESETS:
-        p = PRESETS[name]
-        return form_values(p.train) + [p.cache.get("mode", "off"), p.cache.get("dtype", "bfloat16"),
-                                       p.cache.get("tokens") or 0]
-    return form_values(load_template(ctx.store, name) if name else {}) + [gr.skip()] * len(CACHE_FORM)
+    """The APPLIED inputs' values for a preset (its whole partial spec) or a saved template (train settings
+    only: the cache and job fields stay as they are)."""
+    try:
+        partial = resolve(name or None, ctx.store)
+    except MistudioError as e:  # e.g. a template deleted in another tab: say so where the user looks
+        raise gr.Error(scrub(str(e))) from e
+    values = dict(zip(INPUTS, values_from_spec(partial)))
+    keep = name in PRESETS or not name
+    return [values[k] if keep or k in TRAIN_FIELDS else gr.skip() for k in APPLIED]
 
 
 @guarded(2)
 def template_export(ctx: AppContext, name: str, *values) -> tuple[str, str]:
-    data = {"name": name or "template", "train": train_config(list(values)).to_dict()}
+    data = {"name": name or "template", "train": _train_settings(ctx, values)}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, prefix="mistudio-template-") as f:
         json.dump(data, f, indent=2)
     return ok("Template exported."), f.name
@@ -240,7 +213,7 @@ def template_import(ctx: AppContext, file: str | None) -> tuple[str, Any]:
         raise ValidationError("No file uploaded. Drop an exported template (.json) on the box.")
     with open(file, encoding="utf-8") as f:
         slug = import_template(ctx.store, f.read())
-    return ok(f"Imported template `{slug}`."), gr.update(choices=list(PRESETS) + list_templates(ctx.store), value=slug)
+    return ok(f"Imported template `{slug}`."), gr.update(choices=recipe_choices(ctx), value=slug)
 
 
 def choices(ctx: AppContext, dataset: str | None, model: str | None) -> tuple[Any, Any, Any, Any]:
@@ -249,7 +222,7 @@ def choices(ctx: AppContext, dataset: str | None, model: str | None) -> tuple[An
     tokenized = [d["id"] for d in ctx.store.list("datasets") if model in (d.get("tokenizations") or [])]
     dataset = dataset if dataset in tokenized else (tokenized[0] if tokenized else None)
     return (gr.update(choices=tokenized, value=dataset), gr.update(choices=models, value=model), hooks_for(ctx, model),
-            gr.update(choices=list(PRESETS) + list_templates(ctx.store)))
+            gr.update(choices=recipe_choices(ctx)))
 
 
 def hooks_for(ctx: AppContext, model: str | None) -> Any:
@@ -268,13 +241,12 @@ def build(ctx: AppContext) -> None:
     from .training_cache import build_cache_panel, refresh
 
     ui = layout(ctx)
-    form = [ui[k] for k in FORM]
-    full = form + [ui[k] for k in CACHE_FORM]
-    ui["check_btn"].click(bind(check, ctx), [ui["dataset"], ui["model"], ui["hooks"], *full], ui["status"],
-                          api_name="training_validate")
-    started = ui["start_btn"].click(bind(start, ctx), [ui["dataset"], ui["model"], ui["hooks"], ui["name"], *full,
-                                                        ui["eval_datasets"], *[ui[k] for k in PRECISION_FORM]],
-                                    [ui["status"], ui["job"]], api_name="training_start")
+    inputs = [ui[k] for k in INPUTS]  # the whole spec the form shows, in the API's argument order
+    checked = ui["check_btn"].click(bind(check, ctx), [ui["dataset"], ui["model"], ui["hooks"], *inputs],
+                                    ui["status"], api_name="training_validate")
+    # Start cancels a Validate still running, so its late answer cannot overwrite "Queued".
+    started = ui["start_btn"].click(bind(start, ctx), [ui["dataset"], ui["model"], ui["hooks"], ui["name"], *inputs],
+                                    [ui["status"], ui["job"]], api_name="training_start", cancels=[checked])
     ui["eval_datasets"].focus(bind(eval_choices, ctx), [ui["model"], ui["dataset"]], ui["eval_datasets"],
                               api_name="training_eval_choices", api_visibility="undocumented")
     cache_ui = build_cache_panel(ctx)
@@ -292,10 +264,11 @@ def build(ctx: AppContext) -> None:
     ui["compare_btn"].click(bind(compare, ctx), [ui["compare_jobs"], ui["compare_metric"]], ui["compare_chart"],
                             api_name="training_compare")
     ui["model"].input(bind(hooks_for, ctx), [ui["model"]], ui["hooks"], api_name="training_hooks")
-    ui["template"].input(bind(template_apply, ctx), [ui["template"]], full, api_name="training_template_apply")
-    ui["save_tpl_btn"].click(bind(template_save, ctx), [ui["tpl_name"], *form], [ui["status"], ui["template"]],
+    ui["template"].input(bind(template_apply, ctx), [ui["template"]], [ui[k] for k in APPLIED],
+                         api_name="training_template_apply")
+    ui["save_tpl_btn"].click(bind(template_save, ctx), [ui["tpl_name"], *inputs], [ui["status"], ui["template"]],
                              api_name="training_template_save")
-    ui["export_tpl_btn"].click(bind(template_export, ctx), [ui["tpl_name"], *form], [ui["status"], ui["tpl_file"]],
+    ui["export_tpl_btn"].click(bind(template_export, ctx), [ui["tpl_name"], *inputs], [ui["status"], ui["tpl_file"]],
                                api_name="training_template_export")
     ui["import_tpl_btn"].click(bind(template_import, ctx), [ui["tpl_file"]], [ui["status"], ui["template"]],
                                api_name="training_template_import")

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from mistudio_core.sae.config import TrainConfig
+from mistudio_core.sae.config import TRAINABLE, TrainConfig
 from mistudio_core.sae.distributed_launch import launch_note
 
 from .context import AppContext
+from .training_form import NO_PRESET, advanced_widgets
 from .training_charts import METRICS
 
 L1_INFO = ("Standard SAEs only. λ weighs Σ z·‖W_dec‖ against the squared error summed over d_model, on inputs "
@@ -17,11 +18,14 @@ TARGET_INFO = "Standard SAEs: λ is adjusted every step to reach this L0 (0 = us
 
 def _recipe(ui: dict, d: TrainConfig) -> None:
     with gr.Row():
-        ui["template"] = gr.Dropdown(label="Preset / template (quick: short demo; quality: ≈12 min on 2 idle CPU cores)",
-                                     choices=[], allow_custom_value=False, elem_id="training-preset")
+        ui["template"] = gr.Dropdown(label="Preset / template (quick: a short demo; quality: research-grade — "
+                                           "Validate gives the time on this machine)",
+                                     choices=[NO_PRESET], value="", allow_custom_value=False,
+                                     elem_id="training-preset")
+        ui["preset"] = ui["template"]  # the spec's name for it
         ui["name"] = gr.Textbox(label="Name", placeholder="e.g. l8-topk32")
     with gr.Row():
-        ui["architecture"] = gr.Radio(["topk", "batchtopk", "standard"], value=d.architecture, label="Architecture")
+        ui["architecture"] = gr.Radio(list(TRAINABLE), value=d.architecture, label="Architecture")
         ui["expansion_factor"] = gr.Number(d.expansion_factor, label="Expansion factor", precision=0)
         ui["d_sae"] = gr.Number(0, label="Width d_sae (0 = expansion × d_model)", precision=0)
         ui["k"] = gr.Number(d.k, label="k (topk: active latents per token)", precision=0)
@@ -41,13 +45,15 @@ def _recipe(ui: dict, d: TrainConfig) -> None:
                                          "off: run the model every epoch")
         ui["cache_dtype"] = gr.Radio(["bfloat16", "float16", "float32"], value="bfloat16", label="Cache dtype")
         ui["cache_tokens"] = gr.Number(0, label="Tokens to cache (0 = what the run trains on)", precision=0)
-    with gr.Accordion("Advanced: precision and GPUs", open=False):
+    with gr.Accordion("Advanced: every other field of the spec (as on the CLI)", open=False,
+                      elem_id="training-advanced"):
         with gr.Row():
             ui["autocast"] = gr.Radio(["off", "bf16", "fp16"], value=d.autocast, label="Mixed precision (autocast)",
                                       info="bf16/fp16: the encoder's big product in low precision (GPUs); weights, "
                                            "optimizer and loss stay float32")
             ui["tf32"] = gr.Checkbox(d.tf32, label="TF32 matmuls (CUDA)")
         gr.Markdown(launch_note(), elem_id="training-gpus")
+        advanced_widgets(ui)
 
 
 def layout(ctx: AppContext) -> dict:

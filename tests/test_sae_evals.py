@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from safetensors.torch import save_file
 
-from mistudio_core.errors import MistudioError
+from mistudio_core import spec as spec_mod
+from mistudio_core.errors import MistudioError, ValidationError
 from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.jobs.eval_job import submit_eval
 from mistudio_core.sae import evals
@@ -131,6 +132,8 @@ def test_training_evaluates_held_out_and_out_of_domain(home):
 
 def test_training_with_too_few_held_out_contexts_fails_before_training(home):
     reg = JobRegistry(home)
-    rec = run(home, reg.submit("train", dict(spec(steps=4), eval_contexts=50)))
-    assert rec["status"] == "failed" and "has 12 held-out contexts, fewer than the 50" in rec["error"]
+    with pytest.raises(ValidationError, match="eval_contexts 50 is more than the 12 held-out contexts"):
+        spec_mod.validate("train", dict(spec(steps=4), eval_contexts=50), home)  # what every door runs first
+    rec = run(home, reg.submit("train", dict(spec(steps=4), eval_contexts=50)))  # a raw submit: the worker's check
+    assert rec["status"] == "failed" and "eval_contexts 50 is more than the 12 held-out contexts" in rec["error"]
     assert rec["checkpoint"] is None and reg.metrics_history(rec["id"]) == []

@@ -71,14 +71,15 @@ def test_bad_autocast_settings_are_refused_naming_the_fix():
     assert "train_autocast" not in TrainConfig().sae_config(16, "h").metadata  # default SAEs unchanged
 
 
-def test_cli_flags_reach_the_train_config():
-    from mistudio_core.cli.train import _train_config, register
+def test_cli_flags_reach_the_train_config(real_store):
+    from mistudio_core.cli.train import register, train_spec
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    args = parser.parse_args(["train", "--autocast", "bf16", "--tf32", "true", "--steps", "5"])
-    tcfg = _train_config(args)
-    assert (tcfg.autocast, tcfg.tf32, tcfg.steps) == ("bf16", True, 5)
+    args = parser.parse_args(["train", "--preset", "quick", "--autocast", "bf16", "--tf32", "true", "--steps", "50"])
+    args.store = real_store
+    tcfg = train_spec(args)["train"]
+    assert (tcfg["autocast"], tcfg["tf32"], tcfg["steps"]) == ("bf16", True, 50)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16 autocast + TF32 on the device)")
@@ -101,7 +102,9 @@ def test_training_form_advanced_precision_reaches_the_job(tmp_path):
     form = dict(architecture="topk", expansion_factor=2, d_sae=64, k=4, l1_coefficient=5.0, lr=1e-3, batch_tokens=64,
                 steps=12, lr_warmup_steps=0, seed=0, lr_decay_steps=0, target_l0=0, cache_mode="off",
                 cache_dtype="bfloat16", cache_tokens=0)
-    values = [form[k] for k in training.FORM + training.CACHE_FORM]
+    from pages.training_form import CACHE_FORM, FORM
+
+    values = [form[k] for k in FORM + CACHE_FORM]
     assert training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "mixed", *values, [], "bf16", True)[0].startswith("✓")
     assert training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "older-caller", *values)[0].startswith("✓")
     specs = {r["name"]: r["spec"]["train"] for r in ctx.jobs.list("train")}

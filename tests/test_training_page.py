@@ -4,13 +4,16 @@ round-trip."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 
 import pytest
 
 from mistudio_core.jobs import JobRegistry, Runner
+from mistudio_core.tokenize import tokenized_dir
 from pages import training
 from pages.context import AppContext
+from pages.training_form import APPLIED, CACHE_FORM, FORM as FORM_FIELDS
 from test_jobs_train import HOOK, make_train_home
 
 FORM = dict(architecture="topk", expansion_factor=2, d_sae=64, k=4, l1_coefficient=5.0, lr=1e-3, batch_tokens=64,
@@ -19,7 +22,7 @@ FORM = dict(architecture="topk", expansion_factor=2, d_sae=64, k=4, l1_coefficie
 
 
 def values(**over):
-    return [dict(FORM, **over)[k] for k in training.FORM + training.CACHE_FORM]
+    return [dict(FORM, **over)[k] for k in FORM_FIELDS + CACHE_FORM]
 
 
 @pytest.fixture
@@ -70,12 +73,13 @@ def test_start_runs_to_the_library_and_the_card_shows_it(ctx):
 def test_templates_save_apply_export_import(ctx, tmp_path):
     status, _ = training.template_save(ctx, "my small", *values(k=7))
     assert status.startswith("✓")
-    assert training.template_apply(ctx, "my-small")[training.FORM.index("k")] == 7
-    quick = training.template_apply(ctx, "quick")
-    assert quick[training.FORM.index("steps")] == 120 and quick[len(training.FORM):] == ["use", "bfloat16", 131_072]
+    assert training.template_apply(ctx, "my-small")[APPLIED.index("k")] == 7
+    quick = dict(zip(APPLIED, training.template_apply(ctx, "quick")))
+    assert quick["steps"] == 120 and [quick[k] for k in CACHE_FORM] == ["use", "bfloat16", 131_072]
+    assert (quick["token_noise_contexts"], quick["token_noise_rate"], quick["eval_contexts"]) == (0.5, 0.7, 32)
     status, path = training.template_export(ctx, "exported", *values(k=9))
     status, _ = training.template_import(ctx, path)
-    assert status.startswith("✓") and training.template_apply(ctx, "exported")[training.FORM.index("k")] == 9
+    assert status.startswith("✓") and training.template_apply(ctx, "exported")[APPLIED.index("k")] == 9
     bad = tmp_path / "bad.json"
     bad.write_text('{"train": {"lr": 1e-3, "warp_speed": 9}}')
     assert "warp_speed" in training.template_import(ctx, str(bad))[0]
@@ -90,7 +94,7 @@ def test_read_only_refuses_start(ctx):
 def test_old_api_argument_lists_still_work_and_mean_no_cache(ctx):
     old = values()[:10]  # the form before lr_decay_steps, target_l0 and the cache options existed
     assert training.check(ctx, "tiny-ds", "tiny-llama", [HOOK], *old).startswith("✓ Ready to train")
-    assert training.cache_options(old) == {"mode": "off"}
+    assert training.form_spec(ctx, "tiny-ds", "tiny-llama", [HOOK], "", old)["cache"]["mode"] == "off"
 
 
 def test_validate_estimates_capture_and_disk_and_warns_about_lambda(ctx):
@@ -114,9 +118,10 @@ def test_builtin_model_defaults_to_the_tutorial_hook(ctx):
 
 
 def test_after_a_restart_the_latest_training_is_selected(ctx):
-    first = ctx.jobs.submit("train", {"model_id": "tiny-llama", "dataset_id": "tiny-ds", "hook_names": [HOOK]})
+    tiny = {"model_id": "tiny-llama", "dataset_id": "tiny-ds", "hook_names": [HOOK], "train": {"batch_tokens": 64}}
+    first = ctx.jobs.submit("train", tiny)
     ctx.jobs.cancel(first)
-    second = ctx.jobs.submit("train", {"model_id": "tiny-llama", "dataset_id": "tiny-ds", "hook_names": [HOOK]})
+    second = ctx.jobs.submit("train", tiny)
     ctx.jobs.cancel(second)
 
     async def first_update():
@@ -139,6 +144,7 @@ def test_start_adds_the_out_of_domain_datasets_to_the_final_evaluation(ctx):
     status, _ = training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "ood", *values(), ["recipes"])
     assert "not tokenized for 'tiny-llama'" in status and ctx.jobs.list() == []  # refused at Start, not after
     ctx.store.update_manifest("datasets", "recipes", tokenizations=["tiny-llama"])
+    shutil.copytree(tokenized_dir(ctx.store, "tiny-ds", "tiny-llama"), tokenized_dir(ctx.store, "recipes", "tiny-llama"))
     assert "recipes" in training.eval_choices(ctx, "tiny-llama", "tiny-ds")["choices"]
     status, _ = training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "ood", *values(), ["recipes"])
     assert status.startswith("✓"), status

@@ -15,25 +15,16 @@ If the app is running on this data directory, its runner executes the job and th
 from __future__ import annotations
 
 import dataclasses
-import typing
+import functools
 
-from ..errors import MistudioError, ValidationError
+from ..errors import ValidationError
 from ..jobs.resume import resume_target
-from ..sae.config import TrainConfig, field_docs
+from ..records import coerce, field_docs
+from ..sae.config import TrainConfig
 from .foreground import outcome as _outcome
 from .foreground import run_foreground
 
 _SKIP = {"device", "adam_betas"}
-
-
-def _flag_type(f: dataclasses.Field):
-    hints = typing.get_type_hints(TrainConfig)
-    t = hints[f.name]
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    base = args[0] if args else t
-    if base is bool:
-        return lambda s: s.lower() in ("1", "true", "yes")
-    return base
 
 
 def _add_train_flags(p) -> None:
@@ -42,84 +33,28 @@ def _add_train_flags(p) -> None:
         if f.name in _SKIP:
             continue
         doc = docs.get(f.name, "").replace("%", "%%")
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_flag_type(f), default=None,
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                       type=functools.partial(coerce, TrainConfig, f.name),
                        help=doc or f"TrainConfig.{f.name} (default {f.default})")
 
 
-def _train_config(args) -> TrainConfig:
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if f.name not in _SKIP and getattr(args, f.name, None) is not None}
-    base = _preset(args).train if _preset(args) else {}  # a preset's fields, then the flags given on top
-    return TrainConfig(**{**base, **given}, device=args.device)
-
-
-def _preset(args):
-    from ..sae.presets import get_preset
-
-    return get_preset(args.preset) if getattr(args, "preset", None) else None
-
-
-def _with_preset_defaults(args) -> None:
-    """`--preset` alone trains the built-in model on the built-in corpus at the preset's hook."""
-    from ..defaults import BUILTIN_MODEL_ID
-
-    preset = _preset(args)
-    if preset is None:
-        return
-    args.model = args.model or BUILTIN_MODEL_ID
-    args.dataset = args.dataset or "sotu"
-    args.hook = args.hook or (list(getattr(preset, "hooks", None) or ()) or ([preset.hook] if preset.hook else None))
-
-
-def _preset_eval_contexts(args) -> int | None:
-    """The preset's evaluation size, capped by the held-out contexts the dataset has (a preset is "up to")."""
-    from ..store import read_json
-    from ..tokenize import heldout_of, tokenized_dir
-
-    preset = _preset(args)
-    if preset is None or not preset.eval_contexts:
-        return None
-    folder = tokenized_dir(args.store, args.dataset, args.model)
-    try:
-        n = int(read_json(folder / "stats.json")["n_contexts"])
-        return min(preset.eval_contexts, heldout_of(read_json(folder / "config.json"), n)["n_contexts"])
-    except (MistudioError, KeyError, ValueError):
-        return preset.eval_contexts  # the job names the problem with this dataset
-
-
-def _cache_spec(args) -> dict:
-    preset = _preset(args)
-    cache = dict(preset.cache) if preset else {}
-    given = {"mode": args.cache, "dtype": args.cache_dtype, "tokens": args.cache_tokens}
-    return {**cache, **{k: v for k, v in given.items() if v is not None}}
-
-
 def train_spec(args) -> dict:
-    """The "train" job spec the flags describe (the Training tab builds the same shape)."""
-    _with_preset_defaults(args)
-    if not args.model or not args.dataset:
-        raise ValidationError("Give --model and --dataset (or --resume JOB to continue a stopped training).")
-    if not args.hook:
+    """The "train" job spec the flags describe, built by the one front door (`mistudio_core.spec.build`) the
+    Training tab, the API and templates use too: the preset (if any), then the flags given on top."""
+    from ..spec import build
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in _SKIP}
+    given.update(model_id=args.model, dataset_id=args.dataset, hook_names=args.hook, name=args.name,
+                 device=args.device, eval_contexts=args.eval_contexts, eval_datasets=args.eval_dataset,
+                 eval_downstream=None if args.downstream else False, model_dtype=getattr(args, "model_dtype", None),
+                 cache_mode=args.cache, cache_dtype=args.cache_dtype, cache_tokens=args.cache_tokens)
+    preset = getattr(args, "preset", None)
+    if not preset and not (args.model and args.dataset):
+        raise ValidationError("Give --model and --dataset, or --preset NAME (or --resume JOB to continue a stopped "
+                              "training).")
+    if not preset and not args.hook:
         raise ValidationError("Give at least one --hook, e.g. --hook blocks.8.hook_resid_post.")
-    tcfg = _train_config(args)
-    return {"model_id": args.model, "dataset_id": args.dataset, "hook_names": list(args.hook),
-            "train": tcfg.to_dict(), "name": args.name or f"{args.model}-{tcfg.architecture}",
-            "device": args.device, "eval_datasets": args.eval_dataset or [],
-            "eval_contexts": args.eval_contexts or _preset_eval_contexts(args),
-            "eval_downstream": args.downstream, "stream": {"seed": tcfg.seed, "buffer_contexts": _buffer(tcfg)},
-            "preset": getattr(args, "preset", None), "cache": _cache_spec(args), "model_dtype": _model_dtype(args)}
-
-
-def _model_dtype(args) -> str | None:
-    """--model-dtype, else the preset's (presets say "auto": bf16 where this machine runs it faster)."""
-    preset = _preset(args)
-    return getattr(args, "model_dtype", None) or (preset.model_dtype if preset else None)
-
-
-def _buffer(tcfg: TrainConfig) -> int:
-    """Shuffle buffer (contexts per refill) no bigger than the run needs, sized as the Training tab sizes it: 512
-    contexts (65k tokens through the model before step 1) would keep a short run at step 0 for minutes on a CPU."""
-    return max(32, min(512, -(-tcfg.total_steps * tcfg.batch_tokens // 96)))
+    return build("train", preset=preset, store=args.store, **given)
 
 
 def _preset_names() -> list[str]:
@@ -193,7 +128,8 @@ def register(subparsers) -> None:
     p.add_argument("--hook", action="append", help="hook point, repeatable (one SAE per hook)")
     p.add_argument("--name", help="library name prefix for the trained SAEs")
     p.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
-    p.add_argument("--eval-contexts", type=int, help="held-out contexts of the final evaluation (default: up to 64)")
+    p.add_argument("--eval-contexts", type=int, help="held-out contexts of the final evaluation, >= 1 (default: up "
+                   "to 64, or the preset's)")
     p.add_argument("--eval-dataset", action="append", help="also evaluate on this dataset's held-out slice "
                    "(out-of-domain; repeatable)")
     p.add_argument("--no-downstream", dest="downstream", action="store_false", help="skip CE/KL splicing")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import NotFoundError, ValidationError
+from ..records import from_dict
 from .kinds import register_job
 
 
@@ -51,11 +52,7 @@ class EvalJobSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EvalJobSpec":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValidationError(f"Unknown evaluation spec fields {unknown}; valid: {sorted(known)}.")
-        return cls(**d)
+        return from_dict(cls, d, "evaluation spec")
 
 
 def check_inputs(store, s: EvalJobSpec) -> str:
@@ -94,15 +91,24 @@ def check_inputs(store, s: EvalJobSpec) -> str:
     return model_id
 
 
-def validate(spec: dict) -> None:
-    """Submit-time check of the fields (the registry passes no store: callers run `check_inputs` first)."""
-    EvalJobSpec.from_dict(spec)
+def build(preset: str | None = None, store=None, **fields) -> dict:
+    """The "evaluate" spec of the given fields (`spec.build("evaluate", ...)`), checked."""
+    spec = EvalJobSpec.from_dict({k: v for k, v in fields.items() if v is not None}).to_dict()
+    validate(spec, store)
+    return spec
+
+
+def validate(spec: dict, store=None) -> EvalJobSpec:
+    """The one check of an "evaluate" spec: its fields, and with a store its inputs (`check_inputs`)."""
+    s = EvalJobSpec.from_dict(spec)
+    if store is not None:
+        check_inputs(store, s)
+    return s
 
 
 def submit_eval(registry, spec: dict, owner: str | None = None) -> str:
-    """Check the inputs against the store, then queue the job; returns its id."""
-    s = EvalJobSpec.from_dict(spec)
-    check_inputs(registry.store, s)
+    """Check the spec against the store (`validate`), then queue the job; returns its id."""
+    s = validate(spec, registry.store)
     return registry.submit("evaluate", s.to_dict(), owner=owner, name=f"{s.sae_id}-{s.dataset_id}")
 
 

@@ -36,7 +36,9 @@ class JobKind:
     accelerator: bool = True
     """Needs the accelerator: at most one such job runs at a time."""
     validate: Callable | None = None
-    """Optional `validate(spec)` run at submit time; raises `ValidationError` naming the bad field."""
+    """Optional `validate(spec, store=None)` — the kind's one check (`mistudio_core.spec.validate`). The registry
+    runs it at submit on the fields alone (a raw spec may name artifacts another process is still writing); the
+    doors run it with the store before they submit, and the job again at worker start."""
 
 
 _KINDS: dict[str, JobKind] = {}

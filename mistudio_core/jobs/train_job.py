@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-
-from ..compute import CHOICES, resolve_model_dtype
+from ..compute import resolve_model_dtype
 from ..errors import MistudioError, UnsupportedError, ValidationError
+from ..sae.train_spec import TrainJobSpec, validate
 from .checkpoint import checkpoint_info
 from .kinds import register_job
 from .registry import CHECKPOINT_DIR
@@ -41,88 +40,11 @@ class TrainingDiverged(ValidationError):
     """The loss or the weights became NaN/inf."""
 
 
-@dataclass
-class TrainJobSpec:
-    model_id: str
-    """Registered model whose activations the SAEs read."""
-    dataset_id: str
-    """Dataset tokenized for that model (`datasets tokenize`); its train contexts feed the SAEs."""
-    hook_names: list[str]
-    """Hook points (TransformerLens names) captured in one pass; one SAE each unless `sae_configs` is given."""
-    train: dict | list = field(default_factory=dict)
-    """A `TrainConfig` dict shared by all SAEs, or one per SAE."""
-    sae_configs: list[dict] | None = None
-    """`SAEConfig` dicts (one per SAE; `d_in` defaults to the model's width, `metadata.hook_name` must be set)."""
-    name: str = "sae"
-    """Base name of the library entries (`<name>-<hook>`)."""
-    stream: dict = field(default_factory=dict)
-    """Extra `ActivationStream` options (contexts_per_forward, buffer_contexts, skip_bos, seed)."""
-    device: str | None = None
-    """Device for the model and SAEs; None: CUDA if available, else CPU."""
-    checkpoint_seconds: float = 120.0
-    """Save a periodic checkpoint at most this often (cancel and the end always save). 0: every time asked."""
-    eval_contexts: int | None = None
-    """Held-out contexts of the final evaluation; None: up to 64 (all the held-out slice has, if fewer)."""
-    eval_datasets: list[str] = field(default_factory=list)
-    """Other datasets (tokenized for the model) also evaluated on, on their held-out slice: out-of-domain text."""
-    eval_downstream: bool = True
-    """Include CE loss clean/spliced/zero-ablated, CE loss recovered and KL (3 model forwards per batch)."""
-    preset: str | None = None
-    """The training preset the form or `train --preset` started from (`sae/presets.py`); recorded, not applied."""
-    cache: dict = field(default_factory=dict)
-    """Activation cache: {mode: "off" | "use" | "build", dtype: "bfloat16", tokens: n} (see actcache_job.py)."""
-    model_dtype: str | None = None
-    """Dtype the model computes in for capture and evaluation: "float32", "bfloat16", or "auto" (bfloat16 on a GPU
-    or on a CPU where bf16 matmuls are measurably faster, see `compute.py`). None: the model's default (float32 on
-    a CPU). The SAE itself always trains in float32."""
-
-    def __post_init__(self):
-        if not self.model_id or not self.dataset_id:
-            raise ValidationError("A training job needs model_id and dataset_id; pick a model and a dataset.")
-        if isinstance(self.hook_names, str):
-            self.hook_names = [self.hook_names]
-        if not self.hook_names:
-            raise ValidationError("Choose at least one hook point (e.g. blocks.8.hook_resid_post).")
-        if self.checkpoint_seconds < 0:
-            raise ValidationError("checkpoint_seconds must be >= 0.")
-        if self.eval_contexts is not None and (not isinstance(self.eval_contexts, int) or self.eval_contexts < 1):
-            raise ValidationError(f"eval_contexts must be a whole number >= 1 or empty (got {self.eval_contexts!r}).")
-        if isinstance(self.eval_datasets, str):
-            self.eval_datasets = [self.eval_datasets]
-        self.eval_datasets = [d for d in dict.fromkeys(self.eval_datasets or []) if d and d != self.dataset_id]
-        if self.model_dtype is not None and self.model_dtype not in CHOICES:
-            raise ValidationError(f"model_dtype must be one of {', '.join(CHOICES)} or empty (got "
-                                  f"{self.model_dtype!r}).")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainJobSpec":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValidationError(f"Unknown training spec fields {unknown}; valid: {sorted(known)}.")
-        return cls(**d)
-
-
-def validate(spec: dict) -> None:
-    """Check a spec at submit time: its fields, and each train config (light: no model is loaded)."""
-    from ..sae.config import TrainConfig
-
-    from ..actcache_job import cache_options
-
-    s = TrainJobSpec.from_dict(spec)
-    for t in s.train if isinstance(s.train, list) else [s.train]:
-        TrainConfig.from_dict(t)
-    cache_options(s.cache)
-
-
 @register_job("train", validate=validate)
 def run(spec: dict, ctx) -> dict:
     """Train, evaluate and register the SAEs; returns `{"sae_ids", "steps", "tokens_trained", "train_seconds",
     "tokens_per_s", "eval_seconds"}` (the last four for this attempt)."""
-    s = TrainJobSpec.from_dict(spec)
+    s = validate(spec, ctx.store)  # the same check as at Validate and submit: the library may have changed
     from ..sae.distributed_launch import run_under_torchrun, torchrun_processes
     if nproc := torchrun_processes(spec):  # several GPUs visible: one torchrun rank per GPU
         return run_under_torchrun(spec, ctx, nproc)

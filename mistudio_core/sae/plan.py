@@ -100,7 +100,7 @@ def l1_advice(cfg: TrainConfig, d_in: int) -> str | None:
             "tools do not carry over. Use target L0 mode, or λ ≈ " + f"{ref:.2g}.")
 
 
-def _tokenization(store: Store, dataset_id: str, model_id: str) -> tuple[dict, dict]:
+def _tokenization(store: Store, dataset_id: str, model_id: str, role: str = "trained on") -> tuple[dict, dict]:
     """(config, stats) of a tokenization, read from its JSON files (the token grid is not loaded)."""
     from ..tokenize import tokenized_dir
 
@@ -109,80 +109,95 @@ def _tokenization(store: Store, dataset_id: str, model_id: str) -> tuple[dict, d
         others = store.manifest("datasets", dataset_id).get("tokenizations") or []
         raise ValidationError(f"Dataset {dataset_id!r} is not tokenized for {model_id!r}"
                               + (f" (only for {others})" if others else "")
-                              + ". Tokenize it with this model's tokenizer in the Datasets tab first.")
+                              + f", so it cannot be {role}. Tokenize it with this model's tokenizer in the Datasets "
+                              "tab first.")
     stats = read_json(folder / "stats.json") if (folder / "stats.json").is_file() else {}
     return read_json(folder / "config.json"), stats
 
 
-def validate_training(store: Store, model_id: str, dataset_id: str, hook_names: list[str], cfg: TrainConfig,
-                      device: str = "cpu", cache: dict | None = None, probe: bool = True,
-                      eval_contexts: int = EVAL_CONTEXTS, model_dtype: str | None = None) -> Plan:
-    """Check a training request against the library before it is queued; raise with the fix, or return a Plan.
-    `model_dtype` is the job's (`compute.resolve_model_dtype`): the probe times the model in that dtype."""
-    from ..compute import resolve_model_dtype
+def check_library(store: Store, s, cfg: TrainConfig) -> None:
+    """The library side of validating a "train" spec `s` (a `TrainJobSpec`): the model, its hooks, the
+    tokenizations, the SAE width, enough training tokens and held-out contexts. Raises with the fix."""
     from ..tokenize import heldout_of
 
-    if not hook_names:
-        raise ValidationError("Choose at least one hook point.")
-    model = store.manifest("models", model_id)
+    model = store.manifest("models", s.model_id)
     valid = model.get("hook_points") or []
     from ..hooks import is_extra_hook  # hook_mlp_in (transcoders) is valid but not listed
-    bad = [h for h in hook_names if valid and h not in valid and not is_extra_hook(h, model.get("n_layers", 0))]
+    bad = [h for h in s.hook_names if valid and h not in valid and not is_extra_hook(h, model.get("n_layers", 0))]
     if bad:
-        raise ValidationError(f"Hook point(s) {bad} do not exist on {model_id}. Valid: {', '.join(valid[:8])} … "
+        raise ValidationError(f"Hook point(s) {bad} do not exist on {s.model_id}. Valid: {', '.join(valid[:8])} … "
                               f"({len(valid)} in all, blocks.0 to blocks.{model.get('n_layers', 1) - 1}).")
-    config, stats = _tokenization(store, dataset_id, model_id)
     d_in = int(model["d_model"])
     d_sae = cfg.d_sae or cfg.expansion_factor * d_in
     if cfg.architecture in ("topk", "batchtopk") and cfg.k > d_sae:
         raise ValidationError(f"k={cfg.k} is larger than the SAE width d_sae={d_sae}; lower k or widen the SAE.")
+    config, stats = _tokenization(store, s.dataset_id, s.model_id)
     ctx_size = int(config.get("context_size") or stats.get("context_size") or 128)
     n_contexts = int(stats.get("n_contexts") or 0)
     train_contexts = heldout_of(config, n_contexts)["first_context"] if n_contexts else 0
     usable = train_contexts * (ctx_size - 1)  # position 0 (BOS) is skipped
     if usable < cfg.batch_tokens:
-        raise ValidationError(f"Dataset {dataset_id!r} has {usable:,} usable training tokens, fewer than one batch "
+        raise ValidationError(f"Dataset {s.dataset_id!r} has {usable:,} usable training tokens, fewer than one batch "
                               f"of {cfg.batch_tokens:,}. Lower batch_tokens or add text.")
-    dtype = resolve_model_dtype(model_dtype, device)
-    work = _work(store, model_id, dataset_id, hook_names, cfg, cache or {}, usable, train_contexts,
-                 config.get("bos_token_id"), dtype)
-    plan = _estimate(store, model, d_in, d_sae, hook_names, cfg, device, ctx_size, work, probe,
-                     min(eval_contexts, max(n_contexts - train_contexts, 0)), dtype)
+    for dataset_id in s.eval_datasets:
+        _tokenization(store, dataset_id, s.model_id, role="also evaluated on")
+    held = n_contexts - train_contexts
+    if s.eval_contexts and n_contexts and s.eval_contexts > held:
+        raise ValidationError(f"eval_contexts {s.eval_contexts} is more than the {held} held-out contexts of "
+                              f"{s.dataset_id!r}; lower it (or leave it empty for up to {EVAL_CONTEXTS}).")
+
+
+def estimate_plan(store: Store, s, cfg: TrainConfig, probe: bool = True) -> Plan:
+    """Time per phase, memory and disk of the validated "train" spec `s` (see the module doc)."""
+    from ..compute import resolve_model_dtype
+    from ..tokenize import heldout_of
+
+    model = store.manifest("models", s.model_id)
+    config, stats = _tokenization(store, s.dataset_id, s.model_id)
+    d_in = int(model["d_model"])
+    d_sae = cfg.d_sae or cfg.expansion_factor * d_in
+    ctx_size = int(config.get("context_size") or stats.get("context_size") or 128)
+    n_contexts = int(stats.get("n_contexts") or 0)
+    train_contexts = heldout_of(config, n_contexts)["first_context"] if n_contexts else 0
+    usable = train_contexts * (ctx_size - 1)
+    device = s.device or "cpu"
+    dtype = resolve_model_dtype(s.model_dtype, device)
+    work = _work(store, s, cfg, usable, train_contexts, config.get("bos_token_id"), dtype)
+    eval_contexts = min(s.eval_contexts or EVAL_CONTEXTS, max(n_contexts - train_contexts, 0))
+    plan = _estimate(store, model, d_in, d_sae, s.hook_names, cfg, device, ctx_size, work, probe,
+                     eval_contexts * (1 + len(s.eval_datasets)), dtype, s.eval_downstream)
     plan.advice = [a for a in [l1_advice(cfg, d_in)] if a]
     return plan
 
 
-def _work(store, model_id, dataset_id, hook_names, cfg, cache: dict, usable: int, train_contexts: int,
-          bos: int | None, model_dtype: str = "float32") -> dict:
+def _work(store, s, cfg, usable: int, train_contexts: int, bos: int | None, model_dtype: str = "float32") -> dict:
     """What the job will run the model on: capture tokens, epochs, and a line about the cache."""
     import torch
 
     from .. import actcache
+    from ..actcache_job import cache_options, job_identity
 
     tokens = cfg.total_steps * cfg.batch_tokens
-    mode = cache.get("mode", "off")
-    if mode == "off":
+    cache = cache_options(s.cache)
+    if cache["mode"] == "off":
         return {"capture": tokens, "epochs": tokens / usable, "note": "", "cache_bytes": 0}
-    want = min(int(cache.get("tokens") or tokens), usable)
-    dtype = cache.get("dtype", "bfloat16")
-    if mode == "use":
-        ident = actcache.cache_identity(store, model_id, dataset_id, context_ids=torch.arange(train_contexts),
-                                        bos_token_id=bos)  # the job's identity: same ids, same BOS rule
-        if model_dtype != "float32":
-            ident["model_dtype"] = model_dtype
-        if cfg.token_noise:
-            ident["token_noise"] = list(cfg.token_noise)
-        found = actcache.find_cache(store, ident, hook_names, want, dtype)
+    want = min(int(cache["tokens"] or tokens), usable)
+    dtype = cache["dtype"]
+    if cache["mode"] == "use":
+        ident = job_identity(store, s, cfg, torch.arange(train_contexts), bos, model_dtype)  # the job's own
+        found = actcache.find_cache(store, ident, s.hook_names, want, dtype)
         if found:
             return {"capture": 0, "epochs": tokens / found["n_tokens"], "cache_bytes": 0,
                     "note": f"reuses activation cache {found['id']} ({found['n_tokens']:,} tokens); "}
-    size = actcache.estimate_bytes(want, [int(store.manifest('models', model_id)['d_model'])] * len(hook_names), dtype)
+    size = actcache.estimate_bytes(want, [int(store.manifest('models', s.model_id)['d_model'])] * len(s.hook_names),
+                                   dtype)
     return {"capture": want, "epochs": tokens / want, "cache_bytes": size,
             "note": f"captures {want:,} tokens into an activation cache ({_bytes(size)}, {dtype}); "}
 
 
 def _estimate(store, model: dict, d_in: int, d_sae: int, hook_names: list[str], cfg: TrainConfig, device: str,
-              ctx_size: int, work: dict, probe: bool, eval_contexts: int, model_dtype: str = "float32") -> Plan:
+              ctx_size: int, work: dict, probe: bool, eval_contexts: int, model_dtype: str = "float32",
+              downstream: bool = True) -> Plan:
     n_saes, tokens = len(hook_names), cfg.total_steps * cfg.batch_tokens
     sae_params = 2 * d_in * d_sae + d_sae + d_in
     # params + grads + 2 Adam moments, plus the step's dense pre-activations (x2 for the top-k selection)
@@ -194,7 +209,7 @@ def _estimate(store, model: dict, d_in: int, d_sae: int, hook_names: list[str], 
     if rates:
         breakdown = {"load": rates["load_s"], "capture": work["capture"] / rates["capture"],
                      "training": tokens * n_saes / rates["sae"] * 1.03,  # +3%: reading the cache, reports
-                     "evaluation": eval_tokens * (1 / rates["capture"] + 3 / rates["full"])}
+                     "evaluation": eval_tokens * (1 / rates["capture"] + 3 * downstream / rates["full"])}
     else:
         flops = ASSUMED_FLOPS.get(device, ASSUMED_FLOPS["cpu"])
         layer = max(_layer(h) for h in hook_names)
