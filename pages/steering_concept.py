@@ -49,7 +49,7 @@ def build(ctx, sae_id, pos, neg) -> tuple:
                f"{cv['reconstructed_share']:.0%} of it along its direction. Top features below.")
     choices = [f["index"] for f in cv["features"]]
     return (ok("Concept vector built."), summary, table(rows, CONCEPT_COLUMNS), cv,
-            gr.update(choices=choices, value=choices[:8]))
+            gr.update(choices=choices, value=choices))   # all ticked, as the bench steers
 
 
 def _config(cv, steer_as, feats, mult):

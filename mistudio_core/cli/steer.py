@@ -8,6 +8,12 @@ SAE's encoding of the steered residual at the hook, mean over steered positions)
 unsteered model reading the output. A sweep adds perplexity, the effect share (generated tokens among the
 feature's top tokens, baseline vs steered) and a suggested strength (largest with perplexity ≤ 1.5× baseline).
 
+    steer my-sae --find "war"                       # features ranked by how strongly they write 'war'
+    steer my-sae "I think" --feature 123:1 --auto   # the app's automatic sweep picks the strength
+    steer my-sae "Tell me about your weekend." --concept yelling [--as features] [--concept-strength 0.75]
+    steer my-sae --concept-files shouted.txt plain.txt --json     # a concept vector from your own prompt sets
+    steer my-sae "Hi" --feature 12:3 --feature 40:-1 --save-group mixed   /   steer my-sae "Hi" --group mixed-1a2b
+
 Strengths follow Neuronpedia: additive adds strength × W_dec[f]; `clamp` sets the feature's activation to the
 strength in feature space (0 ablates it); `clamp_exact` scales that change so the SAE re-reads exactly the
 strength. `--positions generated` leaves the prompt unsteered.
@@ -37,20 +43,93 @@ def parse_feature(text: str) -> SteerFeature:
                               "(negative strengths suppress: --feature 123:-4).") from None
 
 
-def _configs(args) -> tuple[SteeringConfig, SamplingConfig]:
-    if not args.feature:
-        raise ValidationError("No feature to steer with. Add --feature INDEX:STRENGTH (repeatable).")
-    steering = SteeringConfig([parse_feature(f) for f in args.feature], method=args.method,
+def _configs(args, need_features: bool = True) -> tuple[SteeringConfig, SamplingConfig]:
+    group = _group_steering(args)
+    if need_features and not args.feature and group is None:
+        raise ValidationError("No feature to steer with. Add --feature INDEX:STRENGTH (repeatable), --group ID, "
+                              "--find WORDS or --concept NAME.")
+    feats = [parse_feature(f) for f in args.feature or []] + (group.features if group else [])
+    steering = SteeringConfig(feats, method=group.method if group and not args.feature else args.method,
                               normalize=args.normalize, positions=args.positions)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                               seed=args.seed, chat=args.chat)
     return steering, sampling
 
 
+def _find(args, t) -> dict:
+    from ..steering.find import find_features, find_one
+    from ..steering.loader import search_features, stats_for
+
+    stats = stats_for(args.store, args.sae)
+    hits = search_features(args.store, args.sae, args.find, d_sae=t.sae.W_dec.shape[0])
+    labels = {h["index"]: h["label"] for h in hits}
+    if args.find.strip().isdigit():
+        return find_one(t.model, t.tokenizer, t.sae, t.hook_name, int(args.find), stats, labels)
+    return find_features(t.model, t.tokenizer, t.sae, t.hook_name, args.find, stats,
+                         label_hits=[h["index"] for h in hits], labels=labels)
+
+
+def _concept(args, t) -> dict:
+    """Build the concept (built-in name or two files), pick a multiplier (given, or the automatic sweep's) and, with a
+    prompt, generate baseline vs steered."""
+    from ..steering import concept as C
+    from ..steering.auto import auto_sweep
+
+    if args.concept_files:
+        pos, neg = (open(f, encoding="utf-8").read() for f in args.concept_files)
+        d = {"name": "concept", "positive": pos, "negative": neg, "prompts": None, "effect": None}
+    else:
+        d = C.load_builtin(args.concept)
+    cv = C.concept_vector(t.model, t.tokenizer, t.sae, t.hook_name, d["positive"], d["negative"], d["name"])
+    steering = C.as_features(cv) if args.as_ == "features" else C.as_vector(cv)
+    out = {"concept": {k: v for k, v in cv.items() if k != "vector"}, "steer_with": args.as_}
+    mult = args.concept_strength
+    if mult is None:
+        fn = C.EFFECTS.get(d.get("effect") or "")
+        auto = auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name, steering, list(C.CONCEPT_MULTIPLES),
+                          prompts=d.get("prompts") or [args.prompt or "From my experience,"],
+                          text_effect=(d["effect"], fn) if fn else None, max_ppl_ratio=C.CONCEPT_MAX_PPL_RATIO,
+                          pick="effect")
+        mult, out["suggestion"] = auto["suggested_strength"], auto["suggestion"]
+    out["multiplier"] = mult
+    if args.prompt and mult is not None:
+        cfg = C.as_features(cv, multiplier=mult) if args.as_ == "features" else C.as_vector(cv, strength=mult)
+        _, sampling = _configs(args, need_features=False)
+        r = compare(t.model, t.tokenizer, t.sae, t.hook_name, args.prompt, cfg, sampling)
+        out.update(prompt=args.prompt, baseline=r["baseline"], steered=r["steered"], perplexity=r["perplexity"],
+                   baseline_perplexity=r["baseline_perplexity"])
+    return out
+
+
+def _group_steering(args) -> SteeringConfig | None:
+    from ..steering import groups as G
+
+    if args.group:
+        return G.group_config(G.load_group(args.store, args.group))
+    return None
+
+
 def cmd_steer(args):
+    from ..steering import groups as G
+    from ..steering.loader import check_steerable, stats_for
+
+    if args.find is not None or args.concept or args.concept_files:
+        t = load_target(args.store, args.sae, device=args.device)
+        return _find(args, t) if args.find is not None else _concept(args, t)
     steering, sampling = _configs(args)
+    check_steerable(stats_for(args.store, args.sae), steering.features)     # before the model loads
+    if args.save_group:
+        rec = G.save_group(args.store, args.save_group, args.sae, steering, stats=stats_for(args.store, args.sae))
+        return {"group": rec, "export": str(G.export_group(args.store, rec["id"]))}
     t = load_target(args.store, args.sae, device=args.device)
     common = (t.model, t.tokenizer, t.sae, t.hook_name)
+    if args.auto:
+        from ..steering.auto import auto_sweep, feature_strengths
+
+        mx = stats_for(args.store, args.sae).get("max_activation")
+        tokens = effect_tokens_for(args.store, t, args.sae, [f.index for f in steering.features])
+        unit = float(mx[steering.features[0].index]) if mx is not None else None
+        return auto_sweep(*common, steering, feature_strengths(unit), effect_tokens=tokens)
     if args.sweep:
         tokens = effect_tokens_for(args.store, t, args.sae, [f.index for f in steering.features])
         return sweep(*common, args.prompt, steering, parse_strengths(args.sweep), sampling, seeds=args.seeds,
@@ -89,7 +168,34 @@ def _human_sweep(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _human_find(result: dict) -> str:
+    lines = [f"features that write {result['concept']!r} (tokens {result['tokens'][:6]}), best first:",
+             f"{'feature':>8}  {'push':>6}  {'output':>6}  {'max act':>7}  writes / label"]
+    for r in result["rows"]:
+        lines.append(f"{r['index']:>8}  {r['push']:>6.2f}  {_num(r['output_score']):>6}  "
+                     f"{_num(r['max_activation'], '.2f'):>7}  {r['writes'][:5]} {r['label']}")
+    return "\n".join(lines)
+
+
+def _human_concept(result: dict) -> str:
+    c = result["concept"]
+    lines = [f"concept {c['name']!r}: {c['n_pairs']} pairs, norm {c['norm']:.2f}, SAE reconstructs "
+             f"{c['reconstructed_share']:.0%}; features (index: Δ activation, share): "
+             + ", ".join(f"{f['index']}: {f['delta']:.2f}, {f['share']:.3f}" for f in c["features"][:12]),
+             f"steer with the {result['steer_with']} at multiplier {_num(result['multiplier'], 'g')}"
+             + (f" ({result['suggestion']})" if result.get("suggestion") else "")]
+    if "steered" in result:
+        lines += [f"BASELINE {result['baseline']!r}", f"STEERED  {result['steered']!r}"]
+    return "\n".join(lines)
+
+
 def _human(result: dict) -> str:
+    if "steer_with" in result:
+        return _human_concept(result)
+    if "group" in result:
+        return f"saved group {result['group']['id']!r}; exported to {result['export']}"
+    if "rows" in result and "strengths" not in result:
+        return _human_find(result)
     if "rows" in result:
         return _human_sweep(result)
     if "results" in result:
@@ -120,4 +226,15 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=1, help="sweep: seeds per strength (means over seeds)")
     p.add_argument("--prompts-file", help="run every line of this file as a prompt (batch)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
+    p.add_argument("--find", metavar="WORDS", help="rank features by how strongly they write WORDS (or an index)")
+    p.add_argument("--auto", action="store_true", help="suggest a strength by the app's automatic sweep")
+    p.add_argument("--concept", metavar="NAME", help="built-in concept pair (e.g. yelling): vector + its features")
+    p.add_argument("--concept-files", nargs=2, metavar=("CONCEPT", "CONTRAST"),
+                   help="two paired prompt files (one example per line, same count)")
+    p.add_argument("--as", dest="as_", choices=("vector", "features"), default="vector",
+                   help="steer a concept as the raw vector or as its SAE features")
+    p.add_argument("--concept-strength", type=float, default=None,
+                   help="concept multiplier (default: the automatic sweep's suggestion)")
+    p.add_argument("--group", metavar="ID", help="steer with a saved feature group (adds to --feature)")
+    p.add_argument("--save-group", metavar="NAME", help="save the --feature set as a group and export it as JSON")
     p.set_defaults(func=cmd_steer, human=_human)
