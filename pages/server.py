@@ -125,7 +125,8 @@ class Gate:
         root = (scope.get("root_path") or "").rstrip("/")
         if root and path.startswith(root):
             path = path[len(root):] or "/"
-        if path.startswith(FILE_ROUTE) and self._is_upload(unquote(path[len(FILE_ROUTE):])):
+        wanted = unquote(path[len(FILE_ROUTE):]) if path.startswith(FILE_ROUTE) else None
+        if wanted is not None and (wanted.startswith(UPLOAD_TOKEN + "/") or self._is_upload(wanted)):
             return await _respond(send, 403, "application/json", '{"detail": "Uploaded files are not served."}')
         method = scope.get("method", "GET")
         if getattr(self.gradio_app, "auth", None) and not (

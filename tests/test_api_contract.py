@@ -74,11 +74,13 @@ def test_uploads_are_removed_after_use_and_never_served(app, client):
     import httpx
 
     r = httpx.post(f"{app.url}gradio_api/upload", files={"files": ("secret.txt", b"not for you")}, timeout=30)
-    uploaded = r.json()[0]
-    assert Path(uploaded).is_file() and uploads in Path(uploaded).parents
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(f"{app.url}gradio_api/file={uploaded}", timeout=10)
-    assert err.value.code == 403
+    uploaded = r.json()[0]  # named without the server's folder (issue 26): mistudio-upload/<hash>/<name>
+    real = uploads / uploaded.split("/", 1)[1]
+    assert uploaded.startswith("mistudio-upload/") and real.is_file()
+    for name in (uploaded, str(real)):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{app.url}gradio_api/file={name}", timeout=10)
+        assert err.value.code == 403
 
 
 def test_downloads_still_work(app, client):
