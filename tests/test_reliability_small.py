@@ -139,3 +139,31 @@ def test_fake_openai_server_runs_as_a_script():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.browser
+def test_switching_preset_clears_the_connected_line_in_the_browser(store, artifacts_dir):
+    from browser import Browser, served
+    from fake_openai_server import FakeOpenAI
+    from pages import labeling
+    from pages.context import AppContext
+
+    server = FakeOpenAI().start()
+    with gr.Blocks() as demo:
+        labeling.build(AppContext(store=store))
+    try:
+        with served(demo) as url, Browser(artifacts_dir) as b:
+            page = b.open(url, wait_for=None)
+            page.get_by_label("Base URL").fill(server.url)
+            page.get_by_label("Model").fill("fake-model")
+            page.get_by_role("button", name="Test connection").click()
+            status = page.locator("#labeling-test-status")
+            status.get_by_text("Connected to").wait_for(timeout=15_000)
+            page.get_by_label("Preset").click()
+            page.get_by_role("option", name="Ollama").click()
+            status.get_by_text("press Test connection").wait_for(timeout=15_000)
+            assert "Connected to" not in status.inner_text()
+            assert page.locator("#labeling-models").inner_text().strip() == ""
+    finally:
+        server.stop()
+    assert b.console_errors == []
