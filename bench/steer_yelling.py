@@ -51,7 +51,7 @@ def evaluate(t, cfg, mult: float, prompts, args) -> dict:
             logp[k].append(math.log(row["perplexity"]))
         if i == 0:
             sample, cap = res["rows"][0]["text"], (res["baseline"]["capability_ppl"], res["rows"][0]["capability_ppl"])
-    mean = [sum(c) / len(c) for c in caps]
+    mean = [sum(v for v in c if v is not None) / max(1, sum(v is not None for v in c)) for c in caps]
     ppl = [math.exp(sum(x) / len(x)) for x in logp]
     return {"caps": mean, "ppl": ppl, "sample": sample, "capability": cap,
             "ok": mean[0] < 0.10 and mean[1] >= 0.50 and ppl[1] <= C.CONCEPT_MAX_PPL_RATIO * ppl[0]}
