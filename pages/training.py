@@ -27,8 +27,7 @@ from mistudio_core.defaults import BUILTIN_MODEL_ID
 
 from .common import fmt_metric, guarded, ok, on_show, require_writable, scrub, table
 from .context import AppContext
-from .training_charts import METRICS, compare_figure, metrics_figure
-
+from .training_charts import compare_figure, metrics_figure
 from .training_form import APPLIED, NO_PRESET, INPUTS, given_from_values, values_from_spec
 
 ACTIVE = ("queued", "running")

@@ -13,6 +13,7 @@ from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.tokenize import tokenized_dir
 from pages import training
 from pages.context import AppContext
+from pages.training_charts import METRICS
 from pages.training_form import APPLIED, CACHE_FORM, FORM as FORM_FIELDS
 from test_jobs_train import HOOK, make_train_home
 
@@ -59,7 +60,7 @@ def test_start_runs_to_the_library_and_the_card_shows_it(ctx):
     md, fig = training.card(ctx, job_id)
     sae_id = ctx.store.list("saes")[0]["id"]
     assert "In the SAE library" in md and sae_id in md
-    assert len(fig.data) == len(training.METRICS) and len(fig.data[0].x) >= 2
+    assert len(fig.data) == len(METRICS) and len(fig.data[0].x) >= 2
     table = training.jobs_table(ctx)
     assert table.iloc[0]["status"] == "done" and table.iloc[0]["progress"] == "100%"
 
