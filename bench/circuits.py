@@ -81,7 +81,7 @@ def one_prompt(store, model, sites, sae_ids, prompt, top, draws, rng, settings) 
         removed_random.append((m0 - run_with(model, sites, ids, nodes, 0.0, target)) / m0)
     return dict(prompt=prompt, target=g["target"]["token"], minus=g["target"]["minus"], margin=m0,
                 n=len(chosen), removed=(m0 - m1) / m0, random=statistics.mean(removed_random),
-                predicted=-sum(n["effect"] for n in chosen) / m0, graph_s=g["seconds"],
+                predicted=sum(n["effect"] for n in chosen) / m0, graph_s=g["seconds"],
                 nodes=len(g["nodes"]), edges=len(g["edges"]))
 
 
@@ -116,7 +116,7 @@ def main() -> None:
     rng = random.Random(0)
     rows = [one_prompt(store, loaded.model, sites, sae_ids, p, args.top, args.draws, rng, settings)
             for p in PROMPTS[:args.prompts]]
-    print("| prompt | target − runner-up | margin | N | removed by top N | by N random | graph predicted | "
+    print("| prompt | target − runner-up | margin | N | removed by top N | by N random | graph predicted removal | "
           "graph s |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
