@@ -140,17 +140,25 @@ def edge_vectors(att: Attribution, s: int, targets: list[tuple[str, int, int]]) 
     effect-weighted value w.r.t. the previous site's leaf: [n, T, d]. Edge weights to upstream nodes follow by
     multiplying with their values (`upstream_weights`)."""
     st, prev, sae = att.states[s], att.states[s - 1], att.sites[s - 1].sae
-    out = torch.zeros(len(targets), *prev.r.shape[1:], dtype=prev.r.dtype)
+    if not targets:
+        return torch.zeros(0, *prev.r.shape[1:], dtype=prev.r.dtype)
     with torch.enable_grad():
         hj = st.h.detach()[0].clone().requires_grad_(True)
         codes = sae.encode(hj)
         recon = sae.decode(codes).to(hj.dtype)
-        for n, (kind, pos, feat) in enumerate(targets):
-            if kind == "feature":
-                scalar = codes[pos, feat] * st.dz[pos, feat]
-            else:
-                scalar = (st.g[pos] * (hj[pos] - recon[pos])).sum()
-            (vh,) = torch.autograd.grad(scalar, hj, retain_graph=True)
+        scalars = torch.stack([codes[pos, feat] * st.dz[pos, feat] if kind == "feature"
+                               else (st.g[pos] * (hj[pos] - recon[pos])).sum() for kind, pos, feat in targets])
+        try:  # one batched backward per site (vmap over the targets); some ops have no batching rule
+            eye = torch.eye(len(targets), dtype=scalars.dtype)
+            (vh,) = torch.autograd.grad(scalars, hj, grad_outputs=eye, retain_graph=True, is_grads_batched=True)
+            (vr,) = torch.autograd.grad(st.h, prev.r, grad_outputs=vh.unsqueeze(1), retain_graph=True,
+                                        is_grads_batched=True)
+            return vr[:, 0].detach()
+        except RuntimeError:
+            pass
+        out = torch.zeros(len(targets), *prev.r.shape[1:], dtype=prev.r.dtype)
+        for n in range(len(targets)):
+            (vh,) = torch.autograd.grad(scalars[n], hj, retain_graph=True)
             (vr,) = torch.autograd.grad(st.h, prev.r, grad_outputs=vh.unsqueeze(0), retain_graph=True)
             out[n] = vr[0]
     return out
