@@ -41,7 +41,7 @@ def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("uploads")
     (root / "speech.txt").write_text(TEXT)
     (root / "weights.pt").write_bytes(b"\x80\x04not a text file")
-    env = {"MISTUDIO_TABS": "datasets,share", "MISTUDIO_UPLOAD_TTL_S": str(TTL_S)}
+    env = {"MISTUDIO_TABS": "datasets,share,features", "MISTUDIO_UPLOAD_TTL_S": str(TTL_S)}
     with AppServer(root / "home", env=env) as server:
         server.root = root
         yield server
@@ -89,6 +89,15 @@ def test_a_browser_upload_is_added_and_leaves_nothing(app, artifacts_dir):
         page.get_by_text("Added from the browser").first.wait_for(timeout=60_000)
         assert str(app.home) not in page.inner_text("body")
     assert wait_empty(app.home) == []
+
+
+def test_features_table_page_size_is_an_integer_in_the_schema_and_accepted(app):
+    info = json.loads(urllib.request.urlopen(app.url + "gradio_api/info", timeout=30).read())
+    (size,) = [p for p in info["named_endpoints"]["/features_table"]["parameters"] if p["parameter_name"] == "page_size"]
+    assert size["type"] == {"type": "integer", "enum": [25, 50, 100, 200]}
+    for value in (50, "50"):  # as the schema says, and as a string (what the old schema told clients to send)
+        status = app.client().predict(None, "", "", "frequency", "all", 1, value, 0, 0, api_name="/features_table")[0]
+        assert "No SAE selected" in status and "not in the list of choices" not in status, status
 
 
 # ---- HTTP Basic ----------------------------------------------------------------------------------------------
