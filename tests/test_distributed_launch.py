@@ -41,7 +41,7 @@ def test_two_gpus_build_a_torchrun_command_with_one_rank_each(monkeypatch, tmp_p
     flags = dict(zip(cmd[3:13:2], cmd[4:13:2]))
     assert flags == {"--nnodes": "1", "--nproc_per_node": "2", "--rdzv_backend": "c10d",
                      "--rdzv_endpoint": "127.0.0.1:29555", "--rdzv_id": "train-abc"}
-    assert cmd[13:] == ["-m", "mistudio_core.sae.distributed_launch", "--home", str(tmp_path), "--job", "train-abc"]
+    assert cmd[13:] == ["-m", "mistudio_core.sae.torchrun_entry", "--home", str(tmp_path), "--job", "train-abc"]
 
 
 @pytest.mark.parametrize("gpus", [0, 1])

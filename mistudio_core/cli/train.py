@@ -67,8 +67,8 @@ def _train(args):
     from ..jobs import JobRegistry
     from ..sae.distributed import launched_by_torchrun
 
-    if launched_by_torchrun():  # rank 0 goes on below; the other ranks train in sae/distributed_job.py
-        from ..sae.distributed_job import torchrun_train
+    if launched_by_torchrun():  # rank 0 goes on below; the other ranks train in sae/torchrun_entry.py
+        from ..sae.torchrun_entry import torchrun_train
 
         worker = torchrun_train(args, lambda: None if args.resume is not None else train_spec(args),
                                 lambda: _torchrun_spec(args))

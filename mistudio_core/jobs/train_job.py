@@ -49,7 +49,7 @@ def run(spec: dict, ctx) -> dict:
     if nproc := torchrun_processes(spec):  # several GPUs visible: one torchrun rank per GPU
         return run_under_torchrun(spec, ctx, nproc)
     try:
-        return _train(s, ctx)
+        return train_and_register(s, ctx)
     except MistudioError:
         raise
     except Exception as e:  # noqa: BLE001 — translate the two failures a user can fix; re-raise the rest
@@ -83,7 +83,7 @@ def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: i
                             context_ids=train_ids, **s.stream, **(noise or {}))
 
 
-def _train(s: TrainJobSpec, ctx) -> dict:
+def train_and_register(s: TrainJobSpec, ctx) -> dict:
     from ..hooks import d_model
     from ..models import load_model
     from ..sae.trainer import train_saes

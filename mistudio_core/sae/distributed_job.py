@@ -10,12 +10,9 @@ Limit: the app must not be running as the job runner on the same data directory 
 """
 from __future__ import annotations
 
-import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ValidationError
 from . import distributed as dist
@@ -62,27 +59,6 @@ def shared_checkpoint(ctx) -> tuple[dict, dict] | None:
     return load_checkpoint(Path(folder)) if Path(folder).exists() else None
 
 
-def torchrun_train(args, local_spec: Callable[[], dict | None], rank0_spec: Callable[[], dict]) -> dict | None:
-    """Join the group and agree on the job. Returns None on rank 0 (the caller then runs the job as usual);
-    on the other ranks trains with a `WorkerContext` and returns a small summary."""
-    info = dist.init()
-    dist.check_same({"spec": local_spec(), "resume": getattr(args, "resume", None)}, "train command")
-    spec = json.loads(dist.broadcast_text(json.dumps(rank0_spec()) if info.is_main else None))
-    if info.is_main:
-        print(f"torchrun: rank 0 of {info.world_size} ({info.backend}) runs the job; each rank trains on 1/"
-              f"{info.world_size} of every batch", file=sys.stderr, flush=True)
-        return None
-    from ..jobs.train_job import TrainJobSpec, _train
-
-    ctx = WorkerContext(args.store)
-    try:
-        _train(TrainJobSpec.from_dict(spec), ctx)
-    finally:
-        shutil.rmtree(ctx.run_dir, ignore_errors=True)
-    dist.shutdown()
-    return {"rank": info.rank, "world_size": info.world_size, "role": "worker (rank 0 registers the SAEs)"}
-
-
 COMMITTED = "per-sae-committed.json"
 
 
@@ -96,7 +72,8 @@ def checkpoint_root(ctx) -> Path:
 class PerSAECheckpoints:
     """The trainer's `checkpoint` under distribute_saes: each rank saves its own SAEs, one folder per SAE and step
     (`sae-<i>/step-<s>`); after a barrier rank 0 commits the step (`per-sae-committed.json`), and after a second
-    one older steps are removed. A kill between two ranks' saves leaves the previous committed step whole. Every rank calls it at the same steps (the trainer's schedule), so no time throttle here."""
+    one older steps are removed. A kill between two ranks' saves leaves the previous committed step whole. Every
+    rank calls it at the same steps (the trainer's schedule), so no time throttle here."""
 
     def __init__(self, root: Path, sync, on_commit=None):
         self.root, self.sync, self.on_commit = Path(root), sync, on_commit

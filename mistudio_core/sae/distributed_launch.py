@@ -1,7 +1,7 @@
 """The app's multi-GPU path: a queued "train" job runs as a `torchrun` subprocess when more than one GPU is visible.
 
     python -m torch.distributed.run --nnodes 1 --nproc_per_node N --rdzv_backend c10d \
-        --rdzv_endpoint 127.0.0.1:PORT --rdzv_id JOB -m mistudio_core.sae.distributed_launch --home H --job JOB
+        --rdzv_endpoint 127.0.0.1:PORT --rdzv_id JOB -m mistudio_core.sae.torchrun_entry --home H --job JOB
 
 Parent (the runner's job thread, `run_under_torchrun`): builds that command (`torchrun_command`: one process per
 visible GPU, a free local port), starts it and waits. The job record stays the parent's: the runner keeps its
@@ -15,10 +15,8 @@ outcome to `runs/<job>/torchrun_result.json`; the other ranks train their share 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -74,7 +72,7 @@ def torchrun_command(home: Path | str, job_id: str, nproc: int, port: int | None
     """The torchrun command that trains job `job_id` of data directory `home` on `nproc` local processes."""
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
             "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port or free_port()}", "--rdzv_id", job_id,
-            "-m", "mistudio_core.sae.distributed_launch", "--home", str(home), "--job", job_id]
+            "-m", "mistudio_core.sae.torchrun_entry", "--home", str(home), "--job", job_id]
 
 
 def spawn(cmd: list[str], log_path: Path) -> subprocess.Popen:
@@ -107,52 +105,3 @@ def run_under_torchrun(spec: dict, ctx, nproc: int) -> dict:
                             f"last checkpoint (log: {log_path}).\n{tail}")
     ctx.should_stop()  # a Cancel rank 0 obeyed is still on the record: the runner then marks the job cancelled
     return outcome["result"]
-
-
-def _rank0(store, job_id: str) -> dict:
-    from ..jobs import JobRegistry
-    from ..jobs.context import JobContext
-    from ..jobs.train_job import run
-
-    reg = JobRegistry(store)
-    ctx = JobContext(reg, job_id)
-    try:
-        result = run(reg.get(job_id)["spec"], ctx)
-        return {"result": result, "stopped": ctx.stopped_on_request}
-    except MistudioError as e:
-        return {"error": str(e)}
-    finally:
-        ctx.flush()
-        ctx.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="one rank of a miStudio train job run under torchrun by the app")
-    ap.add_argument("--home", required=True)
-    ap.add_argument("--job", required=True)
-    args = ap.parse_args(argv)
-    from ..jobs import JobRegistry
-    from ..store import Store, write_json_atomic
-    from . import distributed as dist
-
-    store = Store(args.home)
-    info = dist.init()
-    if info.is_main:
-        outcome = _rank0(store, args.job)
-        write_json_atomic(JobRegistry(store).run_dir(args.job) / RESULT, outcome)
-        dist.shutdown()
-        return 1 if outcome.get("error") else 0
-    from ..jobs.train_job import TrainJobSpec, _train
-    from .distributed_job import WorkerContext
-
-    ctx = WorkerContext(store)
-    try:
-        _train(TrainJobSpec.from_dict(JobRegistry(store).get(args.job)["spec"]), ctx)
-    finally:
-        shutil.rmtree(ctx.run_dir, ignore_errors=True)
-    dist.shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
