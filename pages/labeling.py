@@ -137,8 +137,9 @@ def start_job(ctx: AppContext, sae_id, base_url, model, api_key, price_in, price
                               f"mistudio_core label run --sae {spec.sae_id} --base-url {cfg.base_url} --model "
                               f"{cfg.model}")
     job_id = ctx.jobs.submit("label", spec.to_dict(), name=f"label {spec.sae_id}")
+    tokens = est["prompt_tokens"] + est["completion_tokens"]
     return ok(f"Labeling job `{job_id}` queued ({cfg.model} at {cfg.base_url}): {est['features']:,} features, "
-              f"estimated ~{est['prompt_tokens'] + est['completion_tokens']:,} tokens ≈ ${est['cost_usd']:.4f}."), job_id
+              f"estimated ~{tokens:,} tokens ≈ ${est['cost_usd']:.4f}."), job_id
 
 
 def job_summary(ctx: AppContext, job_id: str | None) -> str:

@@ -109,7 +109,8 @@ class FakeOpenAI:
                     pass  # the client gave up (timeout)
 
             def do_GET(self):
-                server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": None})
+                server.requests.append({"path": self.path, "body": None,
+                                        "headers": {k.lower(): v for k, v in self.headers.items()}})
                 if self.path.rstrip("/").endswith("/models") and server.models is not None:
                     self._send(200, {"object": "list", "data": [
                         {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in server.models]})
@@ -118,7 +119,8 @@ class FakeOpenAI:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+                server.requests.append({"path": self.path, "body": body,
+                                        "headers": {k.lower(): v for k, v in self.headers.items()}})
                 kind, arg = server.next_behaviour()
                 if kind == "429":
                     return self._send(429, {"error": {"message": "Rate limit reached", "type": "requests"}},

@@ -93,7 +93,8 @@ def test_a_browser_upload_is_added_and_leaves_nothing(app, artifacts_dir):
 
 def test_features_table_page_size_is_an_integer_in_the_schema_and_accepted(app):
     info = json.loads(urllib.request.urlopen(app.url + "gradio_api/info", timeout=30).read())
-    (size,) = [p for p in info["named_endpoints"]["/features_table"]["parameters"] if p["parameter_name"] == "page_size"]
+    params = info["named_endpoints"]["/features_table"]["parameters"]
+    (size,) = [p for p in params if p["parameter_name"] == "page_size"]
     assert size["type"] == {"type": "integer", "enum": [25, 50, 100, 200]}
     for value in (50, "50"):  # as the schema says, and as a string (what the old schema told clients to send)
         status = app.client().predict(None, "", "", "frequency", "all", 1, value, 0, 0, api_name="/features_table")[0]
