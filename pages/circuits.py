@@ -91,6 +91,9 @@ def watch_build(ctx: AppContext, job_id: str | None, poll_s: float = 1.0):
         return
     while True:
         rec = ctx.jobs.get(job_id)
+        if rec.get("kind") != "circuit":
+            yield f"⚠ Job `{job_id}` is a {rec.get('kind')} job, not a circuit job; build a graph above.", gr.skip()
+            return
         phase = (rec.get("progress") or {}).get("metrics", {}).get("phase") or ""
         if rec["status"] not in ("queued", "running"):
             break

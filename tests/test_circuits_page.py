@@ -55,3 +55,16 @@ def test_bad_requests_are_one_line_each(ctx_graph):
     err = next((n["id"] for n in graph["nodes"] if n["kind"] != "feature"), None)
     if err:
         assert "no feature page" in page.open_feature(ctx, graph["id"], [err])[0]
+
+
+def test_build_queues_a_circuit_job_and_the_watcher_selects_its_graph(ctx_graph):
+    from mistudio_core.jobs import JobRegistry, Runner
+
+    ctx, graph, saes = ctx_graph
+    ctx.jobs = JobRegistry(ctx.store)
+    status, job_id = page.start_build(ctx, saes, "Our people", "", "runner-up", 0.8, 20)
+    assert status.startswith("✓") and job_id
+    Runner(ctx.store, registry=ctx.jobs).run_here(job_id)
+    *_, (last, dd) = list(page.watch_build(ctx, job_id, poll_s=0.01))
+    assert last.startswith("✓") and dd["value"] == ctx.jobs.get(job_id)["result"]["graph_id"]
+    assert service.load_graph(ctx.store, dd["value"])["target"]["minus"] is not None
