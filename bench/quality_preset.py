@@ -34,7 +34,9 @@ from mistudio_core.compute import resolve_model_dtype  # noqa: E402
 from mistudio_core.defaults import ensure_builtins  # noqa: E402
 from mistudio_core.models import load_model  # noqa: E402
 from mistudio_core.sae.evaluate import evaluate_sae  # noqa: E402
+from mistudio_core.sae.config import TrainConfig  # noqa: E402
 from mistudio_core.sae.presets import get_preset  # noqa: E402
+from mistudio_core.sae.train_spec import resolve  # noqa: E402
 from mistudio_core.sae.trainer import train_saes  # noqa: E402
 from mistudio_core.store import Store  # noqa: E402
 from mistudio_core.tokenize import load_tokenized  # noqa: E402
@@ -151,8 +153,8 @@ def setup(args):
     store = Store(args.home)
     ensure_builtins(store)
     args.oods = [name for name in OODS if ensure_ood_dataset(store, name)]
-    cache = {**preset.cache, **({"tokens": args.cache_tokens} if args.cache_tokens else {})}
-    return store, preset, preset.train_config(**over), cache
+    partial = resolve(args.preset, store, cache_tokens=args.cache_tokens or None, **over)  # the front door's rules
+    return store, preset, TrainConfig.from_dict(partial["train"]), partial["cache"]
 
 
 def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
@@ -203,8 +205,9 @@ def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
         results[name] = {k: v["value"] for k, v in m.items()}
     if args.register:  # keep the SAE (e.g. for bench/steer_effect.py); not part of the preset's time
         from mistudio_core.sae.library import register_sae
-        m = register_sae(store, sae, args.register, provenance={"model_id": MODEL, "hook_name": preset.hook, "dataset_id": DATASET, "source": "trained",
-                                     "bench": "quality_preset", "preset": args.preset},
+        m = register_sae(store, sae, args.register,
+                         provenance={"model_id": MODEL, "hook_name": preset.hook, "dataset_id": DATASET,
+                                     "source": "trained", "bench": "quality_preset", "preset": args.preset},
                          metrics=results["sotu held-out"])
         print(f"registered as {m['id']}")
     return clock, results, cache
