@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from ..errors import MistudioError
 from ..store import Store
+from .child import describe_exit, spawn
 from .context import JobContext
 from .kinds import get_kind
 from .lock import LOCK_NAME, RunnerLock
@@ -210,18 +211,16 @@ class Runner:
     def _execute_isolated(self, record: dict) -> None:
         """Run the job in a child process and wait for it; a shutdown is passed on as SIGTERM (the job checkpoints).
         A child that ends without finishing the record (killed, crashed) leaves it `failed`, resumable, saying why."""
-        from . import worker
-
         job_id = record["id"]
         try:
-            proc = worker.spawn(self.store.home, job_id)
+            proc = spawn(self.store.home, job_id)
         except OSError as e:
             code_text = f"could not start ({e})"
         else:
             signalled = False
             while True:
                 try:
-                    code_text = worker.describe_exit(proc.wait(timeout=self.poll_interval))
+                    code_text = describe_exit(proc.wait(timeout=self.poll_interval))
                     break
                 except subprocess.TimeoutExpired:
                     if self._halt.is_set() and not signalled:
