@@ -109,12 +109,14 @@ def test_app_serves_a_read_only_bind_mount(tmp_path):
         pytest.skip("this platform allows no read-only bind mount (unshare -rm); the URI tests above cover it")
     store, done, _ = _home(tmp_path)
     before = snapshot(store.home)
-    app = AppServer(store.home, extra_args=["--read-only"], env={"GRADIO_TEMP_DIR": str(tmp_path / "gr")})
+    app = AppServer(store.home, extra_args=["--read-only"], env={"GRADIO_TEMP_DIR": str(tmp_path / "gr")},
+                    builtins=True)  # read-only checks for the built-ins and prepares nothing
     h = str(store.home)
     app.args = ["unshare", "-rm", "sh", "-c", f'mount --bind "{h}" "{h}" && mount -o remount,bind,ro "{h}" && '
                 'exec "$@"', "sh", *app.args]
     with app:
         _browse(app, done)
+        assert "Built-ins not prepared (read-only)" in _read(app, "mistudio/api/status")["status"]
         log = app.log()
         assert "Read-only file system" not in log and "readonly database" not in log, log[-3000:]
     assert snapshot(store.home) == before
