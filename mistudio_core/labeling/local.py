@@ -20,7 +20,7 @@ import threading
 import torch
 
 from ..errors import ValidationError
-from .client import ProviderConfig, Reply, Stopped
+from .provider import ProviderConfig, Reply, Stopped
 from .prompts import extract_json
 
 LABEL_PREFILL = '{"label": "'
