@@ -115,13 +115,15 @@ def sweep_html(result: dict, unit: float | None = None) -> str:
 
 def suggestion_md(result: dict) -> str:
     """The suggested strength, why, and the unsteered baseline it is measured against."""
-    base, f0 = result["baseline"], result["features"][0]
+    base, f0 = result["baseline"], (result["features"] or [None])[0]
     s = result.get("suggested_strength")
     head = (f"**Suggested strength: {s:g}** — {result['suggestion']}." if s is not None
             else f"**No suggested strength** — {result['suggestion']}.")
     ppl = "n/a" if base.get("perplexity") is None else f"{base['perplexity']:.2f}"
     lines = [head, f"Unsteered baseline ({result['seeds']} seed(s)): perplexity {ppl}"]
-    if result.get("effect_source"):
+    if result.get("text_effect_name") and base.get("text_effect") is not None:
+        lines[-1] += f", {result['text_effect_name']} {base['text_effect']:.1%}"
+    if result.get("effect_source") and f0 is not None:
         toks = ", ".join(repr(t) for t in (result["effect_token_list"] or {}).get(f0, [])[:10])
         share = base.get("effect_share")
         lines[-1] += f", effect share {'n/a' if share is None else f'{share:.3f}'}"
