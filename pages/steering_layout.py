@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from mistudio_core.steering import concept as sc
-from mistudio_core.steering.auto import AUTO_PROMPTS
+from mistudio_core.steering.auto import AUTO_PROMPTS, feature_sweep_text
 from mistudio_core.steering.methods import METHODS, POSITIONS
 
 N_SLOTS = 4
@@ -45,6 +45,7 @@ def layout() -> dict:
     c["hits"] = gr.Dataframe(label="matches, best writers first — click a row to put it in a free slot (its "
                                    "strength comes from a short automatic sweep)", interactive=False, wrap=True,
                              elem_id="steering-find-results", headers=list(FIND_COLUMNS.values()))
+    gr.Markdown(f"Automatic sweep behind a click: {feature_sweep_text()}.", elem_id="steering-auto-note")
     c["slots"] = [x for k in range(N_SLOTS) for x in _slot_row(k)]
     c["units"] = gr.Markdown(elem_id="steering-units")
     with gr.Accordion("method and sampling", open=False):
@@ -90,7 +91,8 @@ def _concept_layout(c: dict) -> None:
     with gr.Accordion("concept from examples (e.g. yelling)", open=False):
         gr.Markdown("Two paired prompt sets: line i of the contrast is line i of the concept without it. Their mean "
                     "difference at the hook is the concept vector; the table lists the SAE features that carry it. "
-                    "Steer with the raw vector or with the ticked features (each at multiplier × its Δ activation).")
+                    "Steer with the raw vector or with the ticked features (each at multiplier × its Δ activation). "
+                    f"Sweep: {sc.concept_sweep_text()}.")
         with gr.Row():
             c["c_builtin"] = gr.Dropdown(sc.builtin_names(), value="yelling", label="built-in pair", scale=2)
             c["c_load"] = gr.Button("Load built-in", scale=1)

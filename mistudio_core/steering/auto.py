@@ -100,3 +100,15 @@ def auto_sweep(model, tokenizer, sae, hook_name: str, steering, strengths: list[
             "prompt": " | ".join(prompts), "prompts": list(prompts), "rows": rows, "baseline": baseline,
             "suggested_strength": best, "suggestion": why, "max_ppl_ratio": max_ppl_ratio,
             "seconds": sum(p["seconds"] for p in per_prompt)}
+
+
+def _fmt_multiple(m: float) -> str:
+    return f"1/{round(1 / m):g}" if m < 1 and abs(1 / m - round(1 / m)) < 1e-9 else f"{m:g}"
+
+
+def feature_sweep_text() -> str:
+    """The automatic feature sweep in one sentence, from the constants (shown in the tab; docs/WORKSHOP.md quotes it
+    and a test checks that it still does)."""
+    return (f"strengths {', '.join(_fmt_multiple(m) + '×' for m in FEATURE_MULTIPLES)} the feature's max activation "
+            f"on {len(AUTO_PROMPTS)} neutral prompts × {AUTO_SEEDS} seeds × {AUTO_TOKENS} tokens; suggested: the "
+            f"largest strength whose perplexity stays ≤ {MAX_PPL_RATIO:g}× the unsteered baseline's")

@@ -127,3 +127,10 @@ def as_features(concept: dict, indices=None, multiplier: float = 1.0, positions:
     if not feats:
         raise ValidationError("No concept feature selected. Tick at least one of the listed features.")
     return SteeringConfig([SteerFeature(f["index"], multiplier * f["delta"]) for f in feats], positions=positions)
+
+
+def concept_sweep_text() -> str:
+    """The concept sweep in one sentence, from the constants (the tab shows it; docs/WORKSHOP.md quotes it)."""
+    return (f"multipliers {', '.join(f'{m:g}' for m in CONCEPT_MULTIPLES)} of the concept vector (or of each "
+            f"feature's Δ activation); suggested: the strongest effect among those whose perplexity stays ≤ "
+            f"{CONCEPT_MAX_PPL_RATIO:g}× the unsteered baseline's")
