@@ -7,7 +7,7 @@ scale 0) and the share of the margin removed is (m − m_ablated) / m. The basel
 with the same number per SAE (any position), averaged over --draws draws. Also timed: one graph for a 20-token
 prompt (wall and CPU seconds, tokens per CPU-second).
 
-    python bench/circuits.py --home ~/.cache/mistudio-circuits-home [--sae ID ...] [--top 10] [--draws 5]
+    python bench/circuits.py --home ~/.cache/mistudio-circuits-home [--sae ID ...] [--top 5,10,20] [--draws 5]
 
 Without --sae it takes, per hook of the `circuits` preset, the newest SAE of the built-in model at that hook.
 """
@@ -61,28 +61,34 @@ def clean_codes(model, sites, ids) -> list[list[tuple[int, int]]]:
     return out
 
 
-def one_prompt(store, model, sites, sae_ids, prompt, top, draws, rng, settings) -> dict:
-    g = service.build_graph(store, sae_ids, prompt, minus="runner-up", settings=settings, save=False)
-    ids = torch.tensor(g["token_ids"])
-    target = logit_target(g["target"]["token_id"], g["target"]["minus_id"])
-    m0 = run_with(model, sites, ids, [], 1.0, target)
-    chosen = [n for n in feature_nodes(g) if n["effect"] > 0][:top]
+def ablation(model, sites, ids, target, m0, chosen, active, draws, rng) -> tuple[float, float]:
+    """(share of the margin removed by `chosen` together, mean share removed by as many random active features of
+    the same SAEs)."""
     m1 = run_with(model, sites, ids, chosen, 0.0, target)
-    active = clean_codes(model, sites, ids)
     taken = {(n["site"], n["pos"], n["feature"]) for n in chosen}
     per_site = {s: sum(1 for n in chosen if n["site"] == s) for s in {n["site"] for n in chosen}}
     removed_random = []
     for _ in range(draws):
         nodes = []
-        for s, k in per_site.items():
+        for s, k in sorted(per_site.items()):
             pool = [(p, f) for p, f in active[s - 1] if (s, p, f) not in taken]
             for p, f in rng.sample(pool, min(k, len(pool))):
                 nodes.append(dict(kind="feature", site=s, pos=p, feature=f))
         removed_random.append((m0 - run_with(model, sites, ids, nodes, 0.0, target)) / m0)
-    return dict(prompt=prompt, target=g["target"]["token"], minus=g["target"]["minus"], margin=m0,
-                n=len(chosen), removed=(m0 - m1) / m0, random=statistics.mean(removed_random),
-                predicted=sum(n["effect"] for n in chosen) / m0, graph_s=g["seconds"],
-                nodes=len(g["nodes"]), edges=len(g["edges"]))
+    return (m0 - m1) / m0, statistics.mean(removed_random)
+
+
+def one_prompt(store, model, sites, sae_ids, prompt, tops, draws, rng, settings) -> dict:
+    g = service.build_graph(store, sae_ids, prompt, minus="runner-up", settings=settings, save=False)
+    ids = torch.tensor(g["token_ids"])
+    target = logit_target(g["target"]["token_id"], g["target"]["minus_id"])
+    m0 = run_with(model, sites, ids, [], 1.0, target)
+    ranked = [n for n in feature_nodes(g) if n["effect"] > 0]
+    active = clean_codes(model, sites, ids)
+    by_n = {n: ablation(model, sites, ids, target, m0, ranked[:n], active, draws, rng) for n in tops}
+    return dict(prompt=prompt, target=g["target"]["token"], minus=g["target"]["minus"], margin=m0, by_n=by_n,
+                predicted={n: sum(x["effect"] for x in ranked[:n]) / m0 for n in tops}, graph_s=g["seconds"],
+                nodes=len(g["nodes"]), edges=len(g["edges"]), n_ranked=len(ranked))
 
 
 def timing(store, sae_ids, tokenizer, settings) -> dict:
@@ -101,7 +107,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", required=True)
     ap.add_argument("--sae", action="append")
-    ap.add_argument("--top", type=int, default=10, help="feature nodes ablated together")
+    ap.add_argument("--top", default="5,10,20", help="numbers of top feature nodes ablated together (comma list)")
     ap.add_argument("--draws", type=int, default=5, help="random draws per prompt")
     ap.add_argument("--max-nodes", type=int, default=80)
     ap.add_argument("--prompts", type=int, default=len(PROMPTS))
@@ -114,18 +120,22 @@ def main() -> None:
     print(f"SAEs: {', '.join(s.hook.split('.')[1] for s in sites)} (layers) · top {args.top} · {args.draws} draws · "
           f"torch threads {torch.get_num_threads()}")
     rng = random.Random(0)
-    rows = [one_prompt(store, loaded.model, sites, sae_ids, p, args.top, args.draws, rng, settings)
+    tops = [int(x) for x in args.top.split(",")]
+    rows = [one_prompt(store, loaded.model, sites, sae_ids, p, tops, args.draws, rng, settings)
             for p in PROMPTS[:args.prompts]]
-    print("| prompt | target − runner-up | margin | N | removed by top N | by N random | graph predicted removal | "
-          "graph s |")
-    print("|---|---|---|---|---|---|---|---|")
+    cols = " | ".join(f"top {n} / random {n} / predicted" for n in tops)
+    print(f"| prompt | target − runner-up | margin | graph nodes | {cols} | graph s |")
+    print("|---|---|---|---|" + "---|" * len(tops) + "---|")
     for r in rows:
-        print(f"| {r['prompt']!r} | {r['target']!r} − {r['minus']!r} | {r['margin']:.2f} | {r['n']} | "
-              f"{r['removed']:.0%} | {r['random']:.0%} | {r['predicted']:.0%} | {r['graph_s']:.1f} |")
-    rem, rnd = [r["removed"] for r in rows], [r["random"] for r in rows]
-    print(f"\nmean removed: top {statistics.mean(rem):.0%} (median {statistics.median(rem):.0%}, ≥50% on "
-          f"{sum(x >= 0.5 for x in rem)}/{len(rem)}) · random {statistics.mean(rnd):.0%} (median "
-          f"{statistics.median(rnd):.0%}, ≤10% on {sum(x <= 0.1 for x in rnd)}/{len(rnd)})")
+        cells = " | ".join(f"{r['by_n'][n][0]:.0%} / {r['by_n'][n][1]:.0%} / {r['predicted'][n]:.0%}" for n in tops)
+        print(f"| {r['prompt']!r} | {r['target']!r} − {r['minus']!r} | {r['margin']:.2f} | {r['nodes']} | {cells} | "
+              f"{r['graph_s']:.1f} |")
+    print()
+    for n in tops:
+        rem, rnd = [r["by_n"][n][0] for r in rows], [r["by_n"][n][1] for r in rows]
+        print(f"top {n}: mean removed {statistics.mean(rem):.0%} (median {statistics.median(rem):.0%}; ≥50% on "
+              f"{sum(x >= 0.5 for x in rem)}/{len(rem)}) · {n} random: mean {statistics.mean(rnd):.0%} (median "
+              f"{statistics.median(rnd):.0%}; ≤10% on {sum(x <= 0.1 for x in rnd)}/{len(rnd)})")
     t = timing(store, sae_ids, loaded.tokenizer, settings)
     print(f"graph for a {t['tokens']}-token prompt over {len(sites)} SAEs: {t['wall']:.1f} s wall, {t['cpu']:.1f} "
           f"CPU-s ({t['tokens'] / t['cpu']:.2f} tokens per CPU-second), {t['nodes']} nodes, {t['edges']} edges")
