@@ -44,12 +44,16 @@ def test_steering_tab_generate_sweep_and_session(store, tmp_path, monkeypatch, a
         query = page.get_by_label("find feature (label words or index)")
         query.fill("yelling")                               # label words, not an index
         query.press("Enter")
-        status.get_by_text("1 feature(s) found").wait_for(timeout=15_000)
-        _pick(page, "matches (pick one to put it in a slot)", "5 · shouting in capital letters [manual]")
-        status.get_by_text("Added feature 5").wait_for(timeout=15_000)   # picking fills the slot
-        expect(page.get_by_label("feature 1", exact=True)).to_have_value("5")
-        page.get_by_role("button", name="Add", exact=True).click()
+        status.get_by_text("feature(s) found").wait_for(timeout=30_000)
+        results = page.locator("#steering-find-results")
+        results.get_by_text("shouting in capital letters").first.click()   # one click on the row fills a slot
+        expect(page.get_by_label("feature 1", exact=True)).to_have_value("5", timeout=15_000)
+        expect(status).to_contain_text("automatic sweep", timeout=120_000)   # and sets its strength
+        expect(page.locator("#steering-units")).to_contain_text("slot 1: feature 5 at")
+        assert page.get_by_role("button", name="Add", exact=True).count() == 0   # no second step
+        results.get_by_text("shouting in capital letters").first.click()   # a second click takes no other slot
         status.get_by_text("already in slot 1").wait_for(timeout=15_000)
+        expect(page.get_by_label("feature 2", exact=True)).to_have_value("")
 
         strength = page.get_by_label("number input for strength (negative suppresses)").first
         strength.fill("80")
@@ -65,6 +69,12 @@ def test_steering_tab_generate_sweep_and_session(store, tmp_path, monkeypatch, a
         status.get_by_text("Swept").wait_for(timeout=90_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
         expect(page.locator("#steering-suggestion")).to_contain_text("uggested strength")
+        rows = page.locator("#steering-sweep-rows")
+        expect(rows).to_contain_text("capability ppl (× base)")
+        header = rows.get_by_text("capability ppl (× base)").bounding_box()
+        assert header["width"] > 60                       # a header, not a letter-by-letter column
+        rows.locator("summary").nth(1).click()            # a strength row expands to its full output
+        expect(rows.locator("details[open] p").first).to_be_visible()
         expect(page.locator("#steering-readings")).to_contain_text("activation in the steered model (at the hook)")
         b.screenshot(page, "steering_sweep")
 

@@ -41,7 +41,8 @@ def test_run_of_show_through_the_api(app):
     assert hits["data"][0][0] == YELLING
 
     status, matches = client.predict(sae_id, "yelling", api_name="/steering_find")  # the Steering tab's search
-    assert matches["value"] == YELLING, status
+    rows = {row[0]: row for row in matches["data"]}                       # feature → its row (writes, label, ...)
+    assert YELLING in rows and "label match" in rows[YELLING][-1], status
     slots = [str(YELLING), 40.0, "", 0.0, "", 0.0, "", 0.0]
     status, baseline, steered, _ = client.predict(sae_id, "the cat sat on the mat", "additive", "all", False, 16,
                                                   1.0, 1.0, 3, False, *slots, api_name="/steering_generate")
