@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..records import from_dict
 from ..errors import MistudioError, ValidationError
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -84,8 +85,7 @@ class ProviderConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProviderConfig":
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in (d or {}).items() if k in known})
+        return from_dict(cls, d or {})
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.price_in_per_1m + completion_tokens * self.price_out_per_1m) / 1e6

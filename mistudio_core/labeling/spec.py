@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from ..records import from_dict
 from ..errors import ValidationError
 from .client import ProviderConfig
 from .prompts import DEFAULT_SYSTEM, DEFAULT_TEMPLATE, check_template
@@ -74,8 +75,7 @@ class LabelSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LabelSpec":
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in (d or {}).items() if k in known})
+        return from_dict(cls, d or {})
 
     def fingerprint(self) -> str:
         """Identity of the labeling settings: a feature auto-labeled with the same fingerprint is done, so a
