@@ -18,6 +18,7 @@ from .errors import ValidationError
 SPEC_MODULES = {
     "train": "mistudio_core.sae.train_spec",
     "evaluate": "mistudio_core.jobs.eval_job",
+    "benchmark": "mistudio_core.benchsuite.job",
 }
 
 

@@ -14,17 +14,24 @@ from ..jobs.kinds import register_job
 from .spec import BenchSpec, check_inputs
 
 
-def validate(spec: dict, store=None) -> None:
-    """The fields; with a store also everything `check_inputs` refuses (before the job is queued)."""
+def build(preset: str | None = None, store=None, **fields) -> dict:
+    """The "benchmark" spec of the given fields (`spec.build("benchmark", ...)`), checked."""
+    spec = BenchSpec.from_dict({k: v for k, v in fields.items() if v is not None}).to_dict()
+    validate(spec, store)
+    return spec
+
+
+def validate(spec: dict, store=None) -> BenchSpec:
+    """The one check of a "benchmark" spec: its fields, and with a store everything `check_inputs` refuses."""
     s = BenchSpec.from_dict(spec)
     if store is not None:
         check_inputs(store, s)
+    return s
 
 
 def submit_benchmark(registry, spec: dict, owner: str | None = None) -> str:
-    """Check the inputs against the store, then queue the job; returns its id."""
-    s = BenchSpec.from_dict(spec)
-    check_inputs(registry.store, s)
+    """Check the spec against the store (`validate`), then queue the job; returns its id."""
+    s = validate(spec, registry.store)
     return registry.submit("benchmark", s.to_dict(), owner=owner, name=f"{s.sae_id}-suite")
 
 

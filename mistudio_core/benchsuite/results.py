@@ -85,7 +85,7 @@ def suites(store: Store) -> list[tuple[int, str]]:
 
 
 def source_line(record: dict) -> str:
-    """Where the core numbers of a record were measured, in words ("sotu held-out, 48 contexts")."""
+    """Where the core numbers of a record were measured, in words ("sotu held-out, 64 contexts")."""
     from ..sae.evals import source_label
 
     core = record.get("core") or {}

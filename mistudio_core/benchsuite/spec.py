@@ -25,7 +25,7 @@ class BenchSpec:
     """Split of `dataset_id` those parts read: "heldout" (never trained on) or "train"."""
     parts: list[str] = field(default_factory=lambda: list(PARTS))
     """Parts to run: core (EV, CE, L0, … + shrinkage), absorption, probing, autointerp."""
-    n_contexts: int = 48
+    n_contexts: int = 64
     """Contexts of the split for core metrics, shrinkage and auto-interp examples."""
     downstream: bool = True
     """Core metrics include CE loss recovered and KL (3 full model forwards per batch)."""

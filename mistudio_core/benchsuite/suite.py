@@ -1,6 +1,6 @@
 """Run the benchmark suite on one SAE: each part reads bounded amounts of text so the whole suite fits a CPU.
 
-Budget on the built-in model (defaults): core = 48 held-out contexts (3 full forwards each for CE), shrinkage and
+Budget on the built-in model (defaults): core = 64 held-out contexts (3 full forwards each for CE), shrinkage and
 auto-interp reuse those contexts' activations; absorption = 1,500 prompts of ~30 tokens stopped after the hook's
 layer; probing = ~4 snippets of 64 tokens per document (~2,800 snippets over four tasks), also stopped early;
 auto-interp = 12 latents × (1 label + detection + fuzzing) with the labeler. Every part reports its progress
