@@ -6,6 +6,7 @@ import functools
 import gradio as gr
 import pandas as pd
 
+from mistudio_core.features.extract import ExtractConfig
 from mistudio_core.features.token_filters import FILTERS
 
 from . import features as h
@@ -21,8 +22,9 @@ def _extract_panel():
         gr.Markdown("One pass over the dataset: per feature, the top examples, statistics, an activation "
                     "histogram and quantile examples. Runs as a background job; you can leave the page.")
         with gr.Row():
-            n_tokens = gr.Number(label="Tokens", value=1_000_000, precision=0, minimum=1)
-            top_k = gr.Number(label="Top examples per feature", value=100, precision=0, minimum=1, maximum=1000)
+            n_tokens = gr.Number(label="Tokens", value=ExtractConfig().n_tokens, precision=0, minimum=1)
+            top_k = gr.Number(label="Top examples per feature", value=ExtractConfig().top_k, precision=0, minimum=1,
+                              maximum=1000)
             threshold = gr.Number(label="Firing threshold", value=0.0, minimum=0)
         filters = gr.CheckboxGroup(list(FILTERS), value=["special"], label="Token filters (never count as firing)")
         start = gr.Button("Start extraction", variant="primary")

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
 
 from ..compute import CHOICES, MIN_SPEEDUP, cpu_bf16_speedup
 from ..errors import ValidationError
+from ..records import from_dict
 from .bookkeeping import FeatureAccumulator
 from .logits import decoder_logits
 from .results import FeatureResults
@@ -111,8 +112,7 @@ class ExtractConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExtractConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return from_dict(cls, d, "extraction settings")
 
 
 def _device_of(model) -> torch.device:

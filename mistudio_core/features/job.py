@@ -68,7 +68,7 @@ def run(spec: dict, ctx) -> dict:
     """Job kind "extract": spec is an `ExtractConfig` dict, plus an optional `quantization` ("8bit"/"4bit"; the
     submitter checks it with `models.check_quantization`). Progress steps count tokens (pass 2 and the logits
     are scaled onto the same axis), so the registry's rate and ETA cover the whole job."""
-    cfg = ExtractConfig.from_dict(spec)
+    cfg = ExtractConfig.from_dict({k: v for k, v in spec.items() if k != "quantization"})
     total = cfg.n_tokens
     t0 = time.time()
 

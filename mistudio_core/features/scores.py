@@ -176,7 +176,8 @@ def output_score_tensors(model, sae, hook_name: str, feature_ids, max_acts, lens
     acts = torch.as_tensor(max_acts, dtype=torch.float32).flatten()
     n = len(ids)
     out = {"output_score": torch.full((n,), torch.nan), "output_prob": torch.full((n,), torch.nan),
-           "output_rank": torch.full((n,), -1, dtype=torch.long), "output_token": torch.full((n,), -1, dtype=torch.long)}
+           "output_rank": torch.full((n,), -1, dtype=torch.long),
+           "output_token": torch.full((n,), -1, dtype=torch.long)}
     live = torch.nonzero(acts > 0).flatten()
     if not len(live):
         return out
