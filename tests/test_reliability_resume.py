@@ -50,11 +50,6 @@ def arm_point(point: str) -> None:
         import mistudio_core.activations as act
 
         act.capture = die
-    elif point == "mid-step":  # any signature: the trainer's step grew arguments before
-        from mistudio_core.sae import trainer
-
-        step = trainer._Run.step
-        trainer._Run.step = lambda self, x, s, *a, **k: die() if s == STEPS - 3 else step(self, x, s, *a, **k)
     else:
         arm(point)
 

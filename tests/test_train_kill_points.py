@@ -52,7 +52,7 @@ def arm(point: str) -> None:
 
     if point == "mid-step":
         step = trainer._Run.step
-        trainer._Run.step = lambda self, x, s: die() if s == STEPS - 3 else step(self, x, s)
+        trainer._Run.step = lambda self, x, s, *a, **k: die() if s == STEPS - 3 else step(self, x, s, *a, **k)
     elif point == "mid-checkpoint":
         save = jc.save_checkpoint
 
