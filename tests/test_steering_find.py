@@ -92,3 +92,8 @@ def test_steering_a_dead_feature_is_refused_naming_it():
         check_steerable(_stats(), [SteerFeature(5, 1.0), SteerFeature(3, 2.0)])
     check_steerable({}, [SteerFeature(3, 1.0)])   # no extraction: nothing known, nothing refused
     assert math.isfinite(SteerFeature(3, -2.5).strength)
+
+
+def test_a_word_the_vocabulary_only_splits_still_has_tokens(target):
+    ids = find.concept_token_ids(target.tokenizer, "yelling")   # the tiny BPE has no long piece of it
+    assert ids and all(isinstance(i, int) for i in ids)

@@ -48,15 +48,18 @@ def concept_token_ids(tokenizer, concept: str) -> list[int]:
     if not text:
         raise ValidationError("The concept is empty. Type a word or phrase the model should write, e.g. 'war' or "
                               "'thank you'.")
-    ids = set()
+    ids, firsts = set(), set()
     for word in {text, *text.split()}:
         for spelling in {word, word.lower(), word.capitalize(), word.upper()}:
             for variant in (spelling, " " + spelling):
                 toks = tokenizer(variant, add_special_tokens=False)["input_ids"]
                 piece = tokenizer.decode(toks[:1]).strip() if toks else ""
+                if piece:
+                    firsts.add(int(toks[0]))
                 if piece and (len(toks) == 1 or len(piece) >= min(MIN_PIECE, len(word))):
                     ids.add(int(toks[0]))
-    return sorted(ids)
+    # A small vocabulary splits every spelling into short pieces: then the first pieces are all there is.
+    return sorted(ids or firsts)
 
 
 @torch.no_grad()
