@@ -73,7 +73,7 @@ def sweep(ctx, cv, steer_as, feats, prompts, effect, progress=gr.Progress()) -> 
 
     with _LOCK:
         res = auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name, steering, list(sc.CONCEPT_MULTIPLES),
-                         prompts=prompts, text_effect=(effect, fn) if fn else None,
+                         prompts=prompts, text_effect=(effect, fn) if fn else None, max_new_tokens=sc.CONCEPT_TOKENS,
                          max_ppl_ratio=sc.CONCEPT_MAX_PPL_RATIO, pick="effect", progress=progress_adapter(progress))
     best = res["suggested_strength"]
     return (ok(f"Swept {len(res['rows'])} multipliers × {len(prompts)} prompts × {res['seeds']} seeds."),

@@ -89,6 +89,7 @@ def _concept(args, t) -> dict:
         auto = auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name, steering, list(C.CONCEPT_MULTIPLES),
                           prompts=d.get("prompts") or [args.prompt or "From my experience,"],
                           text_effect=(d["effect"], fn) if fn else None, max_ppl_ratio=C.CONCEPT_MAX_PPL_RATIO,
+                          max_new_tokens=C.CONCEPT_TOKENS,
                           pick="effect")
         mult, out["suggestion"] = auto["suggested_strength"], auto["suggestion"]
     out["multiplier"] = mult
