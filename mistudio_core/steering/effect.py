@@ -66,11 +66,24 @@ def effect_tokens(model, tokenizer, sae, features: list[int], results=None, n: i
             "tokens": {f: [tokenizer.decode([t]) for t in ids] for f, ids in ids_by.items()}}
 
 
+_VOCAB_KEYS: dict = {}
+
+
+def _vocab_keys(tokenizer) -> list[str]:
+    """`token_key` of every id, decoded once per tokenizer (a sweep builds a mask per prompt; 49k decodes each)."""
+    cached = _VOCAB_KEYS.get(id(tokenizer))
+    if cached is None or cached[0] is not tokenizer:
+        _VOCAB_KEYS.clear()
+        cached = _VOCAB_KEYS[id(tokenizer)] = (tokenizer, [token_key(tokenizer, i) for i in range(len(tokenizer))])
+    return cached[1]
+
+
 def key_mask(tokenizer, keys, vocab_size: int) -> torch.Tensor:
     """bool [vocab_size]: the token ids whose key (`token_key`) is in `keys`. The effect score's token set as a
     vocabulary mask, so the probability the model gives those tokens can be read off its logits."""
     keys = set(keys)
-    ids = [i for i in range(min(vocab_size, len(tokenizer))) if token_key(tokenizer, i) in keys]
+    vocab_keys = _vocab_keys(tokenizer)
+    ids = [i for i in range(min(vocab_size, len(vocab_keys))) if vocab_keys[i] in keys]
     mask = torch.zeros(vocab_size, dtype=torch.bool)
     mask[ids] = True
     return mask
