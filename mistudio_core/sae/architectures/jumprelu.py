@@ -69,7 +69,8 @@ class JumpReLU(Architecture):
     def initialise(self, sae, x, tcfg):
         """θ at tcfg.jumprelu_init_threshold, or per latent at the first batch's (1 − T/d_sae) quantile of its
         pre-activations, so training starts at L0 ≈ T (a small uniform start leaves half of the latents on and the
-        penalty needs thousands of steps to raise θ at Adam's ~lr per step)."""
+        penalty needs thousands of steps to raise θ at Adam's ~lr per step). Under torchrun the trainer then
+        broadcasts rank 0's θ (its share of the first batch)."""
         if tcfg.jumprelu_init_threshold is not None:
             sae.threshold.fill_(tcfg.jumprelu_init_threshold)
             return
