@@ -79,7 +79,8 @@ def main() -> None:
     for name, cfg in (("raw concept vector", C.as_vector(cv)), (f"{len(cv['features'])} features found",
                                                                  C.as_features(cv))):
         auto = auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name, cfg, list(C.CONCEPT_MULTIPLES),
-                          prompts=d["prompts"], text_effect=("caps", C.uppercase_share), max_new_tokens=C.CONCEPT_TOKENS,
+                          prompts=d["prompts"], text_effect=("caps", C.uppercase_share),
+                          max_new_tokens=C.CONCEPT_TOKENS,
                           max_ppl_ratio=C.CONCEPT_MAX_PPL_RATIO, pick="effect")
         m = auto["suggested_strength"]
         if m is None:

@@ -1,11 +1,14 @@
 """Steering tab: generate with SAE features amplified or suppressed, side by side with the unsteered baseline.
 
-Pick an SAE, find features by label or index, set strengths (negative pushes away from a feature), then
-generate: both columns stream from the same seed, so what differs is the steering alone. Every run names its two
-activations: the activation in the steered model (at the hook) and the unsteered model reading the output. A
-strength sweep (over seeds) charts both, the perplexity and the effect share (generated tokens among the feature's
-top tokens) against the unsteered baseline, and suggests a strength (largest with perplexity ≤ 1.5× baseline).
-Sessions (prompt, features, strengths, outputs) and prompt sets (a batch template) are saved in the data directory. Handlers are plain functions of `(ctx, ...)` tested directly; the first output is a status.
+Pick an SAE, then *find* a feature by what it writes (a word: features ranked by measured push, output score and
+top logit-lens tokens; label words rank label matches up; a number is an index). One click on a row puts the
+feature into a free slot and a short automatic sweep (`steering/auto.py`) sets its strength, shown raw and in units
+of the feature's max activation. Generate: both columns stream from the same seed, so what differs is the steering
+alone; every run names its two activations (in the steered model at the hook; the unsteered model reading the
+output). A strength sweep shows readable, expandable rows (effect, output perplexity, capability cost) and a chart.
+The concept panel (`steering_concept.py`) and feature groups (`steering_groups.py`) sit below; sessions and prompt
+sets are saved in the data directory. Handlers are plain functions of `(ctx, ...)` tested directly; the first
+output is a status.
 """
 from __future__ import annotations
 
@@ -291,7 +294,8 @@ def _wire(ctx: AppContext, c: dict) -> None:
     picked = c["hits"].select(pick_row, [c["hits"]], [c["picked"]], api_name="steering_pick_feature")
     added = picked.then(bind(add, ctx), [sae, c["picked"], *slots], [status, *slots], api_name="steering_add_feature")
     added.success(bind(auto_strength, ctx), [sae, c["picked"], *slots],
-                  [status, c["sweep_table"], c["suggestion"], c["suggested"], *slots], api_name="steering_auto_strength")
+                  [status, c["sweep_table"], c["suggestion"], c["suggested"], *slots],
+                  api_name="steering_auto_strength")
     for k, comp in enumerate(slots):
         comp.change(bind(units_md, ctx), [sae, *slots], [c["units"]], api_name=f"steering_units_{k}",
                     api_visibility="undocumented", show_progress="hidden")

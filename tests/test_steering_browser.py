@@ -46,12 +46,13 @@ def test_steering_tab_generate_sweep_and_session(store, tmp_path, monkeypatch, a
         query.press("Enter")
         status.get_by_text("feature(s) found").wait_for(timeout=30_000)
         results = page.locator("#steering-find-results")
-        results.get_by_text("shouting in capital letters").first.click()   # one click on the row fills a slot
+        label = results.locator("td:visible").filter(has_text="shouting in capital letters").first
+        label.click()                                                      # one click on the row fills a slot
         expect(page.get_by_label("feature 1", exact=True)).to_have_value("5", timeout=15_000)
         expect(status).to_contain_text("automatic sweep", timeout=120_000)   # and sets its strength
         expect(page.locator("#steering-units")).to_contain_text("slot 1: feature 5 at")
         assert page.get_by_role("button", name="Add", exact=True).count() == 0   # no second step
-        results.get_by_text("shouting in capital letters").first.click()   # a second click takes no other slot
+        label.click()                                                      # a second click takes no other slot
         status.get_by_text("already in slot 1").wait_for(timeout=15_000)
         expect(page.get_by_label("feature 2", exact=True)).to_have_value("")
 

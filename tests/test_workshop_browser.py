@@ -58,7 +58,8 @@ def test_run_of_show_in_the_browser(tmp_path, artifacts_dir):
         query.fill("yelling")
         query.press("Enter")
         expect(steer_status).to_contain_text("feature(s) found", timeout=60_000)
-        page.locator("#steering-find-results").get_by_text("label match").first.click()   # one click: a slot
+        # one click on the labelled row puts the feature into a slot
+        page.locator("#steering-find-results td:visible").filter(has_text="label match").first.click()
         expect(page.get_by_label("feature 1", exact=True)).to_have_value(str(YELLING), timeout=15_000)
         expect(steer_status).to_contain_text("automatic sweep", timeout=180_000)      # then its strength
         strength = page.get_by_label("number input for strength (negative suppresses)").first
