@@ -20,8 +20,8 @@ import gradio as gr
 
 from mistudio_core.errors import MistudioError, ValidationError
 from mistudio_core.steering import sessions as ss
-from mistudio_core.steering.generate import SamplingConfig, compare_stream, run_prompt_set
 from mistudio_core.steering.auto import auto_sweep, feature_strengths
+from mistudio_core.steering.generate import SamplingConfig, compare_stream, run_prompt_set
 from mistudio_core.steering.find import find_features, find_one, fmt_strength
 from mistudio_core.steering.loader import (check_steerable, effect_tokens_for, feature_label, load_target,
                                            search_features, stats_for)
