@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from ..errors import ValidationError
+from ..records import from_dict
 
 ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk")
 TRAINABLE = ("standard", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu")
@@ -90,8 +91,7 @@ class SAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SAEConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return from_dict(cls, d)
 
 
 @dataclass
@@ -106,12 +106,9 @@ class TrainConfig:
     """Active latents per token (topk, batchtopk)."""
     l1_coefficient: float = 2.0
     """Standard SAE only: λ in ‖x−x̂‖² + λ·Σ_i z_i‖W_dec[i]‖ (squared error summed over d_in, mean over tokens).
-    Its meaning depends on the input scale. With normalize_activations="expected_average_only_in" (inputs at mean
-    norm sqrt(d_in), the default) a latent survives roughly when its activation exceeds λ, and activations grow
-    like sqrt(d_in), so λ ∝ sqrt(d_in) keeps the same sparsity: λ≈2 suits d_in≈576 (Anthropic's 5 is for wider
-    models). On inputs scaled to unit mean norm (ANCHORS.md's "50") the same loss, up to a factor, has
-    λ_here = λ_unit·sqrt(d_in). Measured here (synthetic planted dictionary, d_in 64, 400 steps):
-    λ=1 → L0 88, EV 0.77; λ=2 → L0 42, EV 0.48; λ=3 → L0 19, EV 0.19 — L1 SAEs need long runs with warm-ups."""
+    On inputs normalised to mean norm sqrt(d_in) (the default) a latent survives roughly when its activation exceeds
+    λ, so λ ∝ sqrt(d_in) keeps the same sparsity: ≈2 suits d_in≈576; values tuned for unit-norm inputs carry over
+    as λ·sqrt(d_in). Or set target_l0 and let λ be found (docs/PRESETS.md has the measurements)."""
     lr: float = 3e-4
     """Adam learning rate (peak, after warm-up)."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -133,8 +130,8 @@ class TrainConfig:
     and is adjusted multiplicatively every step of the first target_l0_steps steps (log λ moves by 0.05·e + (e −
     e_prev), e = log(L0/target), at most ±0.05: damped, since L0 answers λ late), then frozen for the rest."""
     target_l0_steps: int | None = None
-    """Steps during which λ chases target_l0; None → the whole run. (Freezing λ at 70% let L0 drift from 47 to 57
-    for a target of 40 while the SAE kept learning; chasing to the end, as the lr decays, landed at 38.)"""
+    """Steps during which λ chases target_l0; None → the whole run (chasing to the end, as the lr decays, lands
+    closest to the target: docs/PRESETS.md)."""
     dead_feature_window: int | None = None
     """A latent that has not fired in this many tokens counts as dead (and feeds AuxK for topk). None (default)
     scales with the run: min(1M, training tokens / 4), so a short run still reports dead latents and AuxK acts
@@ -170,26 +167,16 @@ class TrainConfig:
     token_noise_contexts: float = 0.0
     """Data augmentation: the share of training contexts in which token_noise_rate of the tokens (never position 0)
     are replaced by random vocabulary tokens (drawn as token_noise_rank_offset says) before the model runs, so the
-    SAE also sees token directions its corpus lacks. Measured on the built-in model and corpus (TopK 8× k=32,
-    layer 8, 400 steps, uniform draws): 1/3 of contexts at rate 0.15 raised explained variance on Python's docs
-    from 0.743 to 0.759 and on legal text from 0.837 to 0.846, at 0.902 → 0.901 in domain; half of the contexts at
-    rate 0.3 raised Python's docs further, 0.768 → 0.791 at lr 4.8e-3, legal text 0.852 → 0.856, in domain 0.907 →
-    0.903 (uniform rate 0.5 or two thirds of the contexts: no better; with the rank prior 0.7 is better, and the
-    presets take it). 0 (default) turns it off."""
+    SAE also sees token directions its corpus lacks (what it bought out of domain: docs/PRESETS.md). 0 turns it
+    off."""
     token_noise_rate: float = 0.15
     """Share of the tokens replaced in a noised context (see token_noise_contexts)."""
     token_noise_rank_offset: float = 0.0
-    """How token noise draws its replacement ids. 0 (default): uniformly from the vocabulary. C > 0: id number r of
-    the vocabulary (special and added tokens left out) with probability ∝ 1 / (r + C). A byte-pair tokenizer numbers
-    its tokens in the order it learned its merges, which follows their frequency in its (broad) training text, so
-    this prior puts common tokens of every domain — punctuation, whitespace runs, short words, code pieces — into
-    the noise far more often than rare word fragments; a tokenizer numbered otherwise just gets a skewed pool.
-    Measured (built-in model and corpus, TopK 8× k=32 at layer 8, 400 steps, half the contexts noised at 30%):
-    C = 1000 against uniform raised EV on CPython's reference 0.7905 → 0.7943, stdlib docstrings 0.776 → 0.778,
-    legal text 0.856 → 0.859, in domain 0.9030 → 0.9034; C = 100 gained about half as much, C = 3000 no more. With
-    this prior a higher token_noise_rate keeps paying (uniform noise stopped at 0.3): at 0.5 / 0.7 / 0.9 the
-    reference 0.796 / 0.799 / 0.798, docstrings 0.782 / 0.788 / 0.787, in domain 0.900 / 0.899 / 0.897 (the
-    quality preset takes 0.7)."""
+    """How token noise draws its replacement ids. 0: uniformly from the vocabulary. C > 0: id number r of the
+    vocabulary (special and added tokens left out) with probability ∝ 1 / (r + C). A byte-pair tokenizer numbers its
+    tokens in the order it learned its merges, which follows their frequency in its broad training text, so this
+    prior puts common tokens of every domain (punctuation, whitespace runs, short words, code pieces) into the
+    noise far more often than rare word fragments; a tokenizer numbered otherwise just gets a skewed pool."""
     distribute_saes: bool = False
     """Under torchrun with several SAEs (hooks) in one job: give each rank its own SAEs (round robin: rank r trains
     SAEs r, r+world, ...) on the whole batch, capturing only their hooks, with no gradient all-reduce (sparsify's
@@ -344,8 +331,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return from_dict(cls, d)
 
 
 def matryoshka_levels(prefixes: list[int] | None, d_sae: int | None) -> list[int]:
@@ -373,17 +359,3 @@ def resolve_hook_out(hook_in: str | None, hook_out: str) -> str:
         raise ValidationError(f"hook_out {hook_out!r} is a bare site, but the input hook {hook_in!r} names no layer; "
                               "give the full name, e.g. blocks.8.hook_mlp_out.")
     return f"blocks.{m.group(1)}.{hook_out}"
-
-
-def field_docs(cls) -> dict[str, str]:
-    """`{field: docstring}` of a config dataclass, read from the string literal under each field (for CLI help)."""
-    import ast
-    import inspect
-    import textwrap
-
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = " ".join(str(nxt.value.value).split())
-    return docs
