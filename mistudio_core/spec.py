@@ -17,7 +17,7 @@ from .errors import ValidationError
 # kind → module with `build(preset, store, **fields)`, `validate(spec, store)` and (optionally) `estimate`.
 SPEC_MODULES = {
     "train": "mistudio_core.sae.train_spec",
-    "evaluate": "mistudio_core.jobs.eval_job",
+    "evaluate": "mistudio_core.sae.eval_job",
     "benchmark": "mistudio_core.benchsuite.job",
 }
 

@@ -95,21 +95,25 @@ def cancel(ctx: AppContext, job_id: str | None) -> str:
 
 
 def suite_choices(ctx: AppContext, current: str | None) -> Any:
-    """Every (suite version, dataset) some SAE has a result for."""
-    items = [(f"suite v{v} on {d}", results.result_key(v, d)) for v, d in results.suites(ctx.store)]
+    """Every (suite version, dataset, split) some SAE has a result for, labelled like "suite v1 on sotu held-out"."""
+    from mistudio_core.sae.evals import source_label
+
+    items = [(f"suite v{v} on {source_label({'dataset_id': d, 'split': s})}", results.result_key(v, d, s))
+             for v, d, s in results.suites(ctx.store)]
     keys = [k for _, k in items]
     return gr.update(choices=items, value=current if current in keys else (keys[0] if keys else None))
 
 
 def _rows(ctx: AppContext, key: str | None) -> list[dict]:
-    if not key or "__" not in key:
+    try:
+        version, dataset_id, split = results.parse_key(key or "")
+    except ValueError:  # no suite chosen yet (or a hand-typed key): nothing to show
         return []
-    version, dataset_id = key.split("__", 1)
-    return results.comparison(ctx.store, dataset_id, int(version.lstrip("v")))
+    return results.comparison(ctx.store, dataset_id, version, split)
 
 
 def compare(ctx: AppContext, key: str | None) -> Any:
-    """SAEs side by side on one suite version and dataset, best k=1 probing first."""
+    """SAEs side by side on one suite version, dataset and split, best k=1 probing first."""
     rows = sorted(_rows(ctx, key), key=lambda r: -(r.get("probe_k1") or -1.0))
     shown = [{k: fmt_metric(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
     return table(shown, COLUMNS)
@@ -168,9 +172,9 @@ def build(ctx: AppContext, sae: gr.Dropdown) -> gr.Dropdown:
             cancel_btn = gr.Button("Cancel benchmark", scale=1)
             job = gr.Textbox(label="benchmark job", interactive=False, scale=2)
         status = gr.Markdown(elem_id="saes-bench-status")
-        which = gr.Dropdown(label="results (suite version, dataset)", choices=[], allow_custom_value=True)
+        which = gr.Dropdown(label="results (suite version, dataset, split)", choices=[], allow_custom_value=True)
         plot = gr.Plot(label="Pareto: each metric against L0")
-        cmp_table = gr.Dataframe(table([], COLUMNS), label="SAEs on this suite and data", interactive=False,
+        cmp_table = gr.Dataframe(table([], COLUMNS), label="SAEs on this suite, data and split", interactive=False,
                                  elem_id="saes-bench-compare", max_height=320)
 
     from . import saes_eval  # the datasets an SAE can be evaluated on

@@ -39,7 +39,7 @@ def datasets_for(ctx: AppContext, sae_id: str | None, current: str | None) -> An
 @guarded(2)
 def start(ctx: AppContext, sae_id: str | None, dataset_id: str | None, split: str, n_contexts: float) -> tuple:
     """Queue an "evaluate" job (inputs are checked first: model, width, enough contexts)."""
-    from mistudio_core.jobs.eval_job import submit_eval
+    from mistudio_core.sae.eval_job import submit_eval
 
     require_writable(ctx)
     if not sae_id or not dataset_id:

@@ -14,7 +14,8 @@ def test_pareto_and_table_show_every_benchmarked_sae(store):
     results.store_result(store, a, _record("heldout", 0.81, 0.2))
     results.store_result(store, b, _record("heldout", 0.90, 0.05))
     choices = saes_bench.suite_choices(ctx, None)
-    assert choices["value"] == f"v{results.SUITE_VERSION}__sotu"
+    assert choices["value"] == f"v{results.SUITE_VERSION}__sotu__heldout"
+    assert choices["choices"][0][0] == f"suite v{results.SUITE_VERSION} on sotu held-out"
     fig, frame = saes_bench.show(ctx, choices["value"])
     points = [t for t in fig.data if t.mode == "markers"]
     assert [len(t.x) for t in points] == [2, 0, 2, 2]  # EV, CE (not in these records), absorption, probing

@@ -36,18 +36,23 @@ def _record(split: str, ev: float, absorption: float) -> dict:
 def test_result_is_stored_and_reloaded_with_provenance(store):
     a, b = _sae(store, "a"), _sae(store, "b")
     path = results.store_result(store, a, _record("heldout", 0.81, 0.2))
-    assert path.parent.name == "bench" and path.name == f"v{results.SUITE_VERSION}__sotu.json"
+    assert path.parent.name == "bench" and path.name == f"v{results.SUITE_VERSION}__sotu__heldout.json"
     loaded = results.load_result(store, a, "sotu")
     assert loaded["sae_id"] == a and loaded["provenance"]["probing"].endswith("(texts the SAE may have trained on)")
     assert loaded["headline"] == {"l0": 32.0, "explained_variance": 0.81, "l2_ratio": 0.93, "absorption_rate": 0.2,
                                   "absorption_fraction": 0.1, "probe_raw": 0.95, "probe_sae_full": 0.9,
                                   "probe_k1": 0.7, "probe_k2": 0.75, "probe_k5": 0.8}
     results.store_result(store, b, _record("train", 0.9, 0.0))
-    rows = {r["sae_id"]: r for r in results.comparison(store, "sotu")}
-    assert rows[a]["source"] == "sotu held-out, 64 contexts"
-    assert rows[b]["source"] == "sotu train split, 64 contexts"  # never shown under a held-out name
-    assert rows[b]["explained_variance"] == 0.9 and rows[a]["architecture"] == "topk"
-    assert results.suites(store) == [(results.SUITE_VERSION, "sotu")]
+    results.store_result(store, a, _record("train", 0.95, 0.0))  # a second split: a second record, not a swap
+    assert results.load_result(store, a, "sotu")["headline"]["explained_variance"] == 0.81
+    held = results.comparison(store, "sotu")
+    assert [(r["sae_id"], r["source"]) for r in held] == [(a, "sotu held-out, 64 contexts")]
+    train = {r["sae_id"]: r for r in results.comparison(store, "sotu", split="train")}
+    assert train[b]["source"] == "sotu train split, 64 contexts"  # never shown under a held-out name
+    assert train[b]["explained_variance"] == 0.9 and train[a]["architecture"] == "topk"
+    v = results.SUITE_VERSION
+    assert results.suites(store) == [(v, "sotu", "heldout"), (v, "sotu", "train")]
+    assert results.parse_key(results.result_key(v, "my__data", "train")) == (v, "my__data", "train")
     text = human(loaded)
     assert "sotu held-out, 64 contexts" in text and "absorption_rate" in text and "vocabulary words" in text
 

@@ -119,7 +119,7 @@ def test_train_job_registers_the_sae_with_history(runner, reference):
 
 
 def test_cancel_then_resume_equals_uninterrupted(runner, reference, monkeypatch):
-    from mistudio_core.jobs import train_job
+    from mistudio_core.sae import train_job
 
     reg = runner.registry
     armed = [True]

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from mistudio_core import spec as spec_mod
 from mistudio_core.errors import MistudioError, ValidationError
 from mistudio_core.jobs import JobRegistry, Runner
-from mistudio_core.jobs.eval_job import submit_eval
+from mistudio_core.sae.eval_job import submit_eval
 from mistudio_core.sae import evals
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.library import register_sae

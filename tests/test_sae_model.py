@@ -112,8 +112,8 @@ def _dense_standard_loss(sae, x, l1):
 @pytest.mark.parametrize("density", [0.0, 1.0])  # 0: dense kernel; 1: pair lists for any density
 @pytest.mark.parametrize("b_dec_in", [True, False])
 def test_standard_kernels_match_dense_autograd(monkeypatch, density, b_dec_in):
-    from mistudio_core.sae import model
-    monkeypatch.setattr(model, "SPARSE_DENSITY", density)
+    from mistudio_core.sae import kernels
+    monkeypatch.setattr(kernels, "SPARSE_DENSITY", density)
     torch.manual_seed(0)
     sae = SAE(SAEConfig("standard", 16, 96, dtype="float64", apply_b_dec_to_input=b_dec_in), seed=1)
     with torch.no_grad():

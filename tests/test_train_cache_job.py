@@ -54,7 +54,7 @@ def test_second_job_reuses_the_cache_and_gets_the_same_weights(runner, reference
 
 
 def test_cancel_then_resume_on_the_cache_equals_uninterrupted(runner, reference, monkeypatch):
-    from mistudio_core.jobs import train_job
+    from mistudio_core.sae import train_job
 
     reg = runner.registry
     armed = [True]

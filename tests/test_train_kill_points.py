@@ -45,7 +45,7 @@ def die(*_a, **_k):
 def arm(point: str) -> None:
     """In the child: make the job SIGKILL itself at `point`."""
     import mistudio_core.jobs.context as jc
-    import mistudio_core.jobs.train_finish as tf
+    import mistudio_core.sae.train_finish as tf
     import mistudio_core.sae.evaluate as ev
     import mistudio_core.sae.library as lib
     from mistudio_core.sae import trainer

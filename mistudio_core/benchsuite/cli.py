@@ -46,7 +46,7 @@ def run_from_args(args) -> dict:
     record = run_foreground(args.store, "benchmark", spec, name=f"{args.sae}-suite")
     result = outcome(record)
     args.human = human
-    return load_result(args.store, result["sae_id"], result["dataset_id"], result["suite_version"])
+    return load_result(args.store, result["sae_id"], result["dataset_id"], result["suite_version"], result["split"])
 
 
 def human(record: dict) -> str:

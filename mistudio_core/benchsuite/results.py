@@ -1,6 +1,6 @@
-"""Stored benchmark results: one record per (SAE, suite version, dataset), with where every number comes from.
+"""Stored benchmark results: one record per (SAE, suite version, dataset, split), with where every number comes from.
 
-    saes/<sae_id>/bench/v<version>__<dataset_id>.json = {sae_id, suite_version, dataset_id, split, model_id,
+    saes/<sae_id>/bench/v<version>__<dataset_id>__<split>.json = {sae_id, suite_version, dataset_id, split, model_id,
         hook_name, created, seconds {part: s}, parts, spec, headline {name: value}, provenance {part: words},
         core, absorption, probing, autointerp}
 
@@ -24,12 +24,20 @@ HEADLINE = ("l0", "explained_variance", "ce_loss_recovered", "l2_ratio", "dead_f
             "autointerp_score", "autointerp_detection", "autointerp_fuzzing")
 
 
-def result_key(version: int, dataset_id: str) -> str:
-    return f"v{version}__{dataset_id}"
+def result_key(version: int, dataset_id: str, split: str = "heldout") -> str:
+    return f"v{version}__{dataset_id}__{split}"
 
 
-def result_path(store: Store, sae_id: str, dataset_id: str, version: int = SUITE_VERSION) -> Path:
-    return store.path("saes", sae_id) / BENCH_DIR / f"{result_key(version, dataset_id)}.json"
+def parse_key(key: str) -> tuple[int, str, str]:
+    """(version, dataset_id, split) of a `result_key`."""
+    version, rest = key.split("__", 1)
+    dataset_id, split = rest.rsplit("__", 1)
+    return int(version.lstrip("v")), dataset_id, split
+
+
+def result_path(store: Store, sae_id: str, dataset_id: str, version: int = SUITE_VERSION,
+                split: str = "heldout") -> Path:
+    return store.path("saes", sae_id) / BENCH_DIR / f"{result_key(version, dataset_id, split)}.json"
 
 
 def headline(record: dict) -> dict:
@@ -55,9 +63,10 @@ def headline(record: dict) -> dict:
 
 
 def store_result(store: Store, sae_id: str, record: dict) -> Path:
-    """Write a record (atomic; replaces the same suite version + dataset) with its headline; returns the path."""
+    """Write a record (atomic; replaces the same suite version, dataset and split) with its headline; returns the
+    path."""
     record = dict(record, sae_id=sae_id, headline=headline(record))
-    path = result_path(store, sae_id, record["dataset_id"], record["suite_version"])
+    path = result_path(store, sae_id, record["dataset_id"], record["suite_version"], record["split"])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
     return path
@@ -70,18 +79,21 @@ def list_results(store: Store, sae_id: str) -> list[dict]:
     return sorted(records, key=lambda r: r.get("created", 0))
 
 
-def load_result(store: Store, sae_id: str, dataset_id: str, version: int = SUITE_VERSION) -> dict:
-    path = result_path(store, sae_id, dataset_id, version)
+def load_result(store: Store, sae_id: str, dataset_id: str, version: int = SUITE_VERSION,
+                split: str = "heldout") -> dict:
+    path = result_path(store, sae_id, dataset_id, version, split)
     if not path.is_file():
-        raise NotFoundError(f"SAE {sae_id!r} has no benchmark result of suite v{version} on {dataset_id}. Run it: "
-                            f"python -m mistudio_core eval --suite --sae {sae_id} --dataset {dataset_id}")
+        raise NotFoundError(f"SAE {sae_id!r} has no benchmark result of suite v{version} on {dataset_id} ({split}). "
+                            f"Run it: python -m mistudio_core eval --suite --sae {sae_id} --dataset {dataset_id} "
+                            f"--split {split}")
     return read_json(path)
 
 
-def suites(store: Store) -> list[tuple[int, str]]:
-    """Distinct (suite version, dataset) pairs of any library SAE's results, newest version first."""
-    pairs = {(r["suite_version"], r["dataset_id"]) for m in store.list("saes") for r in list_results(store, m["id"])}
-    return sorted(pairs, key=lambda p: (-p[0], p[1]))
+def suites(store: Store) -> list[tuple[int, str, str]]:
+    """Distinct (suite version, dataset, split) of any library SAE's results, newest version first."""
+    found = {(r["suite_version"], r["dataset_id"], r["split"]) for m in store.list("saes")
+             for r in list_results(store, m["id"])}
+    return sorted(found, key=lambda p: (-p[0], p[1], p[2]))
 
 
 def source_line(record: dict) -> str:
@@ -93,13 +105,14 @@ def source_line(record: dict) -> str:
     return f"{source_label({'dataset_id': record['dataset_id'], 'split': record.get('split')})}{n}"
 
 
-def comparison(store: Store, dataset_id: str, version: int = SUITE_VERSION) -> list[dict]:
-    """One row per SAE with a result of this suite version on this dataset: headline numbers + identity."""
+def comparison(store: Store, dataset_id: str, version: int = SUITE_VERSION, split: str = "heldout") -> list[dict]:
+    """One row per SAE with a result of this suite version on this dataset and split: headline numbers +
+    identity + where the core numbers come from."""
     rows = []
     for m in store.list("saes"):
-        path = result_path(store, m["id"], dataset_id, version)
-        if path.is_file():
-            r = read_json(path)
+        for r in list_results(store, m["id"]):
+            if (r["suite_version"], r["dataset_id"], r["split"]) != (version, dataset_id, split):
+                continue
             rows.append(dict(r.get("headline") or headline(r), sae_id=m["id"], name=m.get("name"),
                              model_id=m.get("model_id"), hook_name=m.get("hook_name"), d_sae=m.get("d_sae"),
                              architecture=m.get("architecture"), k=m.get("k"), split=r.get("split"),

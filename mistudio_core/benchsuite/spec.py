@@ -94,8 +94,8 @@ def check_inputs(store, spec: BenchSpec) -> str:
     """Everything that can be refused before a model loads: the evaluation's own checks (model, width, enough
     contexts), each probing task (two classes, ≥ 20 snippets per class) and a local labeler's model. Returns the
     model id."""
-    from ..jobs.eval_job import EvalJobSpec
-    from ..jobs.eval_job import check_inputs as check_eval
+    from ..sae.eval_job import EvalJobSpec
+    from ..sae.eval_job import check_inputs as check_eval
     from ..labeling.client import ProviderConfig
 
     model_id = check_eval(store, EvalJobSpec(sae_id=spec.sae_id, dataset_id=spec.dataset_id, split=spec.split,

@@ -103,7 +103,7 @@ def _eval(args):
         from ..benchsuite.cli import run_from_args
 
         return run_from_args(args)
-    from ..jobs.eval_job import EvalJobSpec, check_inputs
+    from ..sae.eval_job import EvalJobSpec, check_inputs
 
     spec = EvalJobSpec(sae_id=args.sae, dataset_id=args.dataset, split=args.split, n_contexts=args.n_contexts,
                        downstream=args.downstream, model_id=args.model, device=args.device)

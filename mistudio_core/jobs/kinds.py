@@ -17,11 +17,11 @@ from typing import Callable
 from ..errors import ValidationError
 
 BUILTIN_MODULES = {
-    "train": "mistudio_core.jobs.train_job",
+    "train": "mistudio_core.sae.train_job",
     "extract": "mistudio_core.features.job",
     "label": "mistudio_core.labeling.job",
     "export": "mistudio_core.interop.job",
-    "evaluate": "mistudio_core.jobs.eval_job",
+    "evaluate": "mistudio_core.sae.eval_job",
     "circuit": "mistudio_core.circuits.job",
     "benchmark": "mistudio_core.benchsuite.job",
 }

@@ -27,6 +27,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+SPARSE_DENSITY = 0.05  # a standard SAE's step uses pair lists once at most this share of its codes fire
 _BLOCK = 32
 
 

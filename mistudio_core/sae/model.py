@@ -14,7 +14,7 @@ change of codes decodes to the change of output.
 How a step is computed (kernels.py): the encoder's pre-activations are the one dense product, written into a
 buffer reused across steps; the active (token, latent) pairs are then decoded and differentiated sparsely, and
 b_dec's gradient through xc is W_enc @ Σ_b ∂L/∂pre_b rather than a [B, d_in] product. Standard SAEs switch to
-pair lists once at most SPARSE_DENSITY of their codes fire (early in training about half do: dense kernel).
+pair lists once at most kernels.SPARSE_DENSITY of their codes fire (early in training about half do: dense kernel).
 Gradients equal dense autograd's (tests/test_sae_model.py).
 """
 from __future__ import annotations
@@ -26,8 +26,6 @@ from .config import SAEConfig
 from . import kernels
 from .architectures import get as get_architecture
 
-SPARSE_DENSITY = 0.05
-"""Standard SAEs train on pair lists once at most this fraction of codes is active (measured crossover ~8%)."""
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
            "float16": torch.float16}
 

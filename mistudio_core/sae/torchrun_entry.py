@@ -19,7 +19,7 @@ from .distributed_job import WorkerContext
 
 def run_rank(store, spec: dict) -> None:
     """Train this (non-main) rank's share of the job `spec`, then leave the group."""
-    from ..jobs.train_job import train_and_register
+    from ..sae.train_job import train_and_register
     from .train_spec import TrainJobSpec
 
     ctx = WorkerContext(store)
@@ -47,7 +47,7 @@ def torchrun_train(args, local_spec: Callable[[], dict | None], rank0_spec: Call
 def _rank0(store, job_id: str) -> dict:
     from ..jobs import JobRegistry
     from ..jobs.context import JobContext
-    from ..jobs.train_job import run
+    from ..sae.train_job import run
 
     reg = JobRegistry(store)
     ctx = JobContext(reg, job_id)

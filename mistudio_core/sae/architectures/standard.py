@@ -19,15 +19,13 @@ class Standard(Architecture):
         return torch.relu(pre)
 
     def losses(self, sae, x, target, opts):
-        from .. import model  # SPARSE_DENSITY is read at call time (tests move it)
-
         n = x.shape[0]
         xc = sae._centred(x)
         pre = sae._pre_acts_buffer(xc)
         active = pre > 0
         n_active = int(active.sum())
         norms = sae.W_dec.norm(dim=1)
-        if n_active <= model.SPARSE_DENSITY * active.numel():  # pair lists beat the decoder's 4 dense products
+        if n_active <= kernels.SPARSE_DENSITY * active.numel():  # pair lists beat the decoder's 4 dense products
             rows, cols = active.nonzero(as_tuple=True)
             x_hat, acts = sae._autoencode(xc, rows, cols, pre[rows, cols])
             l1 = (acts * norms[cols]).sum() / n

@@ -18,7 +18,7 @@ TRAIN_BATCH_KEYS = ("loss", "mse", "l1", "aux_loss", "l0", "explained_variance",
 def evaluation_plan(store, s, tok) -> list[tuple[str, object, int]]:
     """`[(dataset_id, Tokenized, n_contexts)]`: the training dataset's held-out slice, then each out-of-domain
     dataset's. Checked before training, so a dataset with too few held-out contexts costs no training time."""
-    from ..sae.evals import DEFAULT_CONTEXTS, split_tokens
+    from .evals import DEFAULT_CONTEXTS, split_tokens
     from ..tokenize import load_tokenized
 
     plan = []
@@ -41,8 +41,8 @@ def saes_from_checkpoint(tensors: dict, state: dict) -> list:
     """The SAEs of a final checkpoint, as the trainer would have returned them."""
     import torch
 
-    from ..sae.config import SAEConfig
-    from ..sae.model import SAE
+    from .config import SAEConfig
+    from .model import SAE
 
     out = []
     for i, cfg in enumerate(state["configs"]):
@@ -70,7 +70,7 @@ def train_batch_metrics(ctx, index: int, n_saes: int) -> dict:
 
 def finish(ctx, s, saes: list, loaded, plan) -> list[str] | None:
     """Evaluate and register each SAE not yet in the library; returns the ids (None if asked to stop)."""
-    from ..sae.library import register_sae
+    from .library import register_sae
 
     ids = []
     for i, sae in enumerate(saes):
@@ -96,7 +96,7 @@ def finish(ctx, s, saes: list, loaded, plan) -> list[str] | None:
 
 def _evaluation(ctx, s, i: int, n_saes: int, sae, hook: str, loaded, dataset_id: str, tok, n: int) -> dict | None:
     """One evaluation of SAE i on a dataset's held-out slice; a finished one is read back instead of redone."""
-    from ..sae.evals import eval_key, evaluate_record
+    from .evals import eval_key, evaluate_record
 
     path = ctx.run_dir / EVALS / f"{i}__{eval_key(dataset_id, 'heldout')}.json"
     if path.is_file():

@@ -30,10 +30,10 @@ import math
 import time
 from ..compute import resolve_model_dtype
 from ..errors import MistudioError, UnsupportedError, ValidationError
-from ..sae.train_spec import TrainJobSpec, validate
-from .checkpoint import checkpoint_info
-from .kinds import register_job
-from .registry import CHECKPOINT_DIR
+from .train_spec import TrainJobSpec, validate
+from ..jobs.checkpoint import checkpoint_info
+from ..jobs.kinds import register_job
+from ..jobs.registry import CHECKPOINT_DIR
 
 
 class TrainingDiverged(ValidationError):
@@ -45,7 +45,7 @@ def run(spec: dict, ctx) -> dict:
     """Train, evaluate and register the SAEs; returns `{"sae_ids", "steps", "tokens_trained", "train_seconds",
     "tokens_per_s", "eval_seconds"}` (the last four for this attempt)."""
     s = validate(spec, ctx.store)  # the same check as at Validate and submit: the library may have changed
-    from ..sae.distributed_launch import run_under_torchrun, torchrun_processes
+    from .distributed_launch import run_under_torchrun, torchrun_processes
     if nproc := torchrun_processes(spec):  # several GPUs visible: one torchrun rank per GPU
         return run_under_torchrun(spec, ctx, nproc)
     try:
@@ -75,7 +75,7 @@ def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: i
     train_ids, _ = tok.split_ids()
     dd = _dist()
     if dd is not None and groups is None:  # torchrun: this rank's share of the contexts and of every batch
-        from ..sae.distributed import local_batch, shard_ids
+        from .distributed import local_batch, shard_ids
         train_ids, batch_tokens = shard_ids(train_ids, dd), local_batch(batch_tokens, dd)
     hooks = groups.hooks if groups else s.hook_names  # distribute_saes: the whole batch, this rank's hooks only
     return ActivationStream(loaded.model, tok.tokens, hooks, batch_tokens=batch_tokens,
@@ -86,7 +86,7 @@ def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: i
 def train_and_register(s: TrainJobSpec, ctx) -> dict:
     from ..hooks import d_model
     from ..models import load_model
-    from ..sae.trainer import train_saes
+    from .trainer import train_saes
     from ..tokenize import load_tokenized
     from .train_finish import evaluation_plan, finish, saes_from_checkpoint
 
@@ -98,7 +98,7 @@ def train_and_register(s: TrainJobSpec, ctx) -> dict:
     tok = load_tokenized(ctx.store, s.dataset_id, s.model_id)
     plan = evaluation_plan(ctx.store, s, tok)  # refuses too few held-out contexts before any training
     configs, tcfgs = _configs(s, d_model(loaded.model), tok.config)
-    from ..sae.architectures.transcoder import capture_hooks, check_hooks
+    from .architectures.transcoder import capture_hooks, check_hooks
     check_hooks(loaded.model, configs, s.model_id)  # transcoders: both hooks on this model, equal widths
     s.hook_names = capture_hooks(s.hook_names, configs)  # ...and the stream/cache also capture their outputs
     first = tcfgs[0]
@@ -106,7 +106,7 @@ def train_and_register(s: TrainJobSpec, ctx) -> dict:
         cache = None if _dist() else prepare(ctx, s, loaded, tok, first)  # None: stream from the model
     except Stopped:
         return {"stopped": True}
-    from ..sae.distributed_job import SAEGroups
+    from .distributed_job import SAEGroups
     groups = SAEGroups.plan(ctx, configs, first)  # torchrun + distribute_saes: this rank's own SAEs
     resume = _resume_state(ctx)
     start = int(resume[1]["step"]) if resume else 0
@@ -140,22 +140,22 @@ def train_and_register(s: TrainJobSpec, ctx) -> dict:
 
 def _dist():
     """The torchrun process group this job runs in (None: a single process)."""
-    from ..sae.distributed import current
+    from .distributed import current
     return current()
 
 
 def _sync():
-    from ..sae.distributed import TorchSync
+    from .distributed import TorchSync
     return TorchSync() if _dist() is not None else None
 
 
 def _resume_state(ctx):
-    from ..sae.distributed_job import resume_state
+    from .distributed_job import resume_state
     return resume_state(ctx)  # under torchrun every rank resumes from rank 0's (or the SAEs' owners') checkpoint
 
 
 def _configs(s: TrainJobSpec, width: int, tok_config: dict):
-    from ..sae.config import SAEConfig, TrainConfig
+    from .config import SAEConfig, TrainConfig
 
     raw = s.train if isinstance(s.train, list) else [s.train]
     tcfgs = [TrainConfig.from_dict(t) for t in raw]

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import NotFoundError, ValidationError
 from ..records import from_dict
-from .kinds import register_job
+from ..jobs.kinds import register_job
 
 
 @dataclass
@@ -36,7 +36,7 @@ class EvalJobSpec:
     """Device; None: CUDA if available, else CPU."""
 
     def __post_init__(self):
-        from ..sae.evals import SPLITS
+        from .evals import SPLITS
 
         if not self.sae_id or not self.dataset_id:
             raise ValidationError("An evaluation needs an SAE and a dataset; pick both.")
@@ -57,7 +57,7 @@ class EvalJobSpec:
 
 def check_inputs(store, s: EvalJobSpec) -> str:
     """Refuse what cannot work, naming the fix (reads manifests and small JSON only); returns the model id."""
-    from ..sae.evals import SPLIT_WORDS
+    from .evals import SPLIT_WORDS
     from ..store import read_json
     from ..tokenize import heldout_of, tokenized_dir
 
@@ -116,9 +116,9 @@ def submit_eval(registry, spec: dict, owner: str | None = None) -> str:
 def run(spec: dict, ctx) -> dict:
     """Evaluate, store the record, return its summary (or `{"stopped": True}` after a cancel)."""
     from ..models import load_model
-    from ..sae.evals import evaluate_record, store_eval
-    from ..sae.library import load_library_sae
-    from ..sae.metrics import flat_values
+    from .evals import evaluate_record, store_eval
+    from .library import load_library_sae
+    from .metrics import flat_values
     from ..tokenize import load_tokenized
 
     s = EvalJobSpec.from_dict(spec)
