@@ -1,7 +1,7 @@
 """Do the features with the highest output score steer at the suggested strength? (issue 25, "Measure")
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/steer_effect.py --home DIR --sae SAE_ID [--n 10] [--seeds 4] \
-        [--tokens 32] [--only output|input]
+        [--tokens 32] [--only output|input] [--start RANK]
 
 Method, fixed before any steering (nothing is re-picked after seeing results):
 
@@ -45,8 +45,8 @@ EVAL_PROMPTS = ("Let me tell you what I think about the year ahead.", "The weath
 FRESH_SEED = 1000
 
 
-def pick(results, column: str, n: int) -> list[int]:
-    """The n live, not-BOS-only features with the largest `column` score."""
+def pick(results, column: str, n: int, start: int = 0) -> list[int]:
+    """The n live, not-BOS-only features with the largest `column` score, from rank `start` (0 = the best) on."""
     score = torch.nan_to_num(results.score_column(column), nan=-1.0)
     peaks, start = results.peak_tokens(), results.start_token_id()
     out = []
@@ -57,9 +57,9 @@ def pick(results, column: str, n: int) -> list[int]:
         if start is not None and bool((row == start).all()):
             continue   # BOS-only
         out.append(f)
-        if len(out) == n:
+        if len(out) == start + n:
             break
-    return out
+    return out[start:]
 
 
 def evaluate(t, f: int, strength: float, keys, args) -> dict:
@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--only", choices=("output", "input"), default=None)
+    ap.add_argument("--start", type=int, default=0, help="first rank to measure (split a long run over processes)")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     store = Store(args.home)
@@ -129,7 +130,7 @@ def main() -> None:
     for column in ("output_score", "input_score"):
         if args.only and not column.startswith(args.only):
             continue
-        run_group(t, results, pick(results, column, args.n), column, args)
+        run_group(t, results, pick(results, column, args.n, args.start), column, args)
     print(f"\n{time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} CPU-s; load average "
           f"{os.getloadavg()[0]:.1f}")
 
