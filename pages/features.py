@@ -10,6 +10,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+import sys
 from typing import Any
 
 import gradio as gr
@@ -220,7 +221,7 @@ def build(ctx: AppContext) -> None:
     """Lay out the tab and wire its events (in `features_layout.py`, to keep each file one screenful)."""
     from .features_layout import layout
 
-    layout(ctx)
+    layout(ctx, sys.modules[__name__])
 
 if __name__ == "__main__":  # a quick look at this page alone
     from mistudio_core.store import Store

@@ -9,7 +9,6 @@ import pandas as pd
 from mistudio_core.features.extract import ExtractConfig
 from mistudio_core.features.token_filters import FILTERS
 
-from . import features as h
 from .common import on_show
 from .context import AppContext
 
@@ -32,7 +31,7 @@ def _extract_panel():
     return n_tokens, top_k, threshold, filters, start, job_status
 
 
-def _table_panel():
+def _table_panel(h):
     with gr.Row():
         label_q = gr.Textbox(label="Search labels (words; Enter)", placeholder="e.g. yelling, capital letters",
                              scale=2, elem_id="features-label-search")
@@ -80,7 +79,9 @@ def _feature_panel():
             neighbours, logit_hist, score_card)
 
 
-def layout(ctx: AppContext) -> None:
+def layout(ctx: AppContext, h) -> None:
+    """Lay the tab out and wire it to `h`, the page's handler module (passed in, so this module never imports
+    its page back)."""
     bind = functools.partial
     status = gr.Markdown(elem_id="features-status")
     with gr.Row():
@@ -93,7 +94,7 @@ def layout(ctx: AppContext) -> None:
     overview_md = gr.Markdown(elem_id="features-overview")
     freq_plot = gr.Plot(label="Feature density (log10 firing frequency of every feature)",
                         elem_id="features-density")
-    label_q, token_q, sort, show, page, page_size, page_info, table, min_out, min_in = _table_panel()
+    label_q, token_q, sort, show, page, page_size, page_info, table, min_out, min_in = _table_panel(h)
     with gr.Row():
         export_fmt = gr.Radio(["CSV", "JSON"], value="CSV", label="Export format", scale=1)
         export_tbl = gr.Button("Export feature table", scale=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
+import sys
 
 import gradio as gr
 
@@ -257,7 +258,7 @@ def refresh(ctx: AppContext, sae_id: str | None, job_id: str | None) -> tuple[An
 def build(ctx: AppContext) -> None:
     from .labeling_layout import layout  # the widgets and their wiring, kept apart from the handlers
 
-    layout(ctx)
+    layout(ctx, sys.modules[__name__])
 
 
 if __name__ == "__main__":  # a quick look at this page alone

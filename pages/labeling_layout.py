@@ -8,12 +8,11 @@ import gradio as gr
 
 from mistudio_core.labeling.client import PRESETS
 
-from . import labeling as h
 from .common import choices, on_show, pick, table
 from .context import AppContext
 
 
-def _provider_block():
+def _provider_block(h):
     gr.Markdown(h.provider_help(), elem_id="labeling-provider-help")
     with gr.Row():
         preset = gr.Dropdown(label="Preset", choices=list(PRESETS), value="OpenAI", scale=1)
@@ -35,7 +34,9 @@ def _provider_block():
         local_note
 
 
-def layout(ctx: AppContext) -> None:
+def layout(ctx: AppContext, h) -> None:
+    """Lay the tab out and wire it to `h`, the page's handler module (passed in, so this module never imports
+    its page back)."""
     bind = functools.partial
     gr.Markdown("Name features with an LLM from their top and quantile examples (active tokens marked "
                 "`<<like this>>`) and top logits. Each label is then **scored by detection**: the LLM sees the "
@@ -46,7 +47,7 @@ def layout(ctx: AppContext) -> None:
     status = gr.Markdown(elem_id="labeling-status")
     with gr.Accordion("Provider", open=True):
         (preset, base_url, model, api_key, price_in, price_out, timeout, json_mode, test_btn, test_msg, models,
-         local_note) = _provider_block()
+         local_note) = _provider_block(h)
     with gr.Accordion("Prompt template", open=False):
         system = gr.Textbox(label="System message", value=h.DEFAULT_SYSTEM, lines=3)
         template = gr.Textbox(label="User template ({index} {examples} {top_logits} {bottom_logits} {frequency} "
