@@ -169,7 +169,8 @@ def upload(ctx: AppContext, export_id: str | None, repo_id: str, token: str, pri
     require_writable(ctx)
     if not export_id:
         raise ValidationError("No export selected. Export the SAE first, then pick the bundle.")
-    url = upload_bundle(ctx.store.path("exports", export_id), (repo_id or "").strip(), _opt(token) or "", private=private)
+    url = upload_bundle(ctx.store.path("exports", export_id), (repo_id or "").strip(), _opt(token) or "",
+                        private=private)
     return ok(f"Uploaded to [{url}]({url}).")
 
 
@@ -253,10 +254,12 @@ def build(ctx: AppContext) -> None:
 
     cat_import_btn.click(bind(catalog_import, ctx), [*cat_inputs, cat_model], [status, cat_imported, expl_sae, sae],
                          api_name="share_catalog_import")
-    hub_btn.click(bind(import_hub, ctx), [repo, repo_path, token, model, hook], [status, imported], api_name="share_import_hub")
+    hub_btn.click(bind(import_hub, ctx), [repo, repo_path, token, model, hook], [status, imported],
+                  api_name="share_import_hub")
     local_btn.click(bind(import_local, ctx), [local_path, model, hook, local_repo, local_repo_path], [status, imported],
                     api_name="share_import_local")
-    upload_btn.click(bind(import_upload, ctx), [archive, model, hook], [status, imported], api_name="share_import_upload")
+    upload_btn.click(bind(import_upload, ctx), [archive, model, hook], [status, imported],
+                     api_name="share_import_upload")
     export_btn.click(bind(export, ctx), [sae, fmt], [status, bundle, card, zipped, export_job],
                      api_name="share_export").then(bind(export_watch, ctx), [export_job], [status, bundle, zipped],
                                                    api_name="share_export_watch", show_progress="hidden")

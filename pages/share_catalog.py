@@ -52,7 +52,7 @@ def catalog_list(ctx: AppContext, model: str | None, layer: str | float | None, 
     rows = catalog.list_entries(ctx.store, model=None if model in (None, "", ALL) else model, layer=layer_text,
                                 width=None if width in (None, "", ALL) else width)
     shown = [_shown(r) for r in rows[:500]]
-    more = f" (first 500 shown; narrow the filters)" if len(rows) > 500 else ""
+    more = " (first 500 shown; narrow the filters)" if len(rows) > 500 else ""
     return ok(f"{len(rows)} SAEs in the catalog match{more}. Click a row to see what it needs."), \
         table(shown, CATALOG_COLUMNS)
 
