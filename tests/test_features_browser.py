@@ -4,9 +4,10 @@ neighbours, the logit-effect histogram and examples whose every token is coloure
 hover); hiding start-of-context examples; label search by words; an export shows the download box."""
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 import pytest
-import torch
 
 from browser import Browser, served
 from features_helpers import HOOK, saved_features
@@ -28,6 +29,8 @@ def page_ctx(store, tmp_path, monkeypatch):
 
 
 def test_feature_page_in_the_browser(page_ctx, artifacts_dir):
+    from playwright.sync_api import expect
+
     ctx = page_ctx
     with gr.Blocks() as demo:
         ctx.shared["demo"] = demo  # the SAE list loads with the page, as in the app
@@ -37,35 +40,33 @@ def test_feature_page_in_the_browser(page_ctx, artifacts_dir):
     f = int(at_start.sum(1).argmax())  # a feature with top examples right after BOS, to hide them
     with served(demo) as url, Browser(artifacts_dir, width=1400, height=1400) as b:
         page = b.open(url, wait_for=None)
-        sae_box = page.get_by_label("SAE", exact=True)
-        for _ in range(300):  # the SAE list arrives with the page's load event: on a busy machine after the click
-            if sae_box.input_value():
-                break
-            page.wait_for_timeout(200)
+        # The SAE list arrives with the page's load event (on a busy machine long after the page shows): wait for
+        # the picked SAE rather than poll a while and click anyway.
+        expect(page.get_by_label("SAE", exact=True)).to_have_value(re.compile(r"\S"), timeout=120_000)
         page.get_by_role("button", name="Load features").click()
         info = page.locator("#features-page-info")
-        info.get_by_text("Page 1 of").wait_for(timeout=20_000)
+        info.get_by_text("Page 1 of").wait_for(timeout=60_000)
         assert page.get_by_text("Page 1 of").count() == 1  # one page counter
         assert page.locator("#features-table th").filter(has_text="max_activation").count() >= 1
         assert page.get_by_text("Download", exact=True).count() == 0  # no empty download box
-        page.locator("#features-density .js-plotly-plot").wait_for(timeout=20_000)
+        page.locator("#features-density .js-plotly-plot").wait_for(timeout=60_000)
         b.screenshot(page, "features_overview")
 
         page.get_by_label("Search labels (words; Enter)").fill("capital letters")
         page.get_by_label("Search labels (words; Enter)").press("Enter")
-        page.locator("#features-page-info").get_by_text("(1 features)").wait_for(timeout=20_000)
+        page.locator("#features-page-info").get_by_text("(1 features)").wait_for(timeout=60_000)
         assert "shouting" in page.locator("#features-table").inner_text()
 
         page.get_by_label("Feature", exact=True).fill(str(f))
         page.get_by_role("button", name="Open feature").click()
         try:
-            page.locator("#features-summary").get_by_text(f"Feature {f}").wait_for(timeout=20_000)
+            page.locator("#features-summary").get_by_text(re.compile(rf"Feature {f}\b")).wait_for(timeout=60_000)
             near = nearest_features(features_data.sae_only(ctx, "tiny-sae").W_dec, f, 10)
-            page.locator("#features-neighbours").get_by_text(str(round(near[-1]["cosine"], 4))).wait_for(timeout=20_000)
+            page.locator("#features-neighbours").get_by_text(str(round(near[-1]["cosine"], 4))).wait_for(timeout=60_000)
         except Exception:
             b.screenshot(page, "features_failed")  # what the page showed instead
             raise
-        page.locator("#features-logit-hist .js-plotly-plot").wait_for(timeout=20_000)
+        page.locator("#features-logit-hist .js-plotly-plot").wait_for(timeout=60_000)
         shown = page.locator("#features-neighbours").inner_text()
         assert all(str(round(n["cosine"], 4)) in shown for n in near)  # the 10 nearest, with their cosines
         tokens = page.locator("#features-examples span.tok")
@@ -81,15 +82,16 @@ def test_feature_page_in_the_browser(page_ctx, artifacts_dir):
         g = int((freq - 0.35).abs().argmin())  # fires on about a third of tokens: shades vary along a context
         page.get_by_label("Feature", exact=True).fill(str(g))
         page.get_by_role("button", name="Open feature").click()
-        page.locator("#features-summary").get_by_text(f"Feature {g}").wait_for(timeout=20_000)
+        page.locator("#features-summary").get_by_text(re.compile(rf"Feature {g}\b")).wait_for(timeout=60_000)
         page.locator("#features-examples").scroll_into_view_if_needed()
         b.screenshot(page, "features_sparse_feature")
 
         page.get_by_label("Feature", exact=True).fill(str(f))
         page.locator("#features-skip-start input").check()
-        page.locator("#features-summary").get_by_text("hidden").wait_for(timeout=20_000)
+        page.locator("#features-summary").filter(has_text=re.compile(rf"Feature {f}\b(.|\n)*hidden")).wait_for(
+            timeout=60_000)  # feature f's page again, its start examples hidden (not feature g's, still shown)
 
         page.get_by_role("button", name="Export feature table").click()
-        page.get_by_text("Download", exact=True).wait_for(timeout=20_000)
+        page.get_by_text("Download", exact=True).wait_for(timeout=60_000)
         b.screenshot(page, "features_export")
     assert b.console_errors == []
