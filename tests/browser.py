@@ -112,11 +112,17 @@ class Browser:
         self.console_errors: list[str] = []
 
     def __enter__(self) -> "Browser":
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
 
         self._pw = sync_playwright().start()
         self._browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         self._context = self._browser.new_context(viewport=self.viewport)
+        # Bounds for waits that name no timeout (a click waiting for its element, an `expect`): on 2 shared cores
+        # under load a page answers in tens of seconds, not Playwright's 30 s / 5 s. The waits are for conditions,
+        # so a fast machine pays nothing.
+        self._context.set_default_timeout(60_000)
+        self._context.set_default_navigation_timeout(120_000)
+        expect.set_options(timeout=30_000)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -135,7 +141,7 @@ class Browser:
         page.on("pageerror", lambda e: self._record(f"pageerror: {e}"))
         page.goto(url, wait_until="domcontentloaded")
         if wait_for:
-            page.wait_for_selector(wait_for, timeout=60_000)
+            page.wait_for_selector(wait_for, timeout=180_000)  # the whole app renders first: slow on a busy box
         return page
 
     def _record(self, text: str) -> None:
