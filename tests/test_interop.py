@@ -2,7 +2,6 @@
 files are refused with clear errors and nothing is written outside the data directory."""
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import pickle
@@ -89,8 +88,9 @@ def test_saelens_export_loads_back_identically_and_has_a_model_card(store, tmp_p
 
 
 def test_compare_finds_identical_features(store, tmp_path):
-    a = import_sae(store, make_gemma_scope(tmp_path / "a", d_sae=64), repo_id="x/y-res", path_in_repo="layer_2/width_64/")
-    b = import_sae(store, make_gemma_scope(tmp_path / "b", d_sae=64), repo_id="x/y-res", path_in_repo="layer_2/width_64/")
+    where = dict(repo_id="x/y-res", path_in_repo="layer_2/width_64/")
+    a = import_sae(store, make_gemma_scope(tmp_path / "a", d_sae=64), **where)
+    b = import_sae(store, make_gemma_scope(tmp_path / "b", d_sae=64), **where)
     same = compare_saes(store, a["id"], b["id"])
     assert same["fraction_above_0.9"] == 1.0 and sum(same["histogram"]["counts"]) == 64
     c = import_sae(store, make_gemma_scope(tmp_path / "c", d_sae=64, seed=7), repo_id="x/y-res",
@@ -167,7 +167,8 @@ def test_path_traversal_archives_are_refused(store, tmp_path):
 
 
 def test_zip_of_a_saelens_folder_imports(store, tmp_path):
-    m = import_sae(store, make_gemma_scope(tmp_path / "gs", d_sae=64), repo_id="x/y-res", path_in_repo="layer_1/width_64/")
+    m = import_sae(store, make_gemma_scope(tmp_path / "gs", d_sae=64), repo_id="x/y-res",
+                   path_in_repo="layer_1/width_64/")
     out = export_saelens(store, m["id"])
     archive = tmp_path / "bundle.zip"
     sae_dir = store.path("exports", out["id"]) / "blocks.1.hook_resid_post"

@@ -69,7 +69,8 @@ def test_bundle_matches_neuronpedia_importer_fields(store, extracted):
     assert json.loads((root / "skipped_features.json").read_text())["indices"] == \
         [r["index"] for r in res.table() if r["dead"]]
     for f in features:
-        assert set(f) == FEATURE_FIELDS | set(SCORE_FIELDS) and len(f["vector"]) == res.meta.get("d_in", len(f["vector"]))
+        assert set(f) == FEATURE_FIELDS | set(SCORE_FIELDS)
+        assert len(f["vector"]) == res.meta.get("d_in", len(f["vector"]))
     one = next(f for f in features if f["index"] == str(live))
     page = res.feature(live)
     assert one["pos_str"] == [t for t, _ in page["top_logits"]] and one["frac_nonzero"] == page["frequency"]

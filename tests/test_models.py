@@ -32,7 +32,8 @@ def _fresh_cache():
 @pytest.mark.parametrize("family,layers,d", [("llama", 3, 32), ("gpt2", 3, 48)])
 def test_add_local_folder_describes_the_model(store, tiny_folders, family, layers, d):
     m = md.add_local_model(store, tiny_folders / f"tiny-{family}")
-    assert m["id"] == f"tiny-{family}" and m["source"] == {"type": "local", "path": str(tiny_folders / f"tiny-{family}")}
+    assert m["id"] == f"tiny-{family}"
+    assert m["source"] == {"type": "local", "path": str(tiny_folders / f"tiny-{family}")}
     assert (m["n_layers"], m["d_model"], m["vocab_size"]) == (layers, d, 512)
     assert m["n_params"] == sum(p.numel() for p in tiny_model(family).parameters())
     assert len(m["hook_points"]) == 4 * layers and "blocks.1.hook_resid_post" in m["hook_points"]

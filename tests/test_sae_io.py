@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from mistudio_core.errors import NotFoundError, ValidationError
 from mistudio_core.sae.config import SAEConfig

@@ -30,7 +30,10 @@ def test_resume_gives_the_same_weights_as_uninterrupted(tmp_path, arch):
     full = train_saes(data.stream(HOOK, 256), [sae_cfg], full_cfg)[0]
 
     calls = iter(range(100))
-    stop_at_20 = lambda: next(calls) >= 20  # checked before each step: stops before step 20
+
+    def stop_at_20():  # checked before each step: stops before step 20
+        return next(calls) >= 20
+
     first = train_saes(data.stream(HOOK, 256), [sae_cfg], full_cfg, should_stop=stop_at_20,
                        checkpoint=checkpoint_to(tmp_path / "ckpt"))[0]
     tensors, state = load_checkpoint(tmp_path / "ckpt")

@@ -62,7 +62,8 @@ def test_the_tab_and_the_cli_submit_the_same_spec_for_every_preset(real_store, t
 
 def test_overrides_are_recorded_and_misspelt_fields_are_refused_naming_the_nearest():
     built = spec.build("train", preset="quick", model_id="m", steps=100, lr=4e-3)
-    assert built["preset"] == "quick" and built["overrides"] == {"model_id": "m", "steps": 100}  # lr is the preset's own value
+    assert built["preset"] == "quick"
+    assert built["overrides"] == {"model_id": "m", "steps": 100}  # lr 4e-3 is the preset's own value
     assert built["train"]["token_noise_rank_offset"] == 1000 and built["stream"]["seed"] == built["train"]["seed"]
     with pytest.raises(ValidationError, match="'lr_warmup_step' \\(did you mean 'lr_warmup_steps'\\?\\)"):
         spec.build("train", preset="quick", lr_warmup_step=3)

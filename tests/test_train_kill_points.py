@@ -132,7 +132,6 @@ def test_kill_then_resume_registers_the_sae_exactly_once(tmp_path, reference, po
 def test_ctrl_c_in_the_cli_stops_resumably_and_resume_matches(tmp_path):
     """A user's Ctrl-C in `python -m mistudio_core train` checkpoints and leaves the job resumable; `train --resume`
     finishes it with the uninterrupted weights."""
-    import json
     import subprocess
     import sys
     import time

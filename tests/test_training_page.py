@@ -145,7 +145,8 @@ def test_start_adds_the_out_of_domain_datasets_to_the_final_evaluation(ctx):
     status, _ = training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "ood", *values(), ["recipes"])
     assert "not tokenized for 'tiny-llama'" in status and ctx.jobs.list() == []  # refused at Start, not after
     ctx.store.update_manifest("datasets", "recipes", tokenizations=["tiny-llama"])
-    shutil.copytree(tokenized_dir(ctx.store, "tiny-ds", "tiny-llama"), tokenized_dir(ctx.store, "recipes", "tiny-llama"))
+    shutil.copytree(tokenized_dir(ctx.store, "tiny-ds", "tiny-llama"),
+                    tokenized_dir(ctx.store, "recipes", "tiny-llama"))
     assert "recipes" in training.eval_choices(ctx, "tiny-llama", "tiny-ds")["choices"]
     status, _ = training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "ood", *values(), ["recipes"])
     assert status.startswith("✓"), status

@@ -60,7 +60,8 @@ def cmd_compare(args):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("import", help="import an SAE (SAELens / Gemma Scope / sparsify) from a folder, archive or the Hub")
+    p = sub.add_parser("import", help="import an SAE (SAELens / Gemma Scope / sparsify) from a folder, archive or "
+                                      "the Hub")
     p.add_argument("path", nargs="?", help="local folder or .zip/.tar.gz; with --hub: the path inside the repo")
     p.add_argument("--hub", metavar="REPO_ID", help="download from this Hub repo (e.g. google/gemma-scope-2b-pt-res)")
     p.add_argument("--token", help="Hub token for gated/private repos (default: $HF_TOKEN)")

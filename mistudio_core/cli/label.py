@@ -43,7 +43,8 @@ def cmd_run(args):
 
     def report(done: int, total: int, m: dict) -> None:
         print(f"[{done}/{total}] labeled {m['labeled']}, failed {m['failed']}, tokens "
-              f"{m['prompt_tokens'] + m['completion_tokens']:,}, cost ${m['cost_usd']:.4f}", file=sys.stderr, flush=True)
+              f"{m['prompt_tokens'] + m['completion_tokens']:,}, cost ${m['cost_usd']:.4f}", file=sys.stderr,
+              flush=True)
 
     totals = label_features(args.store, spec, os.environ.get(ENV_VAR), _features(args.store, args.sae),
                             report=report, log=lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -118,7 +118,8 @@ def _snapshot_folder(entry: dict, snapshot: Path) -> Path:
     for folder in (snapshot / entry["path"], snapshot):
         if all((folder / f).is_file() for f in entry["files"]):
             return folder
-    raise NotFoundError(f"{snapshot} does not hold {entry['id']}: expected {'/'.join([entry['path'], entry['files'][-1]])} "
+    expected = "/".join([entry["path"], entry["files"][-1]])
+    raise NotFoundError(f"{snapshot} does not hold {entry['id']}: expected {expected} "
                         f"under it (a snapshot of {entry['repo_id']}) or {entry['files']} directly in it.")
 
 

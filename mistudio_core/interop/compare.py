@@ -43,7 +43,8 @@ def compare_saes(store: Store, sae_a: str, sae_b: str, bins: int = 20) -> dict:
     if (ma.get("model_id"), ma.get("hook_name")) != (mb.get("model_id"), mb.get("hook_name")):
         warning = (f"Different model/hook: {ma.get('model_id')}@{ma.get('hook_name')} vs "
                    f"{mb.get('model_id')}@{mb.get('hook_name')}; cosines are only meaningful on the same space.")
-    cos, idx = best_matches(load_library_sae(store, sae_a).W_dec.detach(), load_library_sae(store, sae_b).W_dec.detach())
+    cos, idx = best_matches(load_library_sae(store, sae_a).W_dec.detach(),
+                            load_library_sae(store, sae_b).W_dec.detach())
     cos = cos.clamp(-1.0, 1.0)  # float rounding gives 1.0000001 for identical rows, which histc would drop
     counts = torch.histc(cos, bins=bins, min=-1.0, max=1.0)
     edges = torch.linspace(-1, 1, bins + 1)

@@ -52,7 +52,8 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 def _checked_member_path(name: str, target: Path) -> Path:
     pure = PurePosixPath(name)
     if pure.is_absolute() or ".." in pure.parts or name.startswith(("/", "\\")) or ":" in pure.parts[0]:
-        raise ValidationError(f"Archive member {name!r} points outside the folder (path traversal); refusing the archive.")
+        raise ValidationError(f"Archive member {name!r} points outside the folder (path traversal); refusing the "
+                              "archive.")
     dest = (target / pure).resolve()
     if target.resolve() not in dest.parents and dest != target.resolve():
         raise ValidationError(f"Archive member {name!r} points outside the folder; refusing the archive.")
