@@ -86,7 +86,8 @@ class BenchSpec:
     def from_dict(cls, d: dict) -> "BenchSpec":
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValidationError(f"Unknown benchmark spec fields {unknown}; valid: {sorted(cls.__dataclass_fields__)}.")
+            raise ValidationError(f"Unknown benchmark spec fields {unknown}; valid: "
+                                  f"{sorted(cls.__dataclass_fields__)}.")
         return cls(**d)
 
 
