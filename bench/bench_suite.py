@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from mistudio_core.benchsuite.results import store_result  # noqa: E402
+from mistudio_core.benchsuite.results import headline, store_result  # noqa: E402
 from mistudio_core.benchsuite.spec import LOCAL_LABELER, BenchSpec  # noqa: E402
 from mistudio_core.benchsuite.suite import run_suite  # noqa: E402
 from mistudio_core.defaults import BUILTIN_MODEL_ID  # noqa: E402
@@ -85,10 +85,7 @@ def main() -> None:
         prev_w, prev_c = w, c
     print(f"{'total':12} {prev_w:8.1f} {prev_c:8.1f} {prev_c / args.threads:12.1f} "
           f"{prev_c / args.threads / BUDGET_S:9.2f}")
-    head = {k: round(v, 4) for k, v in (record.get("headline") or {}).items()}
-    from mistudio_core.benchsuite.results import headline
-
-    print("headline:", {k: round(v, 4) for k, v in headline(record).items()} or head)
+    print("headline:", {k: round(v, 4) for k, v in headline(record).items()})
 
 
 if __name__ == "__main__":
