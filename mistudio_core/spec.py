@@ -19,6 +19,7 @@ SPEC_MODULES = {
     "train": "mistudio_core.sae.train_spec",
     "evaluate": "mistudio_core.sae.eval_job",
     "benchmark": "mistudio_core.benchsuite.job",
+    "extract": "mistudio_core.features.job",
 }
 
 

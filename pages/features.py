@@ -7,18 +7,18 @@ one page of it is sent to the browser, so sorting, filtering and paging stay fas
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
-import sys
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from mistudio_core.spec import build as build_spec
 from mistudio_core.errors import ValidationError
 from mistudio_core.features import render
-from mistudio_core.features.extract import ExtractConfig
 
 from . import features_data as data
 from .common import choices, guarded, ok, pick, require_writable
@@ -49,16 +49,13 @@ def start_extraction(ctx: AppContext, sae_id: str | None, dataset_id: str | None
     require_writable(ctx)
     if not dataset_id:
         raise ValidationError("No dataset selected. Tokenize one for this SAE's model in the Datasets tab.")
-    cfg = ExtractConfig(sae_id=_need_sae(sae_id), dataset_id=dataset_id, n_tokens=int(n_tokens or 0),
-                        top_k=int(top_k or 0), threshold=float(threshold or 0), filters=list(filters or []),
-                        model_dtype="auto")  # bf16 forward and search where this machine runs them faster
-    from mistudio_core.features.job import load_tokens_for, sae_model_and_hook
-
-    load_tokens_for(ctx.store, dataset_id, sae_model_and_hook(ctx.store, cfg.sae_id)[0])  # fail now, not later
+    spec = build_spec("extract", store=ctx.store, sae_id=_need_sae(sae_id), dataset_id=dataset_id,
+                      n_tokens=int(n_tokens or 0), top_k=int(top_k or 0), threshold=float(threshold or 0),
+                      filters=list(filters or []))  # checks the SAE and the dataset's tokenization now
     if ctx.jobs is None:
         raise ValidationError("The job runner is not running in this app; use the CLI: python -m mistudio_core "
-                              f"extract run --sae {cfg.sae_id} --dataset {dataset_id}")
-    job_id = ctx.jobs.submit("extract", cfg.to_dict(), name=f"extract {cfg.sae_id}")
+                              f"extract run --sae {spec['sae_id']} --dataset {dataset_id}")
+    job_id = ctx.jobs.submit("extract", spec, name=f"extract {spec['sae_id']}")
     return ok(f"Extraction job `{job_id}` queued."), job_id
 
 

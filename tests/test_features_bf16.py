@@ -137,13 +137,17 @@ def test_cli_and_job_load_the_model_in_the_resolved_dtype(tmp_path, monkeypatch)
     from mistudio_core.cli import main
     from mistudio_core.features import job as job_mod
 
-    seen = []
-    monkeypatch.setattr(job_mod, "run_extraction", lambda store, cfg, *a, **kw: seen.append(cfg) or SimpleNamespace(
-        n_tokens=1, n_features=2, frequencies=lambda: torch.zeros(2)))
+    seen = []  # the spec each `extract run` builds, through the one front door
+    monkeypatch.setattr(job_mod, "sae_model_and_hook", lambda store, sae_id: ("m", HOOK))
+    monkeypatch.setattr(job_mod, "load_tokens_for", lambda store, ds, model: None)
+    monkeypatch.setattr("mistudio_core.cli.foreground.run_foreground",
+                        lambda store, kind, spec, **kw: seen.append(spec) or {"status": "done", "result": {}})
+    results = SimpleNamespace(n_tokens=1, n_features=2, frequencies=lambda: torch.zeros(2))
+    monkeypatch.setattr("mistudio_core.features.results.FeatureResults.load", lambda store, sae: results)
     assert main(["--home", str(tmp_path), "extract", "run", "--sae", "s", "--dataset", "d"]) == 0
     assert main(["--home", str(tmp_path), "extract", "run", "--sae", "s", "--dataset", "d", "--model-dtype",
                  "float32"]) == 0
-    assert [c.model_dtype for c in seen] == ["auto", "float32"]
+    assert [s["model_dtype"] for s in seen] == ["auto", "float32"]
     monkeypatch.undo()
 
     class Loaded(Exception):

@@ -8,29 +8,24 @@
 """
 from __future__ import annotations
 
-import sys
 
 from ..features.token_filters import FILTERS
 
 
 def _run(args):
-    from ..features.extract import ExtractConfig
-    from ..features.job import run_extraction
+    """Build the spec through the front door, then run the same "extract" job the Features tab queues, here."""
+    from ..features.results import FeatureResults
+    from ..spec import build
+    from .foreground import outcome, run_foreground
 
-    cfg = ExtractConfig(sae_id=args.sae, dataset_id=args.dataset, n_tokens=args.n_tokens, top_k=args.top_k,
-                        threshold=args.threshold, filters=args.filters, batch_contexts=args.batch_contexts,
-                        seed=args.seed, model_dtype=args.model_dtype)
-    last = [-1]
-
-    def progress(frac: float, msg: str) -> None:  # a line per 5%, on stderr so --json output stays clean
-        if int(frac * 20) != last[0]:
-            last[0] = int(frac * 20)
-            print(f"[{frac:6.1%}] {msg}", file=sys.stderr, flush=True)
-
-    res = run_extraction(args.store, cfg, progress, device=args.device)
+    spec = build("extract", store=args.store, sae_id=args.sae, dataset_id=args.dataset, n_tokens=args.n_tokens,
+                 top_k=args.top_k, threshold=args.threshold, filters=args.filters,
+                 batch_contexts=args.batch_contexts, seed=args.seed, model_dtype=args.model_dtype, device=args.device)
+    outcome(run_foreground(args.store, "extract", spec, name=f"extract {args.sae}"))
+    res = FeatureResults.load(args.store, args.sae)
     freq = res.frequencies()
     return {"sae_id": args.sae, "n_tokens": res.n_tokens, "n_features": res.n_features,
-            "dead": int((freq == 0).sum()), "dense": int((freq > cfg.dense_threshold).sum())}
+            "dead": int((freq == 0).sum()), "dense": int((freq > spec["dense_threshold"]).sum())}
 
 
 def _load(args):
@@ -72,15 +67,15 @@ def register(subparsers) -> None:
     run = sub.add_parser("run", help="extract features of an SAE on a tokenized dataset")
     run.add_argument("--sae", required=True, help="SAE library id")
     run.add_argument("--dataset", required=True, help="dataset id (tokenized for the SAE's model)")
-    run.add_argument("--n-tokens", type=int, default=1_000_000)
-    run.add_argument("--top-k", type=int, default=100)
-    run.add_argument("--threshold", type=float, default=0.0)
-    run.add_argument("--filters", nargs="*", default=["special"], choices=FILTERS)
-    run.add_argument("--batch-contexts", type=int, default=32)
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--n-tokens", type=int, help="tokens to read (default: ExtractConfig's)")
+    run.add_argument("--top-k", type=int, help="top examples per feature")
+    run.add_argument("--threshold", type=float, help="a feature fires above this activation")
+    run.add_argument("--filters", nargs="*", choices=FILTERS, help="token classes that never count as firing")
+    run.add_argument("--batch-contexts", type=int)
+    run.add_argument("--seed", type=int)
     run.add_argument("--device", default=None, help="cuda / cpu (default: CUDA if available)")
-    run.add_argument("--model-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                     help="dtype of the model's forward; auto: bfloat16 where it is faster here (GPU, AMX CPU)")
+    run.add_argument("--model-dtype", choices=["auto", "float32", "bfloat16"],
+                     help="dtype of the model's forward (default auto: bfloat16 where it is faster here)")
     run.set_defaults(func=_run)
     table = sub.add_parser("table", help="list features with their statistics")
     table.add_argument("--sae", required=True)

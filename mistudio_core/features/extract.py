@@ -83,6 +83,8 @@ class ExtractConfig:
     """Dtype of a TopK SAE's top-k search (values are always rescored in fp32, `sparse_encode.py`): "auto" is
     bfloat16 when the model computes in bf16 or this CPU's bf16 matmuls are ≥ 1.5× faster (float32 when
     model_dtype is None); "float32" is the exact fp32 search. Other architectures always encode in fp32."""
+    device: str | None = None
+    """Device for the model and the SAE; None: CUDA if available, else CPU."""
     scores: bool = True
     """Compute each feature's input and output scores (`features/scores.py`: does it read the tokens it writes,
     does adding it make the model write them); off skips them and the results say "not computed"."""

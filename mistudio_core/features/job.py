@@ -63,12 +63,37 @@ def run_extraction(store, cfg: ExtractConfig, progress: Callable[[float, str], N
     return FeatureResults.load(store, cfg.sae_id)
 
 
-@register_job("extract")
+# What every door asks for unless told otherwise: bf16 forward and search where this machine runs them faster.
+DOOR_DEFAULTS = {"model_dtype": "auto"}
+
+
+def build(preset: str | None = None, store=None, **fields) -> dict:
+    """The "extract" spec (`spec.build("extract", ...)`): `ExtractConfig` fields (strict; unset ones keep their
+    defaults) plus an optional `quantization`; checked against the store when one is given."""
+    given = {**DOOR_DEFAULTS, **{k: v for k, v in fields.items() if v is not None}}
+    quantization = given.pop("quantization", None)
+    spec = {**ExtractConfig.from_dict(given).to_dict(), **({"quantization": quantization} if quantization else {})}
+    validate(spec, store)
+    return spec
+
+
+def validate(spec: dict, store=None) -> ExtractConfig:
+    """The one check of an "extract" spec: its settings; with a store, the SAE (its model and hook) and the
+    dataset's tokenization for that model — so a bad pick fails at submit, not after a model load."""
+    cfg = ExtractConfig.from_dict({k: v for k, v in spec.items() if k != "quantization"})
+    if not cfg.sae_id or not cfg.dataset_id:
+        raise ValidationError("Choose an SAE and a dataset to extract features from.")
+    if store is not None:
+        load_tokens_for(store, cfg.dataset_id, sae_model_and_hook(store, cfg.sae_id)[0])
+    return cfg
+
+
+@register_job("extract", validate=validate)
 def run(spec: dict, ctx) -> dict:
     """Job kind "extract": spec is an `ExtractConfig` dict, plus an optional `quantization` ("8bit"/"4bit"; the
     submitter checks it with `models.check_quantization`). Progress steps count tokens (pass 2 and the logits
     are scaled onto the same axis), so the registry's rate and ETA cover the whole job."""
-    cfg = ExtractConfig.from_dict({k: v for k, v in spec.items() if k != "quantization"})
+    cfg = validate(spec, ctx.store)
     total = cfg.n_tokens
     t0 = time.time()
 
@@ -77,7 +102,7 @@ def run(spec: dict, ctx) -> dict:
 
     ctx.log(f"extracting features of {cfg.sae_id} on {cfg.dataset_id} ({cfg.n_tokens:,} tokens)")
     res = run_extraction(ctx.store, cfg, progress, ctx.should_stop, save_partial=lambda: ctx.cancelled,
-                         quantization=spec.get("quantization") or None)
+                         device=cfg.device, quantization=spec.get("quantization") or None)
     if res is None:
         ctx.log("stopped before the end; nothing saved")
         return {"saved": False}
