@@ -4,7 +4,10 @@ find "yelling" → steer with it in the Steering tab (baseline vs steered) → e
 each stage land in test-artifacts/."""
 from __future__ import annotations
 
+import json
 import re
+import time
+import urllib.request
 
 import pytest
 
@@ -17,6 +20,24 @@ pytestmark = pytest.mark.browser
 def _pick(page, label: str, option: str) -> None:
     page.get_by_label(label, exact=True).click()
     page.get_by_role("option", name=option).click()
+
+
+def _watch_events(page, url: str, api_name: str, timeout_s: float = 120.0):
+    """Returns a wait for the event `api_name` to have been sent and answered. Gradio's event stream for a page ends
+    when none of its events is pending, so a stream that ends after that event was queued means it has answered."""
+    deps = json.loads(urllib.request.urlopen(url + "config", timeout=60).read())["dependencies"]
+    fn = next(d["id"] for d in deps if d.get("api_name") == api_name)
+    log: list[str] = []
+    page.on("request", lambda r: log.append("sent") if "queue/join" in r.url
+            and json.loads(r.post_data or "{}").get("fn_index") == fn else None)
+    page.on("requestfinished", lambda r: log.append("stream end") if "queue/data" in r.url else None)
+
+    def wait() -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ("sent" in log and "stream end" in log[log.index("sent"):]):
+            assert time.monotonic() < deadline, f"{api_name} never answered within {timeout_s:.0f} s: {log}"
+            page.wait_for_timeout(200)  # Playwright delivers the events above only while the page waits
+    return wait
 
 
 def test_run_of_show_in_the_browser(tmp_path, artifacts_dir):
@@ -59,7 +80,8 @@ def test_run_of_show_in_the_browser(tmp_path, artifacts_dir):
         query.press("Enter")
         expect(steer_status).to_contain_text("feature(s) found", timeout=60_000)
         # one click on the labelled row puts the feature into a slot
-        page.locator("#steering-find-results td:visible").filter(has_text="label match").first.click()
+        # (Gradio's table keeps hidden copies of its cells: click the one on screen, not the first in the DOM)
+        page.locator("#steering-find-results").get_by_text("label match").locator("visible=true").first.click()
         expect(page.get_by_label("feature 1", exact=True)).to_have_value(str(YELLING), timeout=15_000)
         expect(steer_status).to_contain_text("automatic sweep", timeout=180_000)      # then its strength
         strength = page.get_by_label("number input for strength (negative suppresses)").first
@@ -75,11 +97,12 @@ def test_run_of_show_in_the_browser(tmp_path, artifacts_dir):
         page.get_by_role("tab", name="Share").click()
         # the catalog import already selected the new SAE for export
         expect(page.get_by_label("SAE", exact=True).locator("visible=true")).to_have_value(re.compile("average_l0_20"))
+        watched = _watch_events(page, app.url, "share_export_watch")
         page.get_by_role("button", name="Export", exact=True).click()
         expect(status).to_contain_text("download it as one zip", timeout=60_000)
         expect(page.locator("#share-zip")).to_contain_text(".zip", timeout=15_000)
-        page.wait_for_timeout(1500)  # the export's watcher runs after it: it must leave the zip and status alone
-        expect(page.locator("#share-zip")).to_contain_text(".zip")
+        watched()  # the export's watcher runs after it (a fixed pause missed it on a busy machine) ...
+        expect(page.locator("#share-zip")).to_contain_text(".zip")  # ... and must leave the zip and status alone
         expect(status).to_contain_text("download it as one zip")
         b.screenshot(page, "workshop_4_export")
     assert b.console_errors == []
