@@ -46,7 +46,7 @@ def test_steering_tab_generate_sweep_and_session(store, tmp_path, monkeypatch, a
         query.press("Enter")
         status.get_by_text("feature(s) found").wait_for(timeout=30_000)
         results = page.locator("#steering-find-results")
-        label = results.locator("td:visible").filter(has_text="shouting in capital letters").first
+        label = results.get_by_role("gridcell").filter(has_text="shouting in capital letters").first
         label.click()                                                      # one click on the row fills a slot
         expect(page.get_by_label("feature 1", exact=True)).to_have_value("5", timeout=15_000)
         expect(status).to_contain_text("automatic sweep", timeout=120_000)   # and sets its strength

@@ -167,6 +167,7 @@ def find_features(model, tokenizer, sae, hook_name: str, concept: str, stats: di
                                                                            max_act))
     rank = {f: float(p) + (LABEL_BONUS if f in hits else 0.0) for f, p in zip(cand, pushed)}
     keep = sorted(cand, key=lambda f: -rank[f])[:limit]
+    keep += [f for f in hits if f not in keep]       # a feature the user's words name is always listed
     wrote, scores = writes(model, tokenizer, sae, keep), _output_scores(model, tokenizer, sae, hook_name, keep, stats)
     rows = [{"index": i, "push": float(pushed[cand.index(i)]), "z": float(z[i]),
              "token": tokenizer.decode([int(best[i])]), "label": labels.get(i, ""), "label_match": i in hits,
