@@ -139,10 +139,26 @@ class Browser:
         page = self._context.new_page()
         page.on("console", lambda m: m.type == "error" and self._record(f"console: {m.text}"))
         page.on("pageerror", lambda e: self._record(f"pageerror: {e}"))
+        events = page.events = []  # queue joins and event-stream ends, for `settle`
+        page.on("request", lambda r: "queue/join" in r.url and events.append("join"))
+        page.on("requestfinished", lambda r: "queue/data" in r.url and events.append("end"))
         page.goto(url, wait_until="domcontentloaded")
         if wait_for:
             page.wait_for_selector(wait_for, timeout=180_000)  # the whole app renders first: slow on a busy box
         return page
+
+    @staticmethod
+    def settle(page, timeout_s: float = 180.0) -> None:
+        """Wait until none of the page's events is pending: Gradio ends a page's event stream once every event it
+        sent has answered, so on-load refreshes and `.then` chains have landed and will not overwrite what the
+        test does next (a busy machine delivers them many seconds late). Not for pages with a ticking timer."""
+        deadline, quiet = time.monotonic() + timeout_s, 0
+        while quiet < 2:  # the stream ended and no new event followed for two looks in a row
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the page still had events pending after {timeout_s:.0f} s: {page.events[-8:]}")
+            n = len(page.events)
+            page.wait_for_timeout(300)  # Playwright delivers the request events only while the page waits
+            quiet = quiet + 1 if page.events and page.events[-1] == "end" and len(page.events) == n else 0
 
     def _record(self, text: str) -> None:
         if not any(s in text for s in IGNORED_CONSOLE):

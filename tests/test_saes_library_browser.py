@@ -44,6 +44,7 @@ def test_library_table_fits_the_page(store, artifacts_dir):
         page = b.open(url, wait_for=None)
         lib = page.locator("#saes-library")
         lib.get_by_text(LONG_IDS[0]).locator("visible=true").first.wait_for(timeout=180_000)  # a busy machine
+        b.settle(page)  # the column widths arrive in a step after the rows: measure once it has landed
         headers = lib.locator("th").all_inner_texts()
         assert any("EV (sotu held-out)" in " ".join(h.split()) for h in headers), headers
         assert any("EV (source unknown)" in " ".join(h.split()) for h in headers), headers
