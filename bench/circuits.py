@@ -4,7 +4,8 @@ For each prompt with a clear next token, the target is the margin m = logit(top-
 position. The graph (`circuits.service.build_graph`, minus="runner-up") ranks feature nodes by effect; the top N
 feature nodes (largest positive effect, error and token nodes excluded) are ablated together (`intervene.run_with`,
 scale 0) and the share of the margin removed is (m − m_ablated) / m. The baseline ablates N random active features
-with the same number per SAE (any position), averaged over --draws draws. Also timed: one graph for a 20-token
+with the same number per SAE (any position but 0, which has no feature nodes: see GraphSettings.start_features),
+averaged over --draws draws. Also timed: one graph for a 20-token
 prompt (wall and CPU seconds, tokens per CPU-second).
 
     python bench/circuits.py --home ~/.cache/mistudio-circuits-home [--sae ID ...] [--top 5,10,20] [--draws 5]
@@ -71,7 +72,7 @@ def ablation(model, sites, ids, target, m0, chosen, active, draws, rng) -> tuple
     for _ in range(draws):
         nodes = []
         for s, k in sorted(per_site.items()):
-            pool = [(p, f) for p, f in active[s - 1] if (s, p, f) not in taken]
+            pool = [(p, f) for p, f in active[s - 1] if p > 0 and (s, p, f) not in taken]  # graph nodes: not BOS
             for p, f in rng.sample(pool, min(k, len(pool))):
                 nodes.append(dict(kind="feature", site=s, pos=p, feature=f))
         removed_random.append((m0 - run_with(model, sites, ids, nodes, 0.0, target)) / m0)

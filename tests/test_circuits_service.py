@@ -128,3 +128,13 @@ def test_the_cli_builds_shows_ablates_exports_and_imports(home, tmp_path, capsys
     assert json.loads(capsys.readouterr().out)["nodes"] == built["nodes"]
     assert main([*h, "build", "The people are"]) == 2
     assert "No SAE selected" in capsys.readouterr().err
+
+
+def test_position_zero_is_one_error_node_unless_asked(home):
+    store, model, saes = home
+    full = dict(node_share=1.0, edge_share=1.0, max_nodes=2000)
+    g = service.build_graph(store, saes, "The people are", settings=full, save=False)
+    assert not [n for n in g["nodes"] if n["kind"] == "feature" and n["pos"] == 0]
+    assert [n for n in g["nodes"] if n["kind"] == "error" and n["pos"] == 0]
+    g0 = service.build_graph(store, saes, "The people are", settings=dict(full, start_features=True), save=False)
+    assert [n for n in g0["nodes"] if n["kind"] == "feature" and n["pos"] == 0]

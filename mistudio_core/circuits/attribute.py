@@ -15,6 +15,10 @@ h_s replaced by a leaf r_s of the same value, so the graph splits into segments 
   site add up to g_s·h_s, a node's out-edges to all of the next site's nodes sum to its effect exactly (in the
   linearised model) — the property the tests check.
 
+Position 0 (BOS, the attention sink, with a norm several times the others) has no feature nodes by default: its
+codes are zeroed and its whole residual is that position's error node, as circuit-tracer does (`zero_start`);
+its features otherwise dominate every graph, and ablating any of them breaks the model whatever the prompt.
+
 Only the residual stream is decomposed (SAEs at hook_resid_pre / hook_resid_post): every path from one site to a
 later one passes through the sites between, so edges between consecutive sites are the whole graph.
 """
@@ -67,6 +71,8 @@ class Attribution:
     """Last position's logits [V]."""
     bias_effects: list[float] = field(default_factory=list)
     """Per site, the effect of the decoder bias (a constant, not a node)."""
+    zero_start: bool = True
+    """Position 0's features were folded into its error node."""
 
     def feature_effects(self, s: int) -> torch.Tensor:
         """[T, F] effect of every code at site s (zero where inactive)."""
@@ -91,8 +97,17 @@ def _decode_vjp(sae, codes: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return grad.to(codes.dtype)
 
 
-def run(model, sites: list[Site], input_ids: torch.Tensor, target: Callable[[torch.Tensor], torch.Tensor]
-        ) -> Attribution:
+def _codes(sae, h: torch.Tensor, zero_start: bool) -> torch.Tensor:
+    codes = sae.encode(h)
+    if zero_start and codes.shape[0] > 1:
+        keep = torch.ones(codes.shape[0], 1, dtype=codes.dtype, device=codes.device)
+        keep[0] = 0
+        codes = codes * keep
+    return codes
+
+
+def run(model, sites: list[Site], input_ids: torch.Tensor, target: Callable[[torch.Tensor], torch.Tensor],
+        zero_start: bool = True) -> Attribution:
     """The forward pass and the chain of total-effect gradients; `target(last_logits[V]) -> scalar`."""
     net = hooks.unwrap(model)
     states: list[SiteState] = []
@@ -105,7 +120,7 @@ def run(model, sites: list[Site], input_ids: torch.Tensor, target: Callable[[tor
     def at_site(site: Site):
         def fn(h):
             with torch.no_grad():
-                codes = site.sae.encode(h[0])
+                codes = _codes(site.sae, h[0], zero_start)
                 err = h[0] - site.sae.decode(codes).to(h.dtype)
             r = h.detach().clone().requires_grad_(True)
             states.append(SiteState(h=h, r=r, codes=codes, err=err))
@@ -123,7 +138,8 @@ def run(model, sites: list[Site], input_ids: torch.Tensor, target: Callable[[tor
         for s in range(len(states) - 1, 0, -1):
             states[s - 1].g = torch.autograd.grad(states[s].h, states[s - 1].r, grad_outputs=states[s].g,
                                                   retain_graph=True)[0]
-    att = Attribution(sites=sites, states=states, value=float(m.detach()), logits=logits.detach())
+    att = Attribution(sites=sites, states=states, value=float(m.detach()), logits=logits.detach(),
+                      zero_start=zero_start)
     for s, site in enumerate(sites, start=1):
         st = states[s]
         st.g = st.g[0]
@@ -144,7 +160,7 @@ def edge_vectors(att: Attribution, s: int, targets: list[tuple[str, int, int]]) 
         return torch.zeros(0, *prev.r.shape[1:], dtype=prev.r.dtype)
     with torch.enable_grad():
         hj = st.h.detach()[0].clone().requires_grad_(True)
-        codes = sae.encode(hj)
+        codes = _codes(sae, hj, att.zero_start)
         recon = sae.decode(codes).to(hj.dtype)
         scalars = torch.stack([codes[pos, feat] * st.dz[pos, feat] if kind == "feature"
                                else (st.g[pos] * (hj[pos] - recon[pos])).sum() for kind, pos, feat in targets])

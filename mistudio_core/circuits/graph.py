@@ -26,6 +26,9 @@ class GraphSettings:
     """Then keep the fewest edges whose |weight| adds up to this share of the kept edges' total (0 < share ≤ 1)."""
     max_nodes: int = 80
     """At most this many nodes (besides the target); each kept node costs one backward pass for its edges."""
+    start_features: bool = False
+    """Keep feature nodes at position 0 (BOS). Off: that position's residual is one error node (circuit-tracer's
+    convention), since the attention sink's features otherwise dominate every graph."""
 
     def __post_init__(self):
         for name in ("node_share", "edge_share"):
@@ -34,6 +37,8 @@ class GraphSettings:
                 raise ValidationError(f"{name} must be in (0, 1], got {v!r}; e.g. 0.8 keeps 80% of the effect.")
         if not isinstance(self.max_nodes, int) or not 1 <= self.max_nodes <= 2000:
             raise ValidationError(f"max_nodes must be an integer in 1..2000, got {self.max_nodes!r}.")
+        if not isinstance(self.start_features, bool):
+            raise ValidationError(f"start_features must be true or false, got {self.start_features!r}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,10 +46,10 @@ class GraphSettings:
     @classmethod
     def from_dict(cls, d: dict | None) -> "GraphSettings":
         d = dict(d or {})
-        unknown = sorted(set(d) - {"node_share", "edge_share", "max_nodes"})
+        unknown = sorted(set(d) - {"node_share", "edge_share", "max_nodes", "start_features"})
         if unknown:
             raise ValidationError(f"Unknown graph setting(s) {', '.join(unknown)}; use node_share, edge_share, "
-                                  "max_nodes.")
+                                  "max_nodes, start_features.")
         return cls(**d)
 
 
@@ -151,5 +156,6 @@ def trace(model, sites, input_ids, token_id: int, minus_id: int | None = None,
     in-memory core of a graph (no store involved; `service.build_graph` is the library-level door)."""
     from .attribute import run
 
-    att = run(model, sites, input_ids, logit_target(token_id, minus_id))
-    return build(att, settings or GraphSettings(), progress)
+    settings = settings or GraphSettings()
+    att = run(model, sites, input_ids, logit_target(token_id, minus_id), zero_start=not settings.start_features)
+    return build(att, settings, progress)
