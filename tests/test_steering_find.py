@@ -97,3 +97,12 @@ def test_steering_a_dead_feature_is_refused_naming_it():
 def test_a_word_the_vocabulary_only_splits_still_has_tokens(target):
     ids = find.concept_token_ids(target.tokenizer, "yelling")   # the tiny BPE has no long piece of it
     assert ids and all(isinstance(i, int) for i in ids)
+
+
+def test_concept_suggestion_takes_the_weakest_strength_near_the_saturated_effect():
+    rows = [{"strength": s, "perplexity": p, "text_effect": e}
+            for s, p, e in [(0.5, 5.0, 0.20), (0.75, 8.0, 0.85), (0.875, 10.0, 0.98), (1.0, 20.0, 0.99)]]
+    base = {"perplexity": 4.0, "text_effect": 0.05}
+    best, why = auto._pick_effect(rows, base, 3.0)          # 1.0 breaks the limit (20 > 12)
+    assert best == 0.75 and "80%" in why                    # 0.80 gain ≥ 0.8 × 0.93, at less perplexity than 0.875
+    assert auto._pick_effect([{**r, "text_effect": None} for r in rows], base, 3.0)[0] == 0.875   # no effect: largest

@@ -9,7 +9,7 @@ Each strength runs on the same few neutral prompts (`AUTO_PROMPTS`) and seeds; p
 geometric mean over prompts (each already a geometric mean over seeds), the effect shares are pooled and the
 text effect averaged. The suggestion is `effect.suggest_strength`'s walk from 0 outwards (largest strength whose
 perplexity stays ≤ the limit, stopping at the first that does not); with `pick="effect"` (concepts, whose effect
-can fall again once the text breaks) the strength of that walk with the largest effect is taken instead.
+saturates) the weakest strength of that walk with ≥ `EFFECT_KNEE` of its largest effect gain is taken instead.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ FEATURE_MULTIPLES = (0.125, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
 AUTO_PROMPTS = ("From my experience,", "The report says that", "In my opinion, the most important thing is")
 AUTO_SEEDS = 2
 AUTO_TOKENS = 16
+EFFECT_KNEE = 0.8       # pick="effect": the weakest strength with this share of the largest effect gain
 
 
 def feature_strengths(max_activation: float | None, multiples=FEATURE_MULTIPLES) -> list[float]:
@@ -57,19 +58,29 @@ def _merge(parts: list[dict]) -> dict:
     return row
 
 
-def _pick_effect(rows, baseline_ppl, max_ratio):
-    """The strongest effect among the strengths `suggest_strength`'s walk keeps (None when it keeps none)."""
-    best, why = suggest_strength(rows, baseline_ppl, max_ratio)
+def _effect(r: dict):
+    return r.get("text_effect") if r.get("text_effect") is not None else r.get("effect_expected")
+
+
+def _pick_effect(rows, baseline, max_ratio):
+    """The weakest strength, among those `suggest_strength`'s walk keeps, whose effect gain over the baseline is ≥
+    `EFFECT_KNEE` × the largest gain there (None when it keeps none). A saturating effect (capital letters reach
+    ~100%) gains nothing from the last steps but perplexity: measured on the built-in model, the yelling vector at
+    the strongest fluent multiplier (0.875) gave 98% capitals at 2.6× on the sweep's seeds and 3.7× on fresh ones."""
+    best, why = suggest_strength(rows, baseline["perplexity"], max_ratio)
     if best is None:
         return best, why
-    kept = [r for r in rows if 0 < r["strength"] * (1 if best > 0 else -1) <= abs(best)]
-    score = [(r.get("text_effect") if r.get("text_effect") is not None else r.get("effect_expected"), r)
-             for r in kept]
-    if all(v is None for v, _ in score):    # nothing measures the effect: the largest fluent strength
+    side = 1 if best > 0 else -1
+    kept = sorted((r for r in rows if 0 < r["strength"] * side <= abs(best) and _effect(r) is not None),
+                  key=lambda r: abs(r["strength"]))
+    if not kept:                            # nothing measures the effect: the largest fluent strength
         return best, why
-    top = max(((v, r) for v, r in score if v is not None), key=lambda x: x[0])[1]
-    return top["strength"], (f"strongest effect among the strengths whose perplexity stays ≤ {max_ratio:g}× the "
-                             f"baseline's ({baseline_ppl:.1f} → limit {max_ratio * baseline_ppl:.1f})")
+    base = _effect(baseline) or 0.0
+    top = max(_effect(r) - base for r in kept)
+    pick = next(r for r in kept if _effect(r) - base >= EFFECT_KNEE * top)
+    return pick["strength"], (f"weakest strength with ≥ {EFFECT_KNEE:.0%} of the largest effect gain among those "
+                              f"whose perplexity stays ≤ {max_ratio:g}× the baseline's ({baseline['perplexity']:.1f} → "
+                              f"limit {max_ratio * baseline['perplexity']:.1f})")
 
 
 def auto_sweep(model, tokenizer, sae, hook_name: str, steering, strengths: list[float], prompts=AUTO_PROMPTS,
@@ -93,8 +104,10 @@ def auto_sweep(model, tokenizer, sae, hook_name: str, steering, strengths: list[
     first = per_prompt[0]
     rows = [{"strength": s, **_merge([p["rows"][i] for p in per_prompt])} for i, s in enumerate(first["strengths"])]
     baseline = _merge([p["baseline"] for p in per_prompt])
-    chooser = _pick_effect if pick == "effect" else suggest_strength
-    best, why = chooser(rows, baseline["perplexity"], max_ppl_ratio)
+    if pick == "effect":
+        best, why = _pick_effect(rows, baseline, max_ppl_ratio)
+    else:
+        best, why = suggest_strength(rows, baseline["perplexity"], max_ppl_ratio)
     return {**{k: first[k] for k in ("features", "strengths", "seeds", "method", "effect_source",
                                      "effect_token_list", "text_effect_name")},
             "prompt": " | ".join(prompts), "prompts": list(prompts), "rows": rows, "baseline": baseline,

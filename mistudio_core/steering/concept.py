@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ..errors import NotFoundError, ValidationError
+from .auto import EFFECT_KNEE
 from .methods import SteerFeature, SteeringConfig, SteerVector
 
 CONCEPTS_DIR = Path(__file__).parent / "concepts"
@@ -136,6 +137,6 @@ def as_features(concept: dict, indices=None, multiplier: float = 1.0, positions:
 def concept_sweep_text() -> str:
     """The concept sweep in one sentence, from the constants (the tab shows it; docs/WORKSHOP.md quotes it)."""
     return (f"multipliers {', '.join(f'{m:g}' for m in CONCEPT_MULTIPLES)} of the concept vector (or of each "
-            f"feature's Δ activation), {CONCEPT_TOKENS} tokens per output; suggested: the strongest effect among "
-            f"those whose perplexity stays ≤ "
+            f"feature's Δ activation), {CONCEPT_TOKENS} tokens per output; suggested: the weakest multiplier "
+            f"with ≥ {EFFECT_KNEE:.0%} of the largest effect gain among those whose perplexity stays ≤ "
             f"{CONCEPT_MAX_PPL_RATIO:g}× the unsteered baseline's")
