@@ -47,7 +47,8 @@ def cmd_build(args):
     from .foreground import run_foreground
 
     settings = {k: v for k, v in dict(node_share=args.node_share, edge_share=args.edge_share,
-                                      max_nodes=args.max_nodes).items() if v is not None}
+                                      max_nodes=args.max_nodes, start_features=args.start_features).items()
+                if v is not None}
     spec = dict(sae_ids=args.sae or [], prompt=args.prompt, target=args.target, minus=args.minus,
                 settings=settings, device=args.device)
     record = run_foreground(args.store, "circuit", {k: v for k, v in spec.items() if v not in (None, {})})
@@ -128,6 +129,8 @@ def register(sub) -> None:
     b.add_argument("--node-share", type=float, help="keep nodes carrying this share of the effect (default 0.8)")
     b.add_argument("--edge-share", type=float, help="keep edges carrying this share (default 0.95)")
     b.add_argument("--max-nodes", type=int, help="at most this many nodes (default 80)")
+    b.add_argument("--start-features", action="store_true", default=None,
+                   help="keep feature nodes at position 0 (BOS); default: its residual is one error node")
     b.add_argument("--device")
     b.add_argument("--top", type=int, default=15, help="nodes to print")
     b.set_defaults(func=cmd_build, human=_human)
