@@ -48,13 +48,13 @@ FRESH_SEED = 1000
 def pick(results, column: str, n: int, start: int = 0) -> list[int]:
     """The n live, not-BOS-only features with the largest `column` score, from rank `start` (0 = the best) on."""
     score = torch.nan_to_num(results.score_column(column), nan=-1.0)
-    peaks, start = results.peak_tokens(), results.start_token_id()
+    peaks, bos = results.peak_tokens(), results.start_token_id()
     out = []
     for f in score.argsort(descending=True).tolist():
         row = peaks[f][peaks[f] >= 0]
         if score[f] < 0 or results.t["count"][f] == 0 or len(row) == 0:
             continue
-        if start is not None and bool((row == start).all()):
+        if bos is not None and bool((row == bos).all()):
             continue   # BOS-only
         out.append(f)
         if len(out) == start + n:
