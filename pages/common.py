@@ -230,15 +230,17 @@ def tokens_html(contexts: list[list[str]], title: str = "") -> str:
 
 
 def on_show(ctx: AppContext, fn: Callable, inputs: list, outputs: list, api_name: str,
-            api_visibility: str = "public") -> Any:
+            api_visibility: str = "public", concurrency_id: str | None = None) -> Any:
     """Run `fn` when the page loads, when this page's tab is opened, and when the built-ins become ready (the app
-    puts `demo`, `tab` and `builtins_ready` into `ctx.shared`; a page launched on its own has only some)."""
+    puts `demo`, `tab` and `builtins_ready` into `ctx.shared`; a page launched on its own has only some).
+    `concurrency_id`: run in the queue's order with the page's actions that share it, so a refresh sent before an
+    action cannot answer after it (its stale selection would undo the action's)."""
     triggers = [ctx.shared[k].load if k == "demo" else ctx.shared[k].select if k == "tab" else ctx.shared[k].change
                 for k in ("demo", "tab", "builtins_ready") if k in ctx.shared]
     if not triggers:
         return None
     return gr.on(triggers=triggers, fn=fn, inputs=inputs, outputs=outputs, api_name=api_name,
-                 show_progress="hidden", api_visibility=api_visibility)
+                 show_progress="hidden", api_visibility=api_visibility, concurrency_id=concurrency_id)
 
 
 def then_quietly(dep: Any, fn: Callable, inputs: list, outputs: list, api_name: str) -> None:

@@ -51,6 +51,23 @@ def refresh(ctx: AppContext, dataset_id: str | None, model_id: str | None) -> tu
             dropdown_update(ctx.store.list("models"), model_id))
 
 
+def _keeping_pick(fn):
+    """`fn` (an action answering status, library, dataset choices) plus the dataset it picked, for `picked`."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        value = out[2].get("value") if isinstance(out[2], dict) else None
+        return (*out, gr.skip() if value is None else value)
+    return run
+
+
+def _refresh_keeping_pick(ctx: AppContext, dataset_id: str | None, model_id: str | None, picked: str | None):
+    """`refresh` keeping the session's latest pick: `picked` is read when the queue runs the refresh, the dropdown's
+    value when the page sent it (on a busy machine a load / built-ins-ready refresh sent just before an Add runs
+    after it: the value it carries would undo the Add's pick)."""
+    return refresh(ctx, picked or dataset_id, model_id)
+
+
 def builtin_button(ctx: AppContext) -> Any:
     """The built-in corpus button: offered until the corpus is added, then it says so (and is disabled)."""
     if ctx.store.exists("datasets", ds.BUILTIN_ID):
@@ -238,14 +255,21 @@ def build(ctx: AppContext) -> None:
         top = gr.Dataframe(table([], TOP_COLUMNS), label="Top tokens", interactive=False, max_height=320, scale=2)
     preview = gr.HTML(label="Tokenized preview", elem_id="datasets-preview")
 
-    added = [status, lib, dataset]
-    builtin_btn.click(bind(add_builtin, ctx), None, added, api_name="datasets_add_builtin").then(
+    # The session's latest pick (an action's or the user's), and one queue for the list refresh and those picks:
+    # they run in the order sent, and the refresh reads `picked` when it runs (see _refresh_keeping_pick).
+    picked = gr.State(None)
+    added, one = [status, lib, dataset, picked], {"concurrency_id": "datasets-pick"}
+    keep = _keeping_pick
+    builtin_btn.click(keep(bind(add_builtin, ctx)), None, added, api_name="datasets_add_builtin", **one).then(
         bind(builtin_button, ctx), None, [builtin_btn], api_name="datasets_builtin_button_after_add")
-    local_btn.click(bind(add_local, ctx), [path, local_col, local_name], added, api_name="datasets_add_local")
-    upload_btn.click(bind(add_upload, ctx), [upload, up_col, up_name], added, api_name="datasets_add_upload")
-    hub_btn.click(bind(add_hub, ctx), [repo, config, split, n_rows, hub_col, token], added,
-                  api_name="datasets_add_hub")
-    delete_btn.click(bind(delete, ctx), [dataset], added, api_name="datasets_delete").then(
+    local_btn.click(keep(bind(add_local, ctx)), [path, local_col, local_name], added, api_name="datasets_add_local",
+                    **one)
+    upload_btn.click(keep(bind(add_upload, ctx)), [upload, up_col, up_name], added, api_name="datasets_add_upload",
+                     **one)
+    hub_btn.click(keep(bind(add_hub, ctx)), [repo, config, split, n_rows, hub_col, token], added,
+                  api_name="datasets_add_hub", **one)
+    dataset.input(lambda v: v, [dataset], [picked], api_visibility="private", show_progress="hidden", **one)
+    delete_btn.click(keep(bind(delete, ctx)), [dataset], added, api_name="datasets_delete", **one).then(
         bind(builtin_button, ctx), None, [builtin_btn], api_name="datasets_builtin_button_after_delete")
     stat_out = [status, summary, hist, top, preview]
     tokenize_btn.click(bind(tokenize_dataset, ctx), [dataset, model, context_size, bos, min_chars, max_tokens],
@@ -253,7 +277,8 @@ def build(ctx: AppContext) -> None:
     stats_btn.click(bind(statistics, ctx), [dataset, model], stat_out, api_name="datasets_stats")
     gr.on([dataset.input, model.input], bind(show_selected, ctx), [dataset, model], stat_out,
           api_name="datasets_stats_on_select", api_visibility="undocumented")
-    shown = on_show(ctx, bind(refresh, ctx), [dataset, model], [lib, dataset, model], api_name="datasets_list")
+    shown = on_show(ctx, bind(_refresh_keeping_pick, ctx), [dataset, model, picked], [lib, dataset, model],
+                    api_name="datasets_list", concurrency_id="datasets-pick")
     then_quietly(shown, bind(show_selected, ctx), [dataset, model], stat_out, "datasets_stats_after_list")
     then_quietly(shown, bind(builtin_button, ctx), None, [builtin_btn], "datasets_builtin_button")
 
