@@ -30,6 +30,52 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
 IGNORED_CONSOLE = ("favicon.ico", "Permissions policy", "ERR_BLOCKED_BY_CLIENT")
 
 
+# Which Gradio events the page sent (queue/join: event id → dependency id) and which have answered (a
+# process_completed message on the page's event stream, read from a copy of that stream). Gradio's client calls the
+# global fetch, so wrapping it before the page's scripts run sees both.
+TRACK_EVENTS_JS = """(() => {
+  const t = window.__mistudioEvents = {joined: {}, done: {}, inflight: 0};
+  const orig = window.fetch.bind(window);
+  async function read(stream) {
+    const reader = stream.getReader(), dec = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) return;
+      buf += dec.decode(value, {stream: true});
+      const lines = buf.split('\\n');
+      buf = lines.pop();
+      for (const line of lines) {
+        if (!line.startsWith('data:')) continue;
+        try { const m = JSON.parse(line.slice(5)); if (m.msg === 'process_completed') t.done[m.event_id] = true; }
+        catch (e) {}
+      }
+    }
+  }
+  window.fetch = async (input, init) => {
+    const url = typeof input === 'string' ? input : (input && input.url) || String(input);
+    if (url.includes('queue/join')) {
+      t.inflight++;
+      try {
+        const res = await orig(input, init);
+        const fn = init && typeof init.body === 'string' ? JSON.parse(init.body).fn_index : undefined;
+        try { const j = await res.clone().json(); if (j && j.event_id) t.joined[j.event_id] = fn; } catch (e) {}
+        return res;
+      } finally { t.inflight--; }
+    }
+    const res = await orig(input, init);
+    if (url.includes('queue/data') && res.body) {
+      const [mine, theirs] = res.body.tee();
+      read(mine).catch(() => {});
+      return new Response(theirs, {status: res.status, statusText: res.statusText, headers: res.headers});
+    }
+    return res;
+  };
+})();"""
+SETTLED_JS = ("() => { const t = window.__mistudioEvents; return !!t && t.inflight === 0 && "
+              "Object.keys(t.joined).every(id => t.done[id]); }")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -139,9 +185,7 @@ class Browser:
         page = self._context.new_page()
         page.on("console", lambda m: m.type == "error" and self._record(f"console: {m.text}"))
         page.on("pageerror", lambda e: self._record(f"pageerror: {e}"))
-        events = page.events = []  # queue joins and event-stream ends, for `settle`
-        page.on("request", lambda r: "queue/join" in r.url and events.append("join"))
-        page.on("requestfinished", lambda r: "queue/data" in r.url and events.append("end"))
+        page.add_init_script(TRACK_EVENTS_JS)  # for `settle` and `answered`
         page.goto(url, wait_until="domcontentloaded")
         if wait_for:
             page.wait_for_selector(wait_for, timeout=180_000)  # the whole app renders first: slow on a busy box
@@ -149,16 +193,19 @@ class Browser:
 
     @staticmethod
     def settle(page, timeout_s: float = 180.0) -> None:
-        """Wait until none of the page's events is pending: Gradio ends a page's event stream once every event it
-        sent has answered, so on-load refreshes and `.then` chains have landed and will not overwrite what the
-        test does next (a busy machine delivers them many seconds late). Not for pages with a ticking timer."""
-        deadline, quiet = time.monotonic() + timeout_s, 0
-        while quiet < 2:  # the stream ended and no new event followed for two looks in a row
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the page still had events pending after {timeout_s:.0f} s: {page.events[-8:]}")
-            n = len(page.events)
-            page.wait_for_timeout(300)  # Playwright delivers the request events only while the page waits
-            quiet = quiet + 1 if page.events and page.events[-1] == "end" and len(page.events) == n else 0
+        """Wait until every event the page has sent has answered: on-load refreshes and `.then` chains have landed
+        and will not overwrite what the test does next (a busy machine delivers them many seconds late)."""
+        for _ in range(2):  # twice, a moment apart: an answer may chain a new event (`.then`)
+            page.wait_for_function(SETTLED_JS, timeout=timeout_s * 1000, polling=300)
+            page.wait_for_timeout(300)
+        page.wait_for_function(SETTLED_JS, timeout=timeout_s * 1000, polling=300)
+
+    @staticmethod
+    def answered(page, fn_index: int, timeout_s: float = 180.0) -> None:
+        """Wait until an event of the dependency `fn_index` (its id in /config) was sent and has answered."""
+        page.wait_for_function("fn => Object.entries(window.__mistudioEvents.joined).some(([id, f]) => "
+                               "f === fn && window.__mistudioEvents.done[id])", arg=fn_index,
+                               timeout=timeout_s * 1000, polling=300)
 
     def _record(self, text: str) -> None:
         if not any(s in text for s in IGNORED_CONSOLE):
