@@ -52,7 +52,10 @@ def open_training(browser: Browser, app: AppServer):
 
 
 def fill_form(page) -> None:
-    page.locator("#training-hooks .token").first.wait_for(timeout=60_000)  # choices loaded: a default hook picked
+    page.locator("#training-hooks .token").first.wait_for(timeout=120_000)  # choices loaded: a default hook picked
+    # The page load and the tab's opening each refresh the form (each picks the default hook again): edit it only
+    # once both have answered, or a late one undoes the edits below.
+    Browser.settle(page)
     for _ in range(5):  # the default pick's × (Gradio also has a clear-all × with the same class)
         if not page.locator("#training-hooks .token").count():
             break
@@ -76,8 +79,9 @@ def test_train_watch_reload_cancel_resume_then_sae_in_library(app, artifacts_dir
         page.locator("#training-card").filter(has_text="browser-l2").wait_for(timeout=60_000)
         first = wait_for(lambda: (s := step_of(page)) >= 2 and s, 300, "the first steps on the card")
         later = wait_for(lambda: (s := step_of(page)) > first and s, 300, "the card's step to advance")
-        assert len(page.evaluate(CHART_STEPS)) >= 2, "the live chart shows the steps so far"
-        assert re.search(r"running", page.locator("#training-jobs").inner_text())
+        # The chart and the jobs table are other outputs than the card: they may land a moment after it.
+        wait_for(lambda: len(page.evaluate(CHART_STEPS)) >= 2, 120, "the live chart to show the steps so far")
+        page.locator("#training-jobs").filter(has_text="running").wait_for(timeout=120_000)
         browser.screenshot(page, "training-running")
 
         page = open_training(browser, app)  # a reload: the page re-attaches to the running job
@@ -93,10 +97,10 @@ def test_train_watch_reload_cancel_resume_then_sae_in_library(app, artifacts_dir
         assert 0 < stopped < STEPS, page.locator("#training-card").inner_text()
         page.get_by_role("button", name="Resume", exact=True).click()
         page.locator("#training-card").filter(has_text=re.compile(r"· done")).wait_for(timeout=600_000)
-        card = page.locator("#training-card").inner_text()
+        card = page.locator("#training-card").filter(has_text="In the SAE library").inner_text(timeout=120_000)
         assert f"step {STEPS} / {STEPS}" in card, card
         sae_id = re.search(r"In the SAE library: (\S+)", card).group(1).strip("`,")
-        assert page.evaluate(CHART_STEPS)[-1] == STEPS
+        wait_for(lambda: (xs := page.evaluate(CHART_STEPS)) and xs[-1] == STEPS, 120, f"the chart to reach {STEPS}")
         browser.screenshot(page, "training-done")
 
         page.get_by_role("tab", name="SAEs", exact=True).first.click()
