@@ -6,7 +6,11 @@ with `gradio_client`, and drive it in Debian's Chromium through Playwright.
         with Browser(artifacts_dir) as b:                       # Chromium, console errors collected
             page = b.open(app.url)
             b.screenshot(page, "datasets")                      # -> artifacts_dir/datasets.png
+            b.settle(page)                                      # every event the page sent has answered
         assert not b.console_errors
+
+On a busy machine answers come seconds late and out of order: wait for what the user would see (a status line, a
+value), or `settle` / `answered` before acting on a page whose refreshes are still in flight; never a fixed pause.
 
 Import from tests as `from browser import AppServer, Browser` (pytest puts `tests/` on sys.path).
 """
