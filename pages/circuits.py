@@ -180,7 +180,7 @@ def import_graph(ctx: AppContext, file: str | None) -> tuple[str, Any]:
         raise ValidationError(f"The file is not JSON ({e}). Upload a graph JSON file.") from e
     graph = exchange.from_neuronpedia(data)
     graph["id"] = new_id("imported")
-    write_json_atomic(service.graphs_dir(ctx.store) / f"{graph['id']}.json", graph)
+    write_json_atomic(service.graphs_dir(ctx.store, create=True) / f"{graph['id']}.json", graph)
     return ok(f"Imported `{graph['id']}` ({len(graph['nodes'])} nodes) for viewing."), graph_choices(ctx, graph["id"])
 
 

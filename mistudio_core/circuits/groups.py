@@ -14,9 +14,11 @@ from .graph import node_map
 from .intervene import parse_node
 
 
-def groups_dir(store: Store):
+def groups_dir(store: Store, create: bool = False):
+    """Where feature groups are saved; made only by a writer."""
     folder = store.home / "circuits" / "groups"
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -37,7 +39,7 @@ def pin(store: Store, graph: dict, node_ids: list[str], name: str) -> dict:
         entries.append(dict(sae_id=site.get("sae_id", ""), hook=site["hook"], feature=n["feature"],
                             label=n.get("label", ""), pos=n["pos"], effect=n["effect"], node=n["id"],
                             graph_id=graph.get("id")))
-    path = groups_dir(store) / f"{name}.json"
+    path = groups_dir(store, create=True) / f"{name}.json"
     group = read_json(path) if path.is_file() else dict(name=name, created=time.time(), features=[])
     have = {(f["sae_id"], f["feature"], f["pos"], f.get("graph_id")) for f in group["features"]}
     group["features"] += [e for e in entries if (e["sae_id"], e["feature"], e["pos"], e["graph_id"]) not in have]

@@ -21,9 +21,11 @@ from .graph import FORMAT, VERSION, GraphSettings, trace
 _RESID = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
 
 
-def graphs_dir(store: Store):
+def graphs_dir(store: Store, create: bool = False):
+    """Where graphs are saved; made only by a writer (a read-only app lists nothing and creates nothing)."""
     folder = store.home / "circuits"
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -162,7 +164,7 @@ def build_graph(store: Store, sae_ids: list[str], prompt: str, target: str | int
     label_nodes(store, graph)
     if save:
         graph["id"] = new_id("circuit")
-        write_json_atomic(graphs_dir(store) / f"{graph['id']}.json", graph)
+        write_json_atomic(graphs_dir(store, create=True) / f"{graph['id']}.json", graph)
     return graph
 
 
