@@ -151,8 +151,17 @@ def pareto(ctx: AppContext, key: str | None) -> go.Figure:
     return fig
 
 
-def show(ctx: AppContext, key: str | None) -> tuple[go.Figure, Any]:
-    return pareto(ctx, key), compare(ctx, key)
+def provenance(ctx: AppContext, key: str | None) -> str:
+    """Where each part's numbers come from, per distinct description among the compared SAEs."""
+    lines: dict[str, list[str]] = {}
+    for r in _rows(ctx, key):
+        for part, where in (r.get("provenance") or {}).items():
+            lines.setdefault(f"**{part}**: {where}", []).append(f"`{r['sae_id']}`")
+    return "\n".join(f"- {line} ({', '.join(ids)})" for line, ids in lines.items())
+
+
+def show(ctx: AppContext, key: str | None) -> tuple[go.Figure, Any, str]:
+    return pareto(ctx, key), compare(ctx, key), provenance(ctx, key)
 
 
 def build(ctx: AppContext, sae: gr.Dropdown) -> gr.Dropdown:
@@ -176,6 +185,7 @@ def build(ctx: AppContext, sae: gr.Dropdown) -> gr.Dropdown:
         plot = gr.Plot(label="Pareto: each metric against L0")
         cmp_table = gr.Dataframe(table([], COLUMNS), label="SAEs on this suite, data and split", interactive=False,
                                  elem_id="saes-bench-compare", max_height=320)
+        where = gr.Markdown(elem_id="saes-bench-provenance")
 
     from . import saes_eval  # the datasets an SAE can be evaluated on
 
@@ -184,7 +194,7 @@ def build(ctx: AppContext, sae: gr.Dropdown) -> gr.Dropdown:
     watched = started.then(bind(watch, ctx), [job], [status], api_name="saes_bench_watch", concurrency_limit=None,
                            show_progress="hidden")
     watched.then(bind(suite_choices, ctx), [which], [which], api_name="saes_bench_choices_after_run",
-                 api_visibility="undocumented").then(bind(show, ctx), [which], [plot, cmp_table],
+                 api_visibility="undocumented").then(bind(show, ctx), [which], [plot, cmp_table, where],
                                                      api_name="saes_bench_show_after_run",
                                                      api_visibility="undocumented")
     cancel_btn.click(bind(cancel, ctx), [job], [status], api_name="saes_bench_cancel")
@@ -192,5 +202,5 @@ def build(ctx: AppContext, sae: gr.Dropdown) -> gr.Dropdown:
                show_progress="hidden")
     which.focus(bind(suite_choices, ctx), [which], which, api_name="saes_bench_choices",
                 api_visibility="undocumented")
-    which.change(bind(show, ctx), [which], [plot, cmp_table], api_name="saes_bench_show", show_progress="hidden")
+    which.change(bind(show, ctx), [which], [plot, cmp_table, where], api_name="saes_bench_show", show_progress="hidden")
     return which

@@ -16,7 +16,8 @@ def test_pareto_and_table_show_every_benchmarked_sae(store):
     choices = saes_bench.suite_choices(ctx, None)
     assert choices["value"] == f"v{results.SUITE_VERSION}__sotu__heldout"
     assert choices["choices"][0][0] == f"suite v{results.SUITE_VERSION} on sotu held-out"
-    fig, frame = saes_bench.show(ctx, choices["value"])
+    fig, frame, where = saes_bench.show(ctx, choices["value"])
+    assert "**absorption**: vocabulary words" in where and a in where and b in where
     points = [t for t in fig.data if t.mode == "markers"]
     assert [len(t.x) for t in points] == [2, 0, 2, 2]  # EV, CE (not in these records), absorption, probing
     ev = points[0]

@@ -116,5 +116,5 @@ def comparison(store: Store, dataset_id: str, version: int = SUITE_VERSION, spli
             rows.append(dict(r.get("headline") or headline(r), sae_id=m["id"], name=m.get("name"),
                              model_id=m.get("model_id"), hook_name=m.get("hook_name"), d_sae=m.get("d_sae"),
                              architecture=m.get("architecture"), k=m.get("k"), split=r.get("split"),
-                             source=source_line(r), parts=r.get("parts")))
+                             source=source_line(r), parts=r.get("parts"), provenance=r.get("provenance") or {}))
     return rows
