@@ -127,7 +127,7 @@ def test_every_tab_opens_without_console_errors(app, browser):
     assert main == [app_module.LABELS.get(t, t.capitalize()) for t in present]
     for name in main:
         page.get_by_role("tab", name=name, exact=True).first.click()
-        page.wait_for_timeout(2500)  # let the tab's refresh events land
+        browser.settle(page)  # the tab's refresh events have landed (a fixed 2.5 s pause did not wait for them)
         browser.screenshot(page, f"browser-tab-{name.lower()}")
     page.get_by_role("tab", name="Models", exact=True).click()
     expect_status(page, "#models-summary", "LlamaForCausalLM", timeout=120_000)
