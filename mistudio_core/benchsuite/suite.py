@@ -22,6 +22,12 @@ from .tasks import build_task
 Report = Callable[[str, float, str], None]
 
 
+def _words(split: str) -> str:
+    from ..sae.evals import SPLIT_WORDS
+
+    return SPLIT_WORDS.get(split, split)
+
+
 class Stopped(Exception):
     """The job was asked to stop between batches."""
 
@@ -109,7 +115,7 @@ def autointerp_part(spec: BenchSpec, loaded, sae, contexts, store, api_key, repo
     except MistudioError as err:  # the labeler is down or refuses: the other parts' numbers still count
         out = {"error": str(err), "score": None}
     report("autointerp", 1.0, "auto-interpretation done")
-    where = (f"examples from {spec.dataset_id} {spec.split} contexts ({len(ids)}); labeler "
+    where = (f"examples from {spec.dataset_id} {_words(spec.split)} contexts ({len(ids)}); labeler "
              f"{spec.labeler.get('model')} at {spec.labeler.get('base_url')}")
     return out, where
 
@@ -128,8 +134,8 @@ def run_suite(spec: BenchSpec, loaded, sae, hook: str, tok, store=None, api_key:
             t0 = time.perf_counter()
             if part == "core":
                 record["core"] = core = core_part(spec, loaded, sae, hook, tok, contexts, report, should_stop)
-                record["provenance"]["core"] = (f"{spec.dataset_id} {spec.split} contexts ({core['n_contexts']}, "
-                                                f"{core['n_tokens']} tokens)")
+                record["provenance"]["core"] = (f"{spec.dataset_id} {_words(spec.split)} contexts "
+                                                f"({core['n_contexts']}, {core['n_tokens']} tokens)")
             elif part == "absorption":
                 record["absorption"], record["provenance"]["absorption"] = absorption_part(
                     spec, loaded, sae, hook, report, should_stop)
