@@ -17,6 +17,23 @@ CE recovered splices that output; the residual SAE's splices the residual stream
 
 Absorption, probing and auto-interp (the issue's other columns) belong to the benchmark suite (`eval --suite`), run
 on the registered SAEs (--register NAME keeps each one in the store's library).
+
+Measured 2026-12-07 at a REDUCED budget (the full one does not fit a shared session): `bench/bench_arch.py --steps
+100 --cache-tokens 32768 --eval-contexts 16 --no-ood`, 2 threads on the shared 2-core box at load average 13-18
+(wall ≈ 3× CPU; compare CPU seconds), model in bf16, sotu held-out:
+| arch | EV | CE recovered | L0 (held-out) | dead | train CPU s | tokens / CPU-s | EV / EV topk |
+|---|---|---|---|---|---|---|---|
+| topk | 0.8588 | 0.9463 | 32.0 | 0.146 | 78 | 5,252 | 1.000 |
+| batchtopk | 0.8357 | 0.9565 | 51.8 | 0.045 | 126 | 3,250 | 0.973 |
+| matryoshka_batchtopk | 0.8328 | 0.9548 | 52.7 | 0.067 | 217 | 1,889 | 0.970 |
+| jumprelu (target 32) | 0.8429 | 0.9304 | 33.6 | 0.558 | 138 | 2,978 | 0.981 |
+| standard (target 32) | 0.3834 | 0.1826 | 82.2 | 0.028 | 92 | 4,452 | 0.446 |
+| transcoder mlp_in→mlp_out | 0.4416 | 0.6607 | 41.0 | 0.656 | 146 | 2,810 | - |
+| skip transcoder | 0.5108 | 0.6416 | 21.8 | 0.644 | 152 | 2,693 | - |
+At 100 steps: BatchTopK and Matryoshka run at inference with their EMA threshold (SAELens's estimator), which lets
+through more than k=32 per token (L0 ≈ 52): matched L0 holds in training only. Standard's λ is still chasing its
+target after 100 steps (it needs the standard preset's 600). Transcoder EV is of the MLP output (a harder target than
+the residual stream); its CE recovered is against zero-ablating one MLP's output, a small gap, so it reads low.
 """
 from __future__ import annotations
 
