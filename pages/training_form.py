@@ -49,8 +49,8 @@ def given_from_values(values: list) -> tuple[str | None, dict]:
             given[name] = int(value) if name == "cache_tokens" and value is not None else value or None
         else:
             given[name] = coerce(_owner(name), name, value)
-    if given.get("architecture") not in (None, "standard"):
-        given["target_l0"] = None  # the target-L0 box only applies to standard SAEs
+    if given.get("architecture") not in (None, "standard", "jumprelu"):
+        given["target_l0"] = None  # the target-L0 box applies to the architectures that chase an L0
     if "cache_mode" not in raw and not preset:
         given["cache_mode"] = "off"  # older callers without the cache inputs meant no cache
     return preset, given

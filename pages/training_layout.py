@@ -13,7 +13,8 @@ from .training_charts import METRICS
 L1_INFO = ("Standard SAEs only. λ weighs Σ z·‖W_dec‖ against the squared error summed over d_model, on inputs "
            "scaled to mean norm √d_model: ≈2 suits d_model 576 (≈2·√(d_model/576) in general). Values like 0.001 "
            "from other tools are on another scale and give an SAE that is not sparse. Or set a target L0.")
-TARGET_INFO = "Standard SAEs: λ is adjusted every step to reach this L0 (0 = use λ as given)."
+TARGET_INFO = ("Standard: λ is adjusted every step to reach this L0 (0 = use λ as given). JumpReLU: the L0 its "
+               "penalty pulls toward (0 = k).")
 
 
 def _recipe(ui: dict, d: TrainConfig) -> None:
@@ -31,7 +32,7 @@ def _recipe(ui: dict, d: TrainConfig) -> None:
         ui["k"] = gr.Number(d.k, label="k (topk: active latents per token)", precision=0)
     with gr.Row():
         ui["l1_coefficient"] = gr.Number(d.l1_coefficient, label="L1 coefficient λ (standard)", info=L1_INFO)
-        ui["target_l0"] = gr.Number(0, label="Target L0 (standard; 0 = off)", info=TARGET_INFO)
+        ui["target_l0"] = gr.Number(0, label="Target L0 (standard, jumprelu; 0 = off)", info=TARGET_INFO)
     with gr.Row():
         ui["lr"] = gr.Number(d.lr, label="Learning rate")
         ui["batch_tokens"] = gr.Number(d.batch_tokens, label="Batch (tokens)", precision=0)

@@ -61,7 +61,7 @@ def test_transcoder_job_with_a_hook_of_another_model_is_refused_before_training(
     reg = runner.registry
     job = reg.submit("train", spec(IN, architecture="topk", hook_out="blocks.9.hook_mlp_out"))
     rec = run_to_end_or_fail(reg, job)
-    assert rec["status"] == "failed" and "does not belong to this model" in rec["error"]
+    assert rec["status"] == "failed" and "blocks.9.hook_mlp_out'] do not exist on tiny-llama" in rec["error"]
     assert not reg.metrics_history(job)
 
 

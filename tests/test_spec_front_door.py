@@ -98,3 +98,8 @@ def test_validate_and_start_show_one_estimate_and_the_card_repeats_it(real_store
     finally:
         jobs.cancel(job["id"])
         jobs.delete(job["id"])
+
+
+def test_a_transcoder_output_hook_the_model_lacks_is_refused_before_queueing(real_store):
+    with pytest.raises(ValidationError, match="blocks.99.hook_mlp_out"):
+        _cli_spec(real_store, "--preset", "quick", "--hook-out", "blocks.99.hook_mlp_out")

@@ -120,16 +120,22 @@ def check_library(store: Store, s, cfg: TrainConfig) -> None:
     tokenizations, the SAE width, enough training tokens and held-out contexts. Raises with the fix."""
     from ..tokenize import heldout_of
 
+    from ..hooks import is_extra_hook  # hook_mlp_in (transcoders) is valid but not listed
+    from .config import resolve_hook_out
+
     model = store.manifest("models", s.model_id)
     valid = model.get("hook_points") or []
-    from ..hooks import is_extra_hook  # hook_mlp_in (transcoders) is valid but not listed
-    bad = [h for h in s.hook_names if valid and h not in valid and not is_extra_hook(h, model.get("n_layers", 0))]
+    wanted = list(s.hook_names)
+    if cfg.hook_out:  # a transcoder also captures the hook it reconstructs: refuse a wrong one now, not at start
+        wanted += [resolve_hook_out(h, cfg.hook_out) for h in s.hook_names]
+    bad = [h for h in dict.fromkeys(wanted) if valid and h not in valid
+           and not is_extra_hook(h, model.get("n_layers", 0))]
     if bad:
         raise ValidationError(f"Hook point(s) {bad} do not exist on {s.model_id}. Valid: {', '.join(valid[:8])} … "
                               f"({len(valid)} in all, blocks.0 to blocks.{model.get('n_layers', 1) - 1}).")
     d_in = int(model["d_model"])
     d_sae = cfg.d_sae or cfg.expansion_factor * d_in
-    if cfg.architecture in ("topk", "batchtopk") and cfg.k > d_sae:
+    if cfg.architecture in ("topk", "batchtopk", "matryoshka_batchtopk") and cfg.k > d_sae:
         raise ValidationError(f"k={cfg.k} is larger than the SAE width d_sae={d_sae}; lower k or widen the SAE.")
     config, stats = _tokenization(store, s.dataset_id, s.model_id)
     ctx_size = int(config.get("context_size") or stats.get("context_size") or 128)

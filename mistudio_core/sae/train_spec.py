@@ -157,7 +157,8 @@ def resolve(preset: str | None = None, store=None, **given) -> dict:
 
 
 def build(preset: str | None = None, store=None, **given) -> dict:
-    """The "train" spec a preset plus the given fields describe (see the module doc); checked, as a dict."""
+    """The "train" spec a preset plus the given fields describe (see the module doc), as a dict: its fields
+    checked, and with a store the library too (`validate`)."""
     job = resolve(preset, store, **given)
     tcfg = from_dict(TrainConfig, job["train"])
     if not given.get("name"):
@@ -165,7 +166,10 @@ def build(preset: str | None = None, store=None, **given) -> dict:
     job["stream"] = {"seed": tcfg.seed, "buffer_contexts": buffer_contexts(tcfg), **(given.get("stream") or {})}
     if given.get("eval_contexts") is None and job.get("eval_contexts") and store is not None:
         job["eval_contexts"] = _cap_to_heldout(store, job, job["eval_contexts"])  # a preset's size is "up to"
-    return TrainJobSpec(**job).to_dict()
+    spec = TrainJobSpec(**job).to_dict()
+    if store is not None:
+        validate(spec, store)  # every door refuses what cannot run before anything is queued
+    return spec
 
 
 def _job_defaults() -> dict:
