@@ -5,7 +5,7 @@ import torch
 
 from mistudio_core.errors import ValidationError
 from mistudio_core.sae.architectures import REGISTRY
-from mistudio_core.sae.checkpoint import checkpoint_to, load_checkpoint
+from mistudio_core.jobs.checkpoint import load_checkpoint, save_checkpoint
 from mistudio_core.sae.config import SAEConfig, TrainConfig
 from mistudio_core.sae.trainer import train_saes
 from tests.sae_synthetic import PlantedDictionary
@@ -67,7 +67,8 @@ def test_resume_equals_uninterrupted(tmp_path, kind):
     cfg = tcfg.sae_config(32, IN)
     full = train_saes(stream, [cfg], tcfg)[0]
     calls = iter(range(100))
-    train_saes(stream, [cfg], tcfg, should_stop=lambda: next(calls) >= 12, checkpoint=checkpoint_to(tmp_path / "c"))
+    train_saes(stream, [cfg], tcfg, should_stop=lambda: next(calls) >= 12,
+               checkpoint=lambda t, st: save_checkpoint(tmp_path / "c", t, st))
     tensors, state = load_checkpoint(tmp_path / "c")
     assert state["step"] == 12
     resumed = train_saes(stream, [cfg], tcfg, resume_from=(tensors, state))[0]

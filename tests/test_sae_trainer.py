@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mistudio_core.errors import ValidationError
-from mistudio_core.sae.checkpoint import checkpoint_to, load_checkpoint
+from mistudio_core.jobs.checkpoint import load_checkpoint, save_checkpoint
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.trainer import train_saes
 from tests.sae_synthetic import PlantedDictionary
@@ -35,7 +35,7 @@ def test_resume_gives_the_same_weights_as_uninterrupted(tmp_path, arch):
         return next(calls) >= 20
 
     first = train_saes(data.stream(HOOK, 256), [sae_cfg], full_cfg, should_stop=stop_at_20,
-                       checkpoint=checkpoint_to(tmp_path / "ckpt"))[0]
+                       checkpoint=lambda t, st: save_checkpoint(tmp_path / "ckpt", t, st))[0]
     tensors, state = load_checkpoint(tmp_path / "ckpt")
     assert state["step"] == 20 and not torch.equal(first.W_dec, full.W_dec)
     resumed = train_saes(data.stream(HOOK, 256), [sae_cfg], full_cfg, resume_from=(tensors, state))[0]
