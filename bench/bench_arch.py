@@ -170,7 +170,8 @@ class Bench:
                     f"{i.get('ce_loss_recovered', float('nan')):.4f}", f"{i['l0']:.1f}", f"{i['dead_fraction']:.3f}"]
             if self.ood:
                 vals += [f"{o['explained_variance']:.4f}", f"{o.get('ce_loss_recovered', float('nan')):.4f}"]
-            vals += [f"{r['train_wall']:.0f}", f"{r['train_cpu']:.0f}", f"{r['tokens'] / max(r['train_cpu'], 1e-9):,.0f}",
+            vals += [f"{r['train_wall']:.0f}", f"{r['train_cpu']:.0f}",
+                     f"{r['tokens'] / max(r['train_cpu'], 1e-9):,.0f}",
                      f"{i['explained_variance'] / ref:.3f}" if ref else "-"]
             print("| " + " | ".join(vals) + " |")
         print(f"(transcoders: EV of the MLP output they write, CE recovered splicing it; load avg {os.getloadavg()})")

@@ -13,7 +13,6 @@ output is a status.
 from __future__ import annotations
 
 import functools
-import threading
 from typing import Any
 
 import gradio as gr
@@ -34,11 +33,8 @@ from .context import AppContext
 from . import steering_concept
 from .steering_groups import empty_slot, slot_features, wire_groups
 from .steering_layout import FIND_COLUMNS, N_SLOTS, layout
+from .steering_lock import GENERATE_LOCK
 from .steering_sweep import readings_md, suggestion_md, sweep_figure, sweep_html
-
-# Steering hooks sit on the shared, cached model: one steered generation at a time keeps a second request's
-# forward passes from running through the first one's hook.
-_LOCK = threading.Lock()
 
 
 def _configs(method, positions, normalize, max_new, temperature, top_p, seed, chat, slots):
@@ -84,7 +80,7 @@ def find(ctx: AppContext, sae_id: str | None, text: str) -> tuple[str, Any]:
     t = load_target(ctx.store, sae_id)
     stats = stats_for(ctx.store, sae_id)
     labels = {h["index"]: h["label"] for h in hits}
-    with _LOCK:
+    with GENERATE_LOCK:
         if text.isdigit():
             res = find_one(t.model, t.tokenizer, t.sae, t.hook_name, int(text), stats, labels)
         else:
@@ -143,7 +139,7 @@ def auto_strength(ctx: AppContext, sae_id, index, *slots, progress=gr.Progress()
     mx = stats.get("max_activation")
     unit = float(mx[index]) if mx is not None else None
     t = load_target(ctx.store, sae_id)
-    with _LOCK:
+    with GENERATE_LOCK:
         tokens = effect_tokens_for(ctx.store, t, sae_id, [index])
         res = auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name, SteeringConfig([SteerFeature(index, 1.0)]),
                          feature_strengths(unit), effect_tokens=tokens, progress=progress_adapter(progress))
@@ -179,7 +175,7 @@ def generate(ctx: AppContext, sae_id, prompt, method, positions, normalize, max_
     try:
         steering, sampling = _configs(method, positions, normalize, max_new, temperature, top_p, seed, chat, slots)
         t = _target(ctx, sae_id, steering)
-        with _LOCK:
+        with GENERATE_LOCK:
             for st in compare_stream(t.model, t.tokenizer, t.sae, t.hook_name, prompt, steering, sampling):
                 n = len(st["steered_tokens"])
                 rate = n / st["seconds"] if st["seconds"] > 0 else 0.0
@@ -196,7 +192,7 @@ def run_sweep(ctx: AppContext, sae_id, prompt, strengths, seeds, method, positio
     """(status, table, chart, suggestion Markdown, suggested strength as text ('' when none))."""
     steering, sampling = _configs(method, positions, normalize, max_new, temperature, top_p, seed, chat, slots)
     t = _target(ctx, sae_id, steering)
-    with _LOCK:
+    with GENERATE_LOCK:
         tokens = effect_tokens_for(ctx.store, t, sae_id, [f.index for f in steering.features])
         res = sweep(t.model, t.tokenizer, t.sae, t.hook_name, prompt, steering, parse_strengths(strengths),
                     sampling, progress=progress_adapter(progress), seeds=int(seeds or 1), effect_tokens=tokens)
@@ -226,7 +222,7 @@ def run_batch(ctx: AppContext, sae_id, prompts_text, method, positions, normaliz
               seed, chat, *slots, progress=gr.Progress()) -> tuple:
     steering, sampling = _configs(method, positions, normalize, max_new, temperature, top_p, seed, chat, slots)
     t = _target(ctx, sae_id, steering)
-    with _LOCK:
+    with GENERATE_LOCK:
         res = run_prompt_set(t.model, t.tokenizer, t.sae, t.hook_name, (prompts_text or "").splitlines(),
                              steering, sampling, progress=progress_adapter(progress))
     f0 = steering.features[0].index

@@ -18,7 +18,8 @@ from mistudio_core.steering.generate import SamplingConfig, compare_stream
 from mistudio_core.steering.loader import load_target
 
 from .common import failed, guarded, ok, progress_adapter, table
-from .steering_layout import AS_FEATURES, AS_VECTOR, CONCEPT_COLUMNS, EFFECT_NONE, N_SLOTS
+from .steering_layout import AS_FEATURES, CONCEPT_COLUMNS, EFFECT_NONE, N_SLOTS
+from .steering_lock import GENERATE_LOCK
 from .steering_sweep import readings_md, suggestion_md, sweep_html
 
 
@@ -37,9 +38,8 @@ def build(ctx, sae_id, pos, neg) -> tuple:
         raise ValidationError("No SAE selected. Pick one first.")
     positive, negative = sc.check_sets(pos, neg)          # refused before the model loads
     t = load_target(ctx.store, sae_id)
-    from .steering import _LOCK
 
-    with _LOCK:
+    with GENERATE_LOCK:
         cv = sc.concept_vector(t.model, t.tokenizer, t.sae, t.hook_name, positive, negative, "concept")
         wrote = writes(t.model, t.tokenizer, t.sae, [f["index"] for f in cv["features"]], 5)
     cv["sae_id"] = sae_id
@@ -69,9 +69,8 @@ def sweep(ctx, cv, steer_as, feats, prompts, effect, progress=gr.Progress()) -> 
         raise ValidationError("The sweep prompt list is empty. Write one neutral prompt per line.")
     fn = sc.EFFECTS.get(effect)
     t = load_target(ctx.store, cv["sae_id"])
-    from .steering import _LOCK
 
-    with _LOCK:
+    with GENERATE_LOCK:
         res = auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name, steering, list(sc.CONCEPT_MULTIPLES),
                          prompts=prompts, text_effect=(effect, fn) if fn else None, max_new_tokens=sc.CONCEPT_TOKENS,
                          max_ppl_ratio=sc.CONCEPT_MAX_PPL_RATIO, pick="effect", progress=progress_adapter(progress))
@@ -89,9 +88,8 @@ def generate(ctx, cv, steer_as, feats, mult, prompt, method, positions, normaliz
         sampling = SamplingConfig(max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p),
                                   seed=int(seed), chat=bool(chat))
         t = load_target(ctx.store, cv["sae_id"])
-        from .steering import _LOCK
 
-        with _LOCK:
+        with GENERATE_LOCK:
             for st in compare_stream(t.model, t.tokenizer, t.sae, t.hook_name, prompt, steering, sampling):
                 yield (ok("done") if st["done"] else "generating…"), st["baseline"], st["steered"], readings_md(st)
     except MistudioError as e:

@@ -136,7 +136,8 @@ def detect_format(folder: Path) -> str:
         return "sparsify"
     if (folder / "params.npz").is_file():
         return "gemma_scope"
-    bad = sorted(p.name for p in folder.iterdir() if p.suffix in {".pt", ".pkl", ".pth", ".bin"}) if folder.is_dir() else []
+    pickled = {".pt", ".pkl", ".pth", ".bin"}
+    bad = sorted(p.name for p in folder.iterdir() if p.suffix in pickled) if folder.is_dir() else []
     hint = f" Found {bad}: pickle-based weights are not imported; convert them to safetensors." if bad else ""
     raise ValidationError(f"{folder} is not an SAE folder miStudio can read: expected cfg.json + "
                           f"sae_weights.safetensors (SAELens), cfg.json + sae.safetensors (sparsify) or params.npz "

@@ -113,9 +113,10 @@ def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: Steering
     """Generate at each strength for `seeds` seeds (sampling.seed, +1, ...) and score every output; returns
     `{prompt, method, features, strengths, seeds, rows: [{strength, text, n_tokens, perplexity, feature_mean,
     feature_max, steered_feature_mean, [effect_share, effect_hits, effect_tokens, effect_expected]}],
-    baseline: {same, unsteered}, suggested_strength, suggestion, effect_source, effect_token_list, seconds}`. `effect_tokens` is
-    `effect.effect_tokens(...)`; without it there is no effect share. `capability` adds `capability_ppl` to every
-    row and the baseline; `text_effect` = (name, fn(text) → float) adds `text_effect` (result: `text_effect_name`)."""
+    baseline: {same, unsteered}, suggested_strength, suggestion, effect_source, effect_token_list, seconds}`.
+    `effect_tokens` is `effect.effect_tokens(...)`; without it there is no effect share. `capability` adds
+    `capability_ppl` to every row and the baseline; `text_effect` = (name, fn(text) → float) adds `text_effect`
+    (result: `text_effect_name`)."""
     if not steering.features and not steering.vectors:
         raise ValidationError("Add at least one feature (or a concept vector) to sweep its strength.")
     strengths = [float(s) for s in strengths]

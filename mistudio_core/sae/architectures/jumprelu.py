@@ -39,7 +39,7 @@ class JumpReLU(Architecture):
         rows, cols = active.nonzero(as_tuple=True)
         x_hat, acts = sae._autoencode(xc, rows, cols, pre[rows, cols])
         mse = (x_hat - target).pow(2).sum(-1).mean()
-        target_l0, coef, eps = opts["target_l0"], opts["l0_coefficient"], opts["bandwidth"]
+        target_l0, coef = opts["target_l0"], opts["l0_coefficient"]
         l0_tok = active.sum(1).to(torch.float64)
         penalty = coef * (2 / target_l0 * (l0_tok - target_l0).pow(2)).mean()
         grad_theta = self._threshold_grad(sae, pre, theta.detach(), x_hat.detach() - target, l0_tok, opts)
