@@ -11,7 +11,7 @@
    them and miStudio's `load_sae` must give the same codes and reconstructions.
 
 Prints a table (or, with --json, one JSON object per case) with max |Δ codes|, max |Δ x̂| and the checks;
-tests/test_saelens_compat.py and tests/test_sae_saelens_compat.py run this in CI and assert on every row.
+tests/sae/test_saelens_compat.py and tests/sae/test_sae_saelens_compat.py run this in CI and assert on every row.
 """
 from __future__ import annotations
 

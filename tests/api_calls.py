@@ -16,7 +16,7 @@ from gradio_client import handle_file
 from api_home import HOOK, Ids
 
 # Endpoints never called here, with why (each is covered where its cost is acceptable).
-SKIP = {"models_add_builtin": "converts the 540 MB SmolLM2 GGUF (tests/test_app_api.py, integration)"}
+SKIP = {"models_add_builtin": "converts the 540 MB SmolLM2 GGUF (tests/app/test_app_api.py, integration)"}
 STARTS = re.compile(r"_start$|_extract$|_export$|_resume$|_run_prompt_set$")
 DELETES = re.compile(r"_delete")
 CLOSED_PORT_URL = "http://127.0.0.1:9/v1"  # refused at once: no network wait, no real LLM

@@ -1,4 +1,4 @@
-"""`python -m mistudio_core ...` for torchrun in tests/test_distributed_resume.py. With STOP_AT_STEP=n, rank 0
+"""`python -m mistudio_core ...` for torchrun in tests/sae/test_distributed_resume.py. With STOP_AT_STEP=n, rank 0
 cancels its own job (as a user's Cancel would) once it has reported step n, so the group stops at a known step,
 saves its checkpoint and leaves the job cancelled and resumable."""
 from __future__ import annotations

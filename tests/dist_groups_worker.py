@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed_groups.py: two SAEs on two synthetic hooks with distribute_saes —
+"""Run under torchrun by tests/sae/test_distributed_groups.py: two SAEs on two synthetic hooks with distribute_saes —
 each rank trains its own SAE on the whole batch, saves per-SAE checkpoints under DIST_OUT/ckpt, and rank 0 writes
 both final SAEs (merged from the owners' checkpoints) to DIST_OUT/final.safetensors. DIST_STOP_AT=n stops the
 group at step n and resumes it from the merged per-SAE checkpoints (in the same processes)."""

@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed.py: trains a tiny TopK SAE on deterministic synthetic batches.
+"""Run under torchrun by tests/sae/test_distributed.py: trains a tiny TopK SAE on deterministic synthetic batches.
 
 DIST_MODE=train (weights to DIST_OUT/rank{r}.safetensors), mismatch (rank 1 has another lr), kill (rank 1 dies
 at step 5). Each rank gets every world-th row of the global batch of step s, so the ranks' union is the batch a

@@ -85,7 +85,7 @@ def decoder_logits(model, W_dec: torch.Tensor, n: int = 10, chunk: int = 512, se
     `search_dtype` bfloat16 (where bf16 matmuls are faster: a GPU, a CPU with AMX) runs that product in bf16 only to
     *choose* the n + SEARCH_MARGIN candidates at each end; their logits are then recomputed in fp32, so every value
     saved is an fp32 value and the lists match the fp32 ones except where bf16 rounding (~0.4%) moves an entry
-    more than the margin's 8 ranks (tests/test_features_logits.py measures the agreement)."""
+    more than the margin's 8 ranks (tests/features/test_features_logits.py measures the agreement)."""
     W_U = model.get_output_embeddings().weight.detach().float()
     n = min(n, W_U.shape[0])
     low = getattr(torch, search_dtype) if isinstance(search_dtype, str) else search_dtype

@@ -16,7 +16,7 @@ token. Those (token, latent) pairs alone are then rescored in fp32 — x·W_enc[
 centred input — and the true fp32 top k of the candidates kept, so every value saved is an fp32 value. A pair is
 lost only if its bf16 rank falls below k + margin while its fp32 rank is within k: bf16 keeps 8 significant bits,
 so a pre-activation moves by ~0.4% of its size, while the margin's 8 extra ranks span several times that on any
-width (tests/test_features_bf16.py measures the agreement). The selection reads the bf16 bits as int16: for
+width (tests/features/test_features_bf16.py measures the agreement). The selection reads the bf16 bits as int16: for
 values ≥ 0 their order is the float order, and every negative one sorts below them; negatives never survive the
 ReLU, so the kept codes are the same and the cheap integer reduction replaces bf16's slow one.
 """

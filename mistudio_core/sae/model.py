@@ -15,7 +15,7 @@ How a step is computed (kernels.py): the encoder's pre-activations are the one d
 buffer reused across steps; the active (token, latent) pairs are then decoded and differentiated sparsely, and
 b_dec's gradient through xc is W_enc @ Σ_b ∂L/∂pre_b rather than a [B, d_in] product. Standard SAEs switch to
 pair lists once at most kernels.SPARSE_DENSITY of their codes fire (early in training about half do: dense kernel).
-Gradients equal dense autograd's (tests/test_sae_model.py).
+Gradients equal dense autograd's (tests/sae/test_sae_model.py).
 """
 from __future__ import annotations
 

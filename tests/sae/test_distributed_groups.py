@@ -18,7 +18,7 @@ from mistudio_core.sae.distributed import DistInfo, owned_saes
 from mistudio_core.sae.trainer import train_saes
 from tests import dist_groups_worker as w
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def test_two_ranks_each_train_their_own_sae_as_one_process_would(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 from mistudio_core.features.extract import ExtractConfig
 from mistudio_core.sae.presets import BUILTIN_HOOK, PRESETS
 
-DOC = (Path(__file__).resolve().parent.parent / "docs" / "WORKSHOP.md").read_text(encoding="utf-8")
+DOC = (Path(__file__).resolve().parent.parent.parent / "docs" / "WORKSHOP.md").read_text(encoding="utf-8")
 PART_B = DOC[DOC.index("## B. CPU laptop"):]
 
 

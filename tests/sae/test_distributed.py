@@ -62,14 +62,14 @@ def test_torchrun_cli_train_runs_the_job_once_and_registers_one_sae(tmp_path):
     import json
 
     from mistudio_core.jobs import JobRegistry
-    from tests.test_jobs_train import make_train_home
+    from test_jobs_train import make_train_home
 
     store = make_train_home(tmp_path)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
            "mistudio_core", "--home", str(store.home), "--json", "train", "--model", "tiny-llama", "--dataset",
            "tiny-ds", "--hook", "blocks.1.hook_resid_post", "--architecture", "topk", "--d-sae", "64", "--k", "4",
            "--batch-tokens", "64", "--steps", "10", "--no-downstream", "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent.parent)}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "rank 0 of 2 (gloo) runs the job" in res.stderr

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 # requirements with compiled code whose pinned version publishes manylinux aarch64 wheels (see the docstring)
 NATIVE_WITH_AARCH64_WHEELS = {"torch", "safetensors", "psutil", "numpy", "pyarrow", "pandas"}
 X86_MARKERS = re.compile(r"x86_64|amd64|win32|i[3-6]86|\bavx\d*\b|\bsse\d\b|intel[-_]openmp|\bmkl\b|"

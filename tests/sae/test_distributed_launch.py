@@ -13,7 +13,7 @@ import torch
 
 from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.sae import distributed_launch as launch
-from tests.test_jobs_train import make_train_home, spec, wait_until
+from test_jobs_train import make_train_home, spec, wait_until
 
 
 @pytest.fixture()

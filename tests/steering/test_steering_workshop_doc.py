@@ -9,7 +9,7 @@ from pathlib import Path
 from mistudio_core.steering import auto, concept
 from mistudio_core.steering.sweep import MAX_PPL_RATIO
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "WORKSHOP.md"
+DOC = Path(__file__).resolve().parent.parent.parent / "docs" / "WORKSHOP.md"
 
 
 def _flat(text: str) -> str:

@@ -21,7 +21,7 @@ from mistudio_core.steering import sessions as ss
 from mistudio_core.store import MAX_NAME_CHARS, Store
 
 LONG = "x" * 5000
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("action", ["get", "delete", "resume", "cancel"])

@@ -15,7 +15,7 @@ from api_calls import call, call_all, endpoints, problems
 from api_home import build_home
 from browser import AppServer
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "API.md"
+DOC = Path(__file__).resolve().parent.parent.parent / "docs" / "API.md"
 
 
 @pytest.fixture(scope="module")

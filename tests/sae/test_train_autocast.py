@@ -95,7 +95,7 @@ def test_training_form_advanced_precision_reaches_the_job(tmp_path):
     from mistudio_core.jobs import JobRegistry
     from pages import training
     from pages.context import AppContext
-    from tests.test_jobs_train import HOOK, make_train_home
+    from test_jobs_train import HOOK, make_train_home
 
     store = make_train_home(tmp_path)
     ctx = AppContext(store=store, jobs=JobRegistry(store), allowed_roots=[store.home])

@@ -6,7 +6,7 @@ import zipfile
 
 from pages import share
 from pages.context import AppContext
-from tests.test_interop import make_gemma_scope
+from test_interop import make_gemma_scope
 
 
 def _ctx(store, tmp_path):

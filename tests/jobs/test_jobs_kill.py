@@ -25,7 +25,7 @@ from mistudio_core.jobs import STATUSES, JobRegistry
 from mistudio_core.jobs.checkpoint import load_checkpoint
 from mistudio_core.store import Store
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent
 RUNNER_SCRIPT = f"""
 import sys, time
 sys.path.insert(0, {str(TESTS)!r})

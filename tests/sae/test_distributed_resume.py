@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from mistudio_core.jobs import JobRegistry
-from tests.test_jobs_train import make_train_home, weights
+from test_jobs_train import make_train_home, weights
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 HOOKS = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
 TRAIN = ["--architecture", "topk", "--d-sae", "64", "--k", "4", "--batch-tokens", "64", "--steps", "10",
          "--checkpoint-every", "2", "--dead-feature-window", "100000", "--metrics-every", "1", "--seed", "3"]
