@@ -121,3 +121,22 @@ def coerce(cls, name: str, raw):
     except (TypeError, ValueError) as e:
         raise ValidationError(f"{name}: {e}. Give a {getattr(kind, '__name__', kind)}.") from e
     return raw
+
+
+def spec_checks(cls, check_inputs):
+    """`(build, validate)` for a job kind whose spec is the dataclass `cls` and whose library check is
+    `check_inputs(store, spec)`: the pair `mistudio_core.spec` calls. `validate(spec, store=None)` reads the spec
+    strictly and, given a store, checks it there; `build(preset=None, store=None, **fields)` makes the spec from
+    the fields given (None: the default) and validates it."""
+    def validate(spec: dict, store=None):
+        parsed = cls.from_dict(spec)
+        if store is not None:
+            check_inputs(store, parsed)
+        return parsed
+
+    def build(preset: str | None = None, store=None, **fields) -> dict:
+        spec = cls.from_dict({k: v for k, v in fields.items() if v is not None}).to_dict()
+        validate(spec, store)
+        return spec
+
+    return build, validate

@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from gradio.context import LocalContext
 
-from mistudio_core.errors import MistudioError
+from mistudio_core.errors import MistudioError, ValidationError
 
 from .context import AppContext
 
@@ -247,3 +247,12 @@ def then_quietly(dep: Any, fn: Callable, inputs: list, outputs: list, api_name: 
     """After `dep` (e.g. a refresh), also run `fn` (e.g. show the selection's details); not a public endpoint."""
     if dep is not None:
         dep.then(fn, inputs, outputs, api_name=api_name, api_visibility="undocumented", show_progress="hidden")
+
+
+def cancel_job(ctx, job_id: str | None, what: str) -> str:
+    """Cancel the job a page started (`what`: "evaluation", "benchmark", ...); says its new status. Jobs that store
+    their result only at the end leave nothing behind."""
+    require_writable(ctx)
+    if not job_id:
+        raise ValidationError(f"No {what} to cancel: start one first.")
+    return ok(f"{what.capitalize()} `{job_id}` is now {ctx.jobs.cancel(job_id)['status']} (nothing is stored).")

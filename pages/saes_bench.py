@@ -19,7 +19,7 @@ from mistudio_core.benchsuite import results
 from mistudio_core.benchsuite.spec import LOCAL_LABELER, PARTS
 from mistudio_core.errors import ValidationError
 
-from .common import fmt_metric, guarded, ok, require_writable, table
+from .common import cancel_job, fmt_metric, guarded, ok, require_writable, table
 from .context import AppContext
 
 COLUMNS = {"sae_id": "SAE", "architecture": "architecture", "d_sae": "width", "source": "core numbers on",
@@ -88,10 +88,7 @@ async def watch(ctx: AppContext, job_id: str | None) -> AsyncIterator[str]:
 
 @guarded(1)
 def cancel(ctx: AppContext, job_id: str | None) -> str:
-    require_writable(ctx)
-    if not job_id:
-        raise ValidationError("No benchmark to cancel: start one first.")
-    return ok(f"Benchmark `{job_id}` is now {ctx.jobs.cancel(job_id)['status']} (nothing is stored).")
+    return cancel_job(ctx, job_id, "benchmark")
 
 
 def suite_choices(ctx: AppContext, current: str | None) -> Any:

@@ -15,7 +15,7 @@ import gradio as gr
 from mistudio_core.errors import ValidationError
 from mistudio_core.sae import evals
 
-from .common import fmt_metric, guarded, ok, require_writable, table
+from .common import cancel_job, fmt_metric, guarded, ok, require_writable, table
 from .context import AppContext
 
 SPLIT_CHOICES = [("held-out slice", "heldout"), ("training contexts", "train")]
@@ -79,10 +79,7 @@ async def watch(ctx: AppContext, job_id: str | None, current: str | None) -> Asy
 
 @guarded(1)
 def cancel(ctx: AppContext, job_id: str | None) -> str:
-    require_writable(ctx)
-    if not job_id:
-        raise ValidationError("No evaluation to cancel: start one first.")
-    return ok(f"Evaluation `{job_id}` is now {ctx.jobs.cancel(job_id)['status']} (nothing is stored).")
+    return cancel_job(ctx, job_id, "evaluation")
 
 
 def compare_choices(ctx: AppContext, current: str | None) -> Any:

@@ -11,22 +11,11 @@ it shows in the library's evaluation table. A cancel stores nothing.
 from __future__ import annotations
 
 from ..jobs.kinds import register_job
+from ..records import spec_checks
 from .spec import BenchSpec, check_inputs
 
 
-def build(preset: str | None = None, store=None, **fields) -> dict:
-    """The "benchmark" spec of the given fields (`spec.build("benchmark", ...)`), checked."""
-    spec = BenchSpec.from_dict({k: v for k, v in fields.items() if v is not None}).to_dict()
-    validate(spec, store)
-    return spec
-
-
-def validate(spec: dict, store=None) -> BenchSpec:
-    """The one check of a "benchmark" spec: its fields, and with a store everything `check_inputs` refuses."""
-    s = BenchSpec.from_dict(spec)
-    if store is not None:
-        check_inputs(store, s)
-    return s
+build, validate = spec_checks(BenchSpec, check_inputs)  # the "benchmark" kind's spec.build / spec.validate
 
 
 def submit_benchmark(registry, spec: dict, owner: str | None = None) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import NotFoundError, ValidationError
-from ..records import from_dict
+from ..records import from_dict, spec_checks
 from ..jobs.kinds import register_job
 
 
@@ -91,19 +91,7 @@ def check_inputs(store, s: EvalJobSpec) -> str:
     return model_id
 
 
-def build(preset: str | None = None, store=None, **fields) -> dict:
-    """The "evaluate" spec of the given fields (`spec.build("evaluate", ...)`), checked."""
-    spec = EvalJobSpec.from_dict({k: v for k, v in fields.items() if v is not None}).to_dict()
-    validate(spec, store)
-    return spec
-
-
-def validate(spec: dict, store=None) -> EvalJobSpec:
-    """The one check of an "evaluate" spec: its fields, and with a store its inputs (`check_inputs`)."""
-    s = EvalJobSpec.from_dict(spec)
-    if store is not None:
-        check_inputs(store, s)
-    return s
+build, validate = spec_checks(EvalJobSpec, check_inputs)  # the "evaluate" kind's spec.build / spec.validate
 
 
 def submit_eval(registry, spec: dict, owner: str | None = None) -> str:

@@ -55,8 +55,8 @@ def expect_status(page, selector: str, pattern: str, timeout: float = 60_000) ->
     try:
         loc.filter(has_text=re.compile(pattern)).wait_for(timeout=timeout)
     except Exception as e:
-        page.screenshot(path=str(Path(__file__).resolve().parent.parent.parent / "test-artifacts" / "browser-failure.png"),
-                        full_page=True)
+        artifacts = Path(__file__).resolve().parent.parent.parent / "test-artifacts"
+        page.screenshot(path=str(artifacts / "browser-failure.png"), full_page=True)
         raise AssertionError(f"{selector} never matched {pattern!r}; it says: {loc.inner_text()!r}") from e
     return loc.inner_text()
 

@@ -147,7 +147,8 @@ def test_ctrl_c_in_the_cli_stops_resumably_and_resume_matches(tmp_path):
             "--metrics-every", "1", "--checkpoint-every", "4"]
     slow = "import time, mistudio_core.sae.trainer as tr; step = tr._Run.step; " \
            "tr._Run.step = lambda self, x, s: (time.sleep(0.3), step(self, x, s))[1]; "
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
     proc = subprocess.Popen([sys.executable, "-c", slow + "import sys, torch; torch.set_num_threads(1); "
                              "from mistudio_core.cli import main; sys.exit(main(sys.argv[1:]))", *argv],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
