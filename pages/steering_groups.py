@@ -42,6 +42,7 @@ def _group_choices(ctx: AppContext, sae_id) -> list:
 
 @guarded(2)
 def save_group(ctx: AppContext, name, sae_id, method, positions, normalize, *slots) -> tuple:
+    """Save the slots' features and strengths (with the method) as a named feature group of this SAE."""
     """Save the filled slots (features + strengths, method) as a named group; dead features are refused."""
     require_writable(ctx)
     feats = slot_features(slots)
@@ -53,6 +54,7 @@ def save_group(ctx: AppContext, name, sae_id, method, positions, normalize, *slo
 
 @guarded(4 + 2 * N_SLOTS)
 def load_group(ctx: AppContext, group_id) -> tuple:
+    """Put a saved feature group's SAE, method, positions, features and strengths back into the slots."""
     """A saved group into the slots (and its SAE and method): Generate then steers with all of them together."""
     if not group_id:
         raise ValidationError("Pick a saved group first.")
@@ -69,6 +71,7 @@ def load_group(ctx: AppContext, group_id) -> tuple:
 
 @guarded(2)
 def export_group(ctx: AppContext, group_id) -> tuple:
+    """Export a saved feature group as a JSON file (format `mistudio.feature_group`) to download or share."""
     if not group_id:
         raise ValidationError("Pick a saved group first.")
     path = sg.export_group(ctx.store, group_id)

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-import test_jobs_support  # noqa: F401 — registers the synthetic job kinds
+import jobs_support  # noqa: F401 — registers the synthetic job kinds
 from api_home import snapshot
 from browser import AppServer
 from mistudio_core.jobs import JobRegistry, Runner

@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-import test_jobs_support  # noqa: F401 — registers the synthetic job kinds
+import jobs_support  # noqa: F401 — registers the synthetic job kinds
 from mistudio_core.errors import MistudioError, ValidationError
 from mistudio_core.jobs import JobRegistry
 from mistudio_core.steering import sessions as ss

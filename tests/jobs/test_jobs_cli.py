@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-import test_jobs_support  # noqa: F401  (registers the synthetic kinds)
+import jobs_support  # noqa: F401  (registers the synthetic kinds)
 from mistudio_core.cli import main
 from mistudio_core.jobs import JobRegistry
 

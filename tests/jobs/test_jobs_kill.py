@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-import test_jobs_support
+import jobs_support
 from mistudio_core.jobs import STATUSES, JobRegistry
 from mistudio_core.jobs.checkpoint import load_checkpoint
 from mistudio_core.store import Store
@@ -29,7 +29,7 @@ TESTS = Path(__file__).resolve().parent.parent
 RUNNER_SCRIPT = f"""
 import sys, time
 sys.path.insert(0, {str(TESTS)!r})
-import test_jobs_support
+import jobs_support
 from mistudio_core.store import Store
 from mistudio_core.jobs import Runner
 Runner(Store(sys.argv[1]), poll_interval=0.02, lock_retry=0.05, heartbeat_interval=0.1).start()
@@ -70,7 +70,7 @@ def check_consistent(home: Path, job_id: str) -> dict:
     if resumed is None:
         return {}
     tensors, state = resumed
-    assert test_jobs_support.checkpoint_consistent(tensors, state), "checkpoint mixes two saves"
+    assert jobs_support.checkpoint_consistent(tensors, state), "checkpoint mixes two saves"
     return state
 
 
@@ -178,7 +178,7 @@ def test_kill_at_each_stage_of_a_checkpoint_save(tmp_path, kill_at):
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     tensors, state = ck.load_checkpoint(folder)
-    assert test_jobs_support.checkpoint_consistent(tensors, state)
+    assert jobs_support.checkpoint_consistent(tensors, state)
     assert state["step"] == (2 if kill_at == "sweep" else 1)
     ck.save_checkpoint(folder, {"x": torch.full((3,), 3.0), "y": torch.full((3,), 6.0)}, {"step": 3}, step=3)
     assert ck.load_checkpoint(folder)[1] == {"step": 3}

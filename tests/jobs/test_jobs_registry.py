@@ -8,7 +8,7 @@ import zlib
 import pytest
 import torch
 
-import test_jobs_support  # noqa: F401  (registers the synthetic kinds)
+import jobs_support  # noqa: F401  (registers the synthetic kinds)
 from mistudio_core.errors import NotFoundError, ValidationError
 from mistudio_core.jobs import STATUSES, JobRegistry
 from mistudio_core.jobs.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-import test_jobs_support  # noqa: F401  (registers the synthetic kinds)
+import jobs_support  # noqa: F401  (registers the synthetic kinds)
 from mistudio_core.errors import ValidationError
 from mistudio_core.jobs import JobRegistry, Runner
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-# requirements with compiled code whose pinned version publishes manylinux aarch64 wheels (see the docstring)
-NATIVE_WITH_AARCH64_WHEELS = {"torch", "safetensors", "psutil", "numpy", "pyarrow", "pandas"}
+# requirements with compiled code whose pinned version publishes manylinux aarch64 wheels (see the docstring; ruff,
+# dev only: `pip download --only-binary=:all: --platform manylinux_2_17_aarch64 ruff==0.17.6`, 2026-12-07)
+NATIVE_WITH_AARCH64_WHEELS = {"torch", "safetensors", "psutil", "numpy", "pyarrow", "pandas", "ruff"}
 X86_MARKERS = re.compile(r"x86_64|amd64|win32|i[3-6]86|\bavx\d*\b|\bsse\d\b|intel[-_]openmp|\bmkl\b|"
                          r"intel_extension_for_pytorch|ipex|linux/amd64|x86-64", re.IGNORECASE)
 X86_CODE = re.compile(r"import\s+(intel_extension_for_pytorch|cpuinfo|mkl)\b|platform\.machine\(\)\s*==\s*['\"]"

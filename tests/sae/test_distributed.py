@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from mistudio_core.sae.model import SAE
 from mistudio_core.sae.trainer import train_saes
 from tests import dist_worker as w
+from torchrun_run import run_torchrun  # noqa: E402
 
 WORKER = Path(w.__file__)
 
@@ -22,7 +23,7 @@ WORKER = Path(w.__file__)
 def torchrun(mode: str, out: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "DIST_MODE": mode, "DIST_OUT": str(out), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_torchrun(cmd, env=env, timeout=timeout)
 
 
 def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path):
@@ -70,7 +71,7 @@ def test_torchrun_cli_train_runs_the_job_once_and_registers_one_sae(tmp_path):
            "tiny-ds", "--hook", "blocks.1.hook_resid_post", "--architecture", "topk", "--d-sae", "64", "--k", "4",
            "--batch-tokens", "64", "--steps", "10", "--no-downstream", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent.parent)}
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    res = run_torchrun(cmd, env=env, timeout=240, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "rank 0 of 2 (gloo) runs the job" in res.stderr
     assert '"role": "worker (rank 0 registers the SAEs)"' in res.stdout

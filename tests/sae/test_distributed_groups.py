@@ -5,7 +5,6 @@ single-process training of it on the same data."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mistudio_core.errors import ValidationError
 from mistudio_core.sae.distributed import DistInfo, owned_saes
 from mistudio_core.sae.trainer import train_saes
 from tests import dist_groups_worker as w
+from torchrun_run import run_torchrun  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -25,7 +25,7 @@ def test_two_ranks_each_train_their_own_sae_as_one_process_would(tmp_path):
     env = {**os.environ, "DIST_OUT": str(tmp_path), "OMP_NUM_THREADS": "1", "DIST_STOP_AT": "12"}  # stop, resume
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / "tests" / "dist_groups_worker.py")]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    res = run_torchrun(cmd, env=env, timeout=180)
     assert res.returncode == 0, res.stderr[-3000:]
     final = load_file(str(tmp_path / "final.safetensors"))
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("sae-*")) == ["sae-0", "sae-1"]

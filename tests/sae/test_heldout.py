@@ -86,7 +86,7 @@ def spied(tmp_path, monkeypatch):
 
 def cancel_at(monkeypatch, step: int):
     """Cancel the running train job from inside it at `step` (once)."""
-    from mistudio_core.jobs import train_job
+    from mistudio_core.sae import train_job
 
     armed, report = [True], train_job._Reporter.__call__
 
