@@ -186,11 +186,14 @@ def train_args(client, steps: int) -> list:
     wanted = [("dataset", "sotu"), ("model", "smollm2-135m-instruct"), ("hook", ["blocks.4.hook_resid_post"]),
               ("name", "load-bench"), ("architecture", "topk"), ("expansion", 8), ("k (", 32), ("batch", 1024),
               ("steps", steps), ("activation cache", "off")]
-    args = []
+    args, used = [], set()
     for p in params["parameters"]:
         label = (p.get("label") or "").lower()
-        value = next((v for key, v in wanted if label == key or label.startswith(key)), p.get("parameter_default"))
-        args.append(value)
+        # each key sets the first input it names: the main form comes first, so the Advanced section's "model
+        # dtype", "hook out" or "batchtopk threshold lr" keep their defaults
+        key = next((k for k, _ in wanted if k not in used and (label == k or label.startswith(k))), None)
+        used.add(key)
+        args.append(dict(wanted)[key] if key else p.get("parameter_default"))
     return args
 
 
