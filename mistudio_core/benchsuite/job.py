@@ -39,19 +39,13 @@ def _reporter(ctx, parts: list[str]):
 @register_job("benchmark", validate=validate)
 def run(spec: dict, ctx) -> dict:
     from ..labeling.keys import lookup_key
-    from ..models import load_model
+    from ..sae.eval_job import load_inputs
     from ..sae.evals import store_eval
-    from ..sae.library import load_library_sae
-    from ..tokenize import load_tokenized
     from .results import store_result
     from .suite import run_suite
 
     s = BenchSpec.from_dict(spec)
-    model_id = check_inputs(ctx.store, s)
-    hook = ctx.store.manifest("saes", s.sae_id)["hook_name"]
-    tok = load_tokenized(ctx.store, s.dataset_id, model_id)
-    loaded = load_model(ctx.store, model_id, device=s.device)
-    sae = load_library_sae(ctx.store, s.sae_id, device=loaded.device)
+    model_id, hook, tok, loaded, sae = load_inputs(ctx.store, s, check_inputs)
     ctx.log(f"benchmark of {s.sae_id} ({', '.join(s.parts)}) on {s.dataset_id} {s.split} with {model_id}")
     record = run_suite(s, loaded, sae, hook, tok, store=ctx.store, api_key=lookup_key(s.key_ref),
                        report=_reporter(ctx, s.parts), should_stop=ctx.should_stop)

@@ -100,21 +100,28 @@ def submit_eval(registry, spec: dict, owner: str | None = None) -> str:
     return registry.submit("evaluate", s.to_dict(), owner=owner, name=f"{s.sae_id}-{s.dataset_id}")
 
 
+def load_inputs(store, s, check) -> tuple:
+    """(model id, hook, tokenization, loaded model, SAE) a job scoring library SAE `s.sae_id` on `s.dataset_id`
+    reads, after `check(store, s)` (which returns the model id) refused what cannot work."""
+    from ..models import load_model
+    from ..tokenize import load_tokenized
+    from .library import load_library_sae
+
+    model_id = check(store, s)
+    hook = store.manifest("saes", s.sae_id)["hook_name"]
+    tok = load_tokenized(store, s.dataset_id, model_id)
+    loaded = load_model(store, model_id, device=s.device)
+    return model_id, hook, tok, loaded, load_library_sae(store, s.sae_id, device=loaded.device)
+
+
 @register_job("evaluate", validate=validate)
 def run(spec: dict, ctx) -> dict:
     """Evaluate, store the record, return its summary (or `{"stopped": True}` after a cancel)."""
-    from ..models import load_model
     from .evals import evaluate_record, store_eval
-    from .library import load_library_sae
     from .metrics import flat_values
-    from ..tokenize import load_tokenized
 
     s = EvalJobSpec.from_dict(spec)
-    model_id = check_inputs(ctx.store, s)
-    hook = ctx.store.manifest("saes", s.sae_id)["hook_name"]
-    tok = load_tokenized(ctx.store, s.dataset_id, model_id)
-    loaded = load_model(ctx.store, model_id, device=s.device)
-    sae = load_library_sae(ctx.store, s.sae_id, device=loaded.device)
+    model_id, hook, tok, loaded, sae = load_inputs(ctx.store, s, check_inputs)
     ctx.log(f"evaluating {s.sae_id} on {s.dataset_id} ({s.split}, {s.n_contexts} contexts) with {model_id}")
 
     def progress(frac: float, msg: str) -> None:
