@@ -12,7 +12,7 @@ import dataclasses
 
 import gradio as gr
 
-from mistudio_core.records import coerce, field_docs, field_type, optional
+from mistudio_core.records import coerce, field_docs, field_type, from_dict, optional
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.train_spec import FIELD_CHOICES, TrainJobSpec
 
@@ -72,7 +72,7 @@ def values_from_spec(spec: dict) -> list:
         elif name == "tokens":
             out.append("")  # the form shows the run's length as steps (tokens / batch, rounded up)
         elif name == "steps":
-            out.append(TrainConfig(**{**train, "adam_betas": tuple(train["adam_betas"])}).total_steps)
+            out.append(from_dict(TrainConfig, train).total_steps)
         elif name in train:
             value = train[name]
             out.append(0 if value is None and name in ZERO_MEANS_NONE else _shown(value))

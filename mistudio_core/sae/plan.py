@@ -115,11 +115,21 @@ def _tokenization(store: Store, dataset_id: str, model_id: str, role: str = "tra
     return read_json(folder / "config.json"), stats
 
 
+def _split(store: Store, s) -> tuple[dict, int, int, int, int]:
+    """(tokenization config, context size, contexts, train contexts, usable training tokens) of the spec's
+    dataset, from its JSON files."""
+    from ..tokenize import heldout_of
+
+    config, stats = _tokenization(store, s.dataset_id, s.model_id)
+    ctx_size = int(config.get("context_size") or stats.get("context_size") or 128)
+    n_contexts = int(stats.get("n_contexts") or 0)
+    train_contexts = heldout_of(config, n_contexts)["first_context"] if n_contexts else 0
+    return config, ctx_size, n_contexts, train_contexts, train_contexts * (ctx_size - 1)  # position 0 skipped
+
+
 def check_library(store: Store, s, cfg: TrainConfig) -> None:
     """The library side of validating a "train" spec `s` (a `TrainJobSpec`): the model, its hooks, the
     tokenizations, the SAE width, enough training tokens and held-out contexts. Raises with the fix."""
-    from ..tokenize import heldout_of
-
     from ..hooks import is_extra_hook  # hook_mlp_in (transcoders) is valid but not listed
     from .config import resolve_hook_out
 
@@ -137,11 +147,7 @@ def check_library(store: Store, s, cfg: TrainConfig) -> None:
     d_sae = cfg.d_sae or cfg.expansion_factor * d_in
     if cfg.architecture in ("topk", "batchtopk", "matryoshka_batchtopk") and cfg.k > d_sae:
         raise ValidationError(f"k={cfg.k} is larger than the SAE width d_sae={d_sae}; lower k or widen the SAE.")
-    config, stats = _tokenization(store, s.dataset_id, s.model_id)
-    ctx_size = int(config.get("context_size") or stats.get("context_size") or 128)
-    n_contexts = int(stats.get("n_contexts") or 0)
-    train_contexts = heldout_of(config, n_contexts)["first_context"] if n_contexts else 0
-    usable = train_contexts * (ctx_size - 1)  # position 0 (BOS) is skipped
+    config, ctx_size, n_contexts, train_contexts, usable = _split(store, s)
     if usable < cfg.batch_tokens:
         raise ValidationError(f"Dataset {s.dataset_id!r} has {usable:,} usable training tokens, fewer than one batch "
                               f"of {cfg.batch_tokens:,}. Lower batch_tokens or add text.")
@@ -156,16 +162,11 @@ def check_library(store: Store, s, cfg: TrainConfig) -> None:
 def estimate_plan(store: Store, s, cfg: TrainConfig, probe: bool = True) -> Plan:
     """Time per phase, memory and disk of the validated "train" spec `s` (see the module doc)."""
     from ..compute import resolve_model_dtype
-    from ..tokenize import heldout_of
 
     model = store.manifest("models", s.model_id)
-    config, stats = _tokenization(store, s.dataset_id, s.model_id)
+    config, ctx_size, n_contexts, train_contexts, usable = _split(store, s)
     d_in = int(model["d_model"])
     d_sae = cfg.d_sae or cfg.expansion_factor * d_in
-    ctx_size = int(config.get("context_size") or stats.get("context_size") or 128)
-    n_contexts = int(stats.get("n_contexts") or 0)
-    train_contexts = heldout_of(config, n_contexts)["first_context"] if n_contexts else 0
-    usable = train_contexts * (ctx_size - 1)
     device = s.device or "cpu"
     dtype = resolve_model_dtype(s.model_dtype, device)
     work = _work(store, s, cfg, usable, train_contexts, config.get("bos_token_id"), dtype)

@@ -227,9 +227,9 @@ def validate(spec: dict, store=None) -> TrainJobSpec:
 
 
 def estimate(store, spec: dict, probe: bool = True):
-    """The one estimate (time per phase, memory, disk) of a "train" spec: Validate, Start's message and the
-    job card all show this (`plan.Plan`)."""
+    """The one estimate (time per phase, memory, disk) of a "train" spec made by `build` (which checked it
+    against the library): Validate, Start's message and the job card all show this (`plan.Plan`)."""
     from .plan import estimate_plan
 
-    s = validate(spec, store)
+    s = TrainJobSpec.from_dict(spec)
     return estimate_plan(store, s, s.train_configs()[0], probe=probe)
