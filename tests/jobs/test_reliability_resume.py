@@ -20,7 +20,7 @@ from mistudio_core.cli import main
 from mistudio_core.jobs import JobRegistry
 from mistudio_core.jobs.resume import resume_target
 from mistudio_core.errors import NotFoundError, ValidationError
-from test_jobs_train import HOOK, make_train_home, spec
+from test_jobs_train import HOOK, make_train_home, one_thread, spec  # noqa: F401  (one_thread: autouse)
 from test_train_kill_points import STEPS, arm, die, weights
 
 POINTS = ["capture", "mid-step", "mid-checkpoint", "after-last-step", "during-eval", "during-registration",
@@ -34,14 +34,6 @@ def train_argv(home, name: str = NAME) -> list[str]:
             HOOK, "--name", name, "--device", "cpu", "--architecture", "topk", "--d-sae", "64", "--k", "4",
             "--batch-tokens", "64", "--steps", str(STEPS), "--lr", "0.001", "--seed", "3", "--metrics-every", "1",
             "--checkpoint-every", "4", "--eval-contexts", "4"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def arm_point(point: str) -> None:

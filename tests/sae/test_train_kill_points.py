@@ -19,19 +19,11 @@ from mistudio_core import models as md
 from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.sae.library import load_library_sae
 from mistudio_core.store import Store
-from test_jobs_train import make_train_home, spec
+from test_jobs_train import make_train_home, one_thread, spec  # noqa: F401  (one_thread: autouse)
 
 STEPS = 12
 POINTS = ["mid-step", "mid-checkpoint", "after-last-step", "during-eval", "during-registration",
           "after-registration"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def job_spec() -> dict:
