@@ -23,8 +23,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from mistudio_core.store import Store
-from mistudio_core.system import get_monitor
+from mistudio_core.platform.store import Store
+from mistudio_core.platform.system import get_monitor
 from pages.common import hide_paths
 from pages.context import AppContext
 from pages.hardening import api_docs, harden, patient_localhost_check, tune_queue
@@ -50,7 +50,7 @@ class Builtins:
 
     def prepare(self, store: Store) -> None:
         try:
-            from mistudio_core.defaults import ensure_builtins
+            from mistudio_core.data.defaults import ensure_builtins
         except ModuleNotFoundError as e:
             self.status, self.done = f"Built-ins unavailable ({e.name} is not installed).", True
             return
@@ -67,7 +67,7 @@ class Builtins:
 
     def check(self, store: Store) -> None:
         """Read-only: say whether the built-ins are there, preparing nothing."""
-        from mistudio_core.defaults import BUILTIN_DATASET_ID, BUILTIN_MODEL_ID
+        from mistudio_core.data.defaults import BUILTIN_DATASET_ID, BUILTIN_MODEL_ID
 
         self.ready = store.exists("datasets", BUILTIN_DATASET_ID) and store.exists("models", BUILTIN_MODEL_ID)
         self.status = "Built-in model and corpus ready." if self.ready else "Built-ins not prepared (read-only)."
@@ -113,7 +113,7 @@ def _build_tab(ctx: AppContext, name: str, module) -> None:
 
 def header_text(ctx: AppContext) -> tuple[str, bool]:
     """The header's status lines and whether the built-ins are ready."""
-    from mistudio_core.runtime import describe_runtime
+    from mistudio_core.platform.runtime import describe_runtime
     from pages.system import system_status
 
     builtins: Builtins = ctx.shared.get("builtins") or Builtins()

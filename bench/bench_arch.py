@@ -51,16 +51,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from quality_preset import DATASET, MODEL, OOD, Clock, ensure_ood_dataset  # noqa: E402
 
-from mistudio_core import actcache  # noqa: E402
-from mistudio_core.actcache_job import noise_options  # noqa: E402
-from mistudio_core.compute import resolve_model_dtype  # noqa: E402
-from mistudio_core.defaults import ensure_builtins  # noqa: E402
-from mistudio_core.models import load_model  # noqa: E402
+from mistudio_core.actcache import cache as actcache  # noqa: E402
+from mistudio_core.actcache.job import noise_options  # noqa: E402
+from mistudio_core.model.compute import resolve_model_dtype  # noqa: E402
+from mistudio_core.data.defaults import ensure_builtins  # noqa: E402
+from mistudio_core.model.models import load_model  # noqa: E402
 from mistudio_core.sae.evaluate import evaluate_sae  # noqa: E402
 from mistudio_core.sae.presets import get_preset  # noqa: E402
 from mistudio_core.sae.trainer import train_saes  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
-from mistudio_core.tokenize import load_tokenized  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
+from mistudio_core.data.tokenize import load_tokenized  # noqa: E402
 
 RESID, MLP_IN, MLP_OUT = "blocks.8.hook_resid_post", "blocks.8.hook_mlp_in", "blocks.8.hook_mlp_out"
 ARCHS = {  # name: TrainConfig overrides of the quality preset (all at L0 ≈ 32)

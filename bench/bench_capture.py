@@ -5,7 +5,7 @@
 
 Rows (tokens/s, best of `repeats`, each over `contexts` x `context-size` tokens):
   full forward       model(input_ids) with logits, as a naive capture via output_hidden_states would pay
-  capture            mistudio_core.hooks.capture: stops after the hook's layer (no upper layers, no LM head)
+  capture            mistudio_core.model.hooks.capture: stops after the hook's layer (no upper layers, no LM head)
   capture (eager)    the same with eager attention instead of SDPA
   stream             ActivationStream batches (capture + masking + shuffling), the trainer's real input;
                      counts only kept tokens (position 0 is skipped), so it reads ~1% under capture
@@ -24,15 +24,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from mistudio_core.activations import ActivationStream
-from mistudio_core.hooks import capture
-from mistudio_core.models import BUILTIN_ID, add_builtin_model, load_model
-from mistudio_core.store import Store
+from mistudio_core.model.activations import ActivationStream
+from mistudio_core.model.hooks import capture
+from mistudio_core.model.models import BUILTIN_ID, add_builtin_model, load_model
+from mistudio_core.platform.store import Store
 
 
 def _tokens(store: Store, n: int, size: int, vocab: int) -> torch.Tensor:
     try:
-        from mistudio_core.tokenize import load_tokenized
+        from mistudio_core.data.tokenize import load_tokenized
 
         toks = load_tokenized(store, "sotu", BUILTIN_ID).tokens
         if toks.shape[1] >= size and toks.shape[0] >= n:

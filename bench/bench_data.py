@@ -36,11 +36,11 @@ def _take(stream, n_batches: int) -> torch.Tensor:
 def make(out: Path, train_batches: int, heldout_batches: int) -> Path:
     from safetensors.torch import save_file
 
-    from mistudio_core.activations import ActivationStream
-    from mistudio_core.defaults import BUILTIN_MODEL_ID, ensure_builtins
-    from mistudio_core.models import load_model
-    from mistudio_core.store import Store
-    from mistudio_core.tokenize import load_tokenized
+    from mistudio_core.model.activations import ActivationStream
+    from mistudio_core.data.defaults import BUILTIN_MODEL_ID, ensure_builtins
+    from mistudio_core.model.models import load_model
+    from mistudio_core.platform.store import Store
+    from mistudio_core.data.tokenize import load_tokenized
 
     store = Store(store_home())
     ensure_builtins(store)

@@ -22,10 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mistudio_core import actcache, spec  # noqa: E402
+from mistudio_core.actcache import cache as actcache
+from mistudio_core import spec  # noqa: E402
 from mistudio_core.cli.foreground import outcome, run_foreground  # noqa: E402
-from mistudio_core.defaults import ensure_builtins  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
+from mistudio_core.data.defaults import ensure_builtins  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
 
 
 def _cpu_seconds() -> float:

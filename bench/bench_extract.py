@@ -51,11 +51,11 @@ HOOK = "blocks.8.hook_resid_post"
 
 
 def setup(device: str, model_dtype: str = "auto"):
-    from mistudio_core.compute import resolve_model_dtype
-    from mistudio_core.defaults import ensure_builtins
-    from mistudio_core.models import load_model
-    from mistudio_core.store import Store
-    from mistudio_core.tokenize import load_tokenized
+    from mistudio_core.model.compute import resolve_model_dtype
+    from mistudio_core.data.defaults import ensure_builtins
+    from mistudio_core.model.models import load_model
+    from mistudio_core.platform.store import Store
+    from mistudio_core.data.tokenize import load_tokenized
 
     home = Path(os.environ.get("MISTUDIO_TEST_HOME", Path.home() / ".cache" / "mistudio-test-home"))
     store = Store(home)
@@ -109,7 +109,7 @@ def encode_seconds(model, sae, batch, dev, search, repeats: int = 2) -> tuple[fl
     encode's pairs that the `search` finds on its first 8 contexts, 1.0 without a search)."""
     from mistudio_core.features.extract import MAX_CODE_ELEMENTS
     from mistudio_core.features.sparse_encode import sparse_codes
-    from mistudio_core.hooks import capture
+    from mistudio_core.model.hooks import capture
 
     with torch.no_grad():
         acts = capture(model, batch.to(dev), [HOOK])[HOOK].float()  # as extraction hands them to the SAE
@@ -126,7 +126,7 @@ def bench_width(loaded, tokens, d_sae, args) -> dict:
     extraction (split into fixed and per-token seconds), and the Neuronpedia export of a slice of its results."""
     from mistudio_core.features.extract import ExtractConfig, extract_features, resolve_search_dtype
     from mistudio_core.features.sparse_encode import prepare_search
-    from mistudio_core.hooks import capture
+    from mistudio_core.model.hooks import capture
 
     dev, model = args.device, loaded.model
     base_rss = rss_mib()[0]
@@ -208,7 +208,7 @@ def export_time(sae, res, n: int) -> float:
     from mistudio_core.interop.export_neuronpedia import export_neuronpedia
     from mistudio_core.sae.library import register_sae
     from mistudio_core.sae.model import SAE
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     small = SAE(dataclasses.replace(sae.cfg, d_sae=n, metadata=dict(sae.cfg.metadata,
                                                                     model_name="smollm2-135m-instruct")))

@@ -22,7 +22,7 @@ from fake_openai_server import FakeFeatures, FakeOpenAI  # noqa: E402
 from mistudio_core.labeling import LabelStore  # noqa: E402
 from mistudio_core.labeling.engine import label_features  # noqa: E402
 from mistudio_core.labeling.spec import LabelSpec  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
 
 
 def one_run(server, n_features: int, concurrency: int, score: bool) -> float:

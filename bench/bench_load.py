@@ -243,8 +243,8 @@ def wait_rows(jobs, job: str, n: int, timeout: float) -> bool:
 def scratch_home() -> Path:
     """A temp data directory whose model and corpus are symlinks into the test suite's persistent store (converted
     once there), so the bench's jobs and SAEs do not pile up in that store."""
-    from mistudio_core.defaults import ensure_builtins
-    from mistudio_core.store import Store
+    from mistudio_core.data.defaults import ensure_builtins
+    from mistudio_core.platform.store import Store
 
     real = Store(os.environ.get("MISTUDIO_TEST_HOME", Path.home() / ".cache" / "mistudio-test-home"))
     ensure_builtins(real)
@@ -273,7 +273,7 @@ def measure(args, app, r: dict) -> None:
     from gradio_client import Client
 
     from mistudio_core.jobs import JobRegistry
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     jobs = JobRegistry(Store(app.home))
     client = Client(app.url, verbose=False, httpx_kwargs={"timeout": 120})

@@ -82,8 +82,8 @@ def register_tokenizer(store) -> None:
 
 
 def phase(name: str, home: Path, corpus: Path, steps: int) -> dict:
-    from mistudio_core import datasets as ds
-    from mistudio_core.store import Store
+    from mistudio_core.data import datasets as ds
+    from mistudio_core.platform.store import Store
 
     store = Store(home)
     base = peak_mb()
@@ -95,7 +95,7 @@ def phase(name: str, home: Path, corpus: Path, steps: int) -> dict:
         m = ds.add_local(store, corpus, name="synthetic")
         out = {"n_docs": m["n_docs"], "dataset_id": m["id"]}
     elif name == "tokenize":
-        from mistudio_core.tokenize import TokenizeConfig, tokenize_dataset
+        from mistudio_core.data.tokenize import TokenizeConfig, tokenize_dataset
 
         register_tokenizer(store)
         did = ds.list_datasets(store)[0]["id"]
@@ -112,10 +112,10 @@ def train(store, dataset_id: str, steps: int) -> dict:
     import torch
     import transformers as tf
 
-    from mistudio_core.activations import ActivationStream
+    from mistudio_core.model.activations import ActivationStream
     from mistudio_core.sae.config import TrainConfig
     from mistudio_core.sae.trainer import train_saes
-    from mistudio_core.tokenize import load_tokenized
+    from mistudio_core.data.tokenize import load_tokenized
 
     torch.manual_seed(0)
     cfg = tf.LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

@@ -19,12 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
-from mistudio_core.models import BUILTIN_ID, load_model
+from mistudio_core.model.models import BUILTIN_ID, load_model
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.model import SAE
 from mistudio_core.steering.generate import SamplingConfig, iter_rows
 from mistudio_core.steering.methods import METHODS, Steerer, SteerFeature, SteeringConfig
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 
 PROMPT = "The history of the city begins in the early middle ages, when"
 

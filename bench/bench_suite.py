@@ -26,11 +26,11 @@ import torch  # noqa: E402
 from mistudio_core.benchsuite.results import headline, store_result  # noqa: E402
 from mistudio_core.benchsuite.spec import LOCAL_LABELER, BenchSpec  # noqa: E402
 from mistudio_core.benchsuite.suite import run_suite  # noqa: E402
-from mistudio_core.defaults import BUILTIN_MODEL_ID  # noqa: E402
-from mistudio_core.models import load_model  # noqa: E402
+from mistudio_core.data.defaults import BUILTIN_MODEL_ID  # noqa: E402
+from mistudio_core.model.models import load_model  # noqa: E402
 from mistudio_core.sae.library import load_library_sae  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
-from mistudio_core.tokenize import load_tokenized  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
+from mistudio_core.data.tokenize import load_tokenized  # noqa: E402
 
 BUDGET_S = 600.0
 

@@ -54,7 +54,7 @@ def hf_batched(tok, texts, context_size, batch=32):
 
 
 def ours(tok, texts, context_size):
-    from mistudio_core.tokenize import TokenizeConfig, tokenize_texts
+    from mistudio_core.data.tokenize import TokenizeConfig, tokenize_texts
 
     return tokenize_texts(tok, texts, TokenizeConfig(context_size=context_size))[0]
 

@@ -25,13 +25,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mistudio_core import hooks  # noqa: E402
+from mistudio_core.model import hooks  # noqa: E402
 from mistudio_core.circuits import service  # noqa: E402
 from mistudio_core.circuits.graph import feature_nodes, logit_target  # noqa: E402
 from mistudio_core.circuits.intervene import run_with  # noqa: E402
-from mistudio_core.defaults import BUILTIN_MODEL_ID  # noqa: E402
+from mistudio_core.data.defaults import BUILTIN_MODEL_ID  # noqa: E402
 from mistudio_core.sae.presets import CIRCUIT_HOOKS  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
 
 PROMPTS = ["The capital of France is", "The opposite of hot is", "Monday, Tuesday, Wednesday,",
            "One, two, three, four,", "The sun rises in the", "January, February, March,",

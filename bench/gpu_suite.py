@@ -63,10 +63,10 @@ def setup(dry: bool, device: str):
 
         tok = make_tiny_tokenizer(tempfile.mkdtemp(prefix="gpu-suite-tok-"))
         return SimpleNamespace(model=model, tokenizer=tok, model_id="tiny-dry-run"), tokens, "blocks.1.hook_resid_post"
-    from mistudio_core.defaults import ensure_builtins
-    from mistudio_core.models import load_model
-    from mistudio_core.store import Store
-    from mistudio_core.tokenize import load_tokenized, tokenize_dataset
+    from mistudio_core.data.defaults import ensure_builtins
+    from mistudio_core.model.models import load_model
+    from mistudio_core.platform.store import Store
+    from mistudio_core.data.tokenize import load_tokenized, tokenize_dataset
 
     store = Store(os.environ.get("MISTUDIO_HOME") or None)
     ensure_builtins(store)
@@ -80,7 +80,7 @@ def setup(dry: bool, device: str):
 
 
 def bench_capture(loaded, tokens, hook, device, n_ctx: int, batch: int) -> tuple[dict, torch.Tensor]:
-    from mistudio_core.hooks import capture
+    from mistudio_core.model.hooks import capture
 
     rows = tokens[:n_ctx].long()
     acts = []

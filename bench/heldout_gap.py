@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mistudio_core.cli import main  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 

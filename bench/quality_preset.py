@@ -28,18 +28,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from mistudio_core import actcache  # noqa: E402
-from mistudio_core.actcache_job import noise_options  # noqa: E402
-from mistudio_core.compute import resolve_model_dtype  # noqa: E402
-from mistudio_core.defaults import ensure_builtins  # noqa: E402
-from mistudio_core.models import load_model  # noqa: E402
+from mistudio_core.actcache import cache as actcache  # noqa: E402
+from mistudio_core.actcache.job import noise_options  # noqa: E402
+from mistudio_core.model.compute import resolve_model_dtype  # noqa: E402
+from mistudio_core.data.defaults import ensure_builtins  # noqa: E402
+from mistudio_core.model.models import load_model  # noqa: E402
 from mistudio_core.sae.evaluate import evaluate_sae  # noqa: E402
 from mistudio_core.sae.config import TrainConfig  # noqa: E402
 from mistudio_core.sae.presets import get_preset  # noqa: E402
 from mistudio_core.sae.train_spec import resolve  # noqa: E402
 from mistudio_core.sae.trainer import train_saes  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
-from mistudio_core.tokenize import load_tokenized  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
+from mistudio_core.data.tokenize import load_tokenized  # noqa: E402
 
 MODEL, DATASET, OOD = "smollm2-135m-instruct", "sotu", "python-reference"
 
@@ -90,8 +90,8 @@ OODS = {OOD: _pydoc_topics, "licenses": _licenses, "stdlib-docstrings": _stdlib_
 
 def ensure_ood_dataset(store: Store, name: str = OOD) -> bool:
     """Register an out-of-domain text as a local dataset, tokenized for the model; False if this machine lacks it."""
-    from mistudio_core.datasets import add_local
-    from mistudio_core.tokenize import tokenize_dataset
+    from mistudio_core.data.datasets import add_local
+    from mistudio_core.data.tokenize import tokenize_dataset
 
     if not any(d["id"] == name for d in store.list("datasets")):
         texts = OODS[name]()

@@ -19,15 +19,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from mistudio_core.activations import ActivationStream  # noqa: E402
-from mistudio_core.defaults import ensure_builtins  # noqa: E402
-from mistudio_core.models import load_model  # noqa: E402
+from mistudio_core.model.activations import ActivationStream  # noqa: E402
+from mistudio_core.data.defaults import ensure_builtins  # noqa: E402
+from mistudio_core.model.models import load_model  # noqa: E402
 from mistudio_core.sae.config import TrainConfig  # noqa: E402
 from mistudio_core.sae.evaluate import evaluate_sae  # noqa: E402
 from mistudio_core.sae.library import register_sae  # noqa: E402
 from mistudio_core.sae.trainer import train_saes  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
-from mistudio_core.tokenize import load_tokenized  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
+from mistudio_core.data.tokenize import load_tokenized  # noqa: E402
 
 MODEL, DATASET = "smollm2-135m-instruct", "sotu"
 HELD_OUT = 256  # contexts at the end of the tokenized corpus, never trained on

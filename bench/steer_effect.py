@@ -31,14 +31,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
 from mistudio_core.features.logits import decoder_logits  # noqa: E402
-from mistudio_core.hooks import unwrap  # noqa: E402
+from mistudio_core.model.hooks import unwrap  # noqa: E402
 from mistudio_core.steering.auto import AUTO_PROMPTS, auto_sweep, feature_strengths  # noqa: E402
 from mistudio_core.steering.effect import token_key  # noqa: E402
 from mistudio_core.steering.generate import SamplingConfig  # noqa: E402
 from mistudio_core.steering.loader import load_results, load_target  # noqa: E402
 from mistudio_core.steering.methods import SteerFeature, SteeringConfig  # noqa: E402
 from mistudio_core.steering.sweep import MAX_PPL_RATIO, sweep  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
 
 EVAL_PROMPTS = ("Let me tell you what I think about the year ahead.", "The weather today is",
                 "Here is what happened next:")

@@ -24,7 +24,7 @@ from mistudio_core.cli.steer import parse_feature  # noqa: E402
 from mistudio_core.steering.generate import SamplingConfig, run_prompt_set  # noqa: E402
 from mistudio_core.steering.loader import load_target  # noqa: E402
 from mistudio_core.steering.methods import METHODS, SteeringConfig  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
 
 
 def main() -> None:

@@ -70,7 +70,7 @@ def own_word_logit_effect(t, results, picked: list[tuple[int, float, str]], prom
     that only *reads* its word at this layer scores near 0: steering it changes the topic, not the word."""
     import torch
 
-    from mistudio_core.hooks import intervene
+    from mistudio_core.model.hooks import intervene
     from mistudio_core.steering.effect import key_mask
 
     vocab = t.model.config.vocab_size

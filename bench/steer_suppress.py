@@ -26,10 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
 from mistudio_core.features.results import FeatureResults  # noqa: E402
-from mistudio_core.hooks import intervene  # noqa: E402
+from mistudio_core.model.hooks import intervene  # noqa: E402
 from mistudio_core.steering.loader import load_target  # noqa: E402
 from mistudio_core.steering.methods import Steerer, SteerFeature, SteeringConfig  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
 
 
 def contexts(results: FeatureResults, feature: int, n: int, horizon: int, bos: int | None

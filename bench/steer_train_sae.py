@@ -20,16 +20,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
-from mistudio_core import hooks  # noqa: E402
-from mistudio_core.activations import ShardStream, cache_activations  # noqa: E402
-from mistudio_core.models import BUILTIN_ID, load_model  # noqa: E402
+from mistudio_core.model import hooks  # noqa: E402
+from mistudio_core.model.activations import ShardStream, cache_activations  # noqa: E402
+from mistudio_core.model.models import BUILTIN_ID, load_model  # noqa: E402
 from mistudio_core.sae.config import TrainConfig  # noqa: E402
 from mistudio_core.sae.evaluate import evaluate_sae  # noqa: E402
 from mistudio_core.sae.library import register_sae  # noqa: E402
 from mistudio_core.sae.metrics import flat_values  # noqa: E402
 from mistudio_core.sae.trainer import train_saes  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
-from mistudio_core.tokenize import load_tokenized  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
+from mistudio_core.data.tokenize import load_tokenized  # noqa: E402
 
 HOOK, N_EVAL = "blocks.8.hook_resid_post", 16
 # One stream refill is 512 contexts × 127 tokens (BOS skipped): a shard of exactly that size costs one refill; a

@@ -34,7 +34,7 @@ from mistudio_core.steering.auto import auto_sweep  # noqa: E402
 from mistudio_core.steering.generate import SamplingConfig  # noqa: E402
 from mistudio_core.steering.loader import load_target  # noqa: E402
 from mistudio_core.steering.sweep import sweep  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
 
 FRESH_SEED = 1000
 

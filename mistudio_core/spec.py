@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import ValidationError
+from .platform.errors import ValidationError
 
 # kind → module with `build(preset, store, **fields)`, `validate(spec, store)` and (optionally) `estimate`.
 SPEC_MODULES = {

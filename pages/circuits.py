@@ -17,8 +17,8 @@ import gradio as gr
 
 from mistudio_core.circuits import exchange, groups, service
 from mistudio_core.circuits.intervene import intervene_graph
-from mistudio_core.errors import ValidationError
-from mistudio_core.store import new_id, write_json_atomic
+from mistudio_core.platform.errors import ValidationError
+from mistudio_core.platform.store import new_id, write_json_atomic
 
 from .circuits_plot import figure
 from .common import guarded, ok, on_show, require_writable

@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from gradio.context import LocalContext
 
-from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.platform.errors import MistudioError, ValidationError
 
 from .context import AppContext
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 
 
 @dataclass

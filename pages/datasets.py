@@ -12,9 +12,9 @@ from typing import Any
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from mistudio_core import datasets as ds
-from mistudio_core.errors import ValidationError
-from mistudio_core.store import safe_user_path
+from mistudio_core.data import datasets as ds
+from mistudio_core.platform.errors import ValidationError
+from mistudio_core.platform.store import safe_user_path
 
 from .common import (artifact_dropdown, bar_chart, dropdown_update, fmt_count, fmt_time, guarded, ok, on_show,
                      progress_adapter, require_writable, table, then_quietly, tokens_html)
@@ -119,7 +119,7 @@ def delete(ctx: AppContext, dataset_id: str | None) -> tuple[str, Any, Any]:
 
 
 def _tok():
-    from mistudio_core import tokenize  # imported late: tokenization needs transformers
+    from mistudio_core.data import tokenize  # imported late: tokenization needs transformers
 
     return tokenize
 
@@ -179,7 +179,7 @@ def _first_contexts(ctx: AppContext, dataset_id: str, model_id: str, n: int) -> 
     (this runs on every page load; a large dataset's full token grid is hundreds of MB)."""
     from safetensors import safe_open
 
-    from mistudio_core.store import read_json
+    from mistudio_core.platform.store import read_json
 
     folder = _tok().tokenized_dir(ctx.store, dataset_id, model_id)
     with safe_open(str(folder / "tokens.safetensors"), framework="numpy") as f:
@@ -284,7 +284,7 @@ def build(ctx: AppContext) -> None:
 
 
 if __name__ == "__main__":  # a quick look at this page alone
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     with gr.Blocks() as demo:
         build(AppContext(store=Store(), allowed_roots=[Path.cwd()]))

@@ -17,7 +17,7 @@ import gradio as gr
 import pandas as pd
 
 from mistudio_core.spec import build as build_spec
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.features import render
 
 from . import features_data as data
@@ -221,7 +221,7 @@ def build(ctx: AppContext) -> None:
     layout(ctx, sys.modules[__name__])
 
 if __name__ == "__main__":  # a quick look at this page alone
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     with gr.Blocks() as demo:
         build(AppContext(store=Store(), allowed_roots=[Path.cwd()]))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.features.results import FeatureResults, features_dir
 
 from .context import AppContext
@@ -66,7 +66,7 @@ def sae_only(ctx: AppContext, sae_id: str):
 def model_and_sae(ctx: AppContext, sae_id: str):
     """The SAE's model (cached by `load_model`), the SAE and its hook point."""
     from mistudio_core.features.job import sae_model_and_hook
-    from mistudio_core.models import load_model
+    from mistudio_core.model.models import load_model
 
     model_id, hook = sae_model_and_hook(ctx.store, sae_id)
     loaded = load_model(ctx.store, model_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.features import render
 from mistudio_core.features.decoder import histogram, logit_effects, nearest_features
 

@@ -15,7 +15,7 @@ import sys
 import gradio as gr
 
 import mistudio_core.labeling.job as label_job  # registers the "label" job kind
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.labeling import LabelStore, keys
 from mistudio_core.features.render import score_card_html
 from mistudio_core.labeling.client import LOCAL_URL, PRESETS, ProviderConfig, make_client
@@ -262,7 +262,7 @@ def build(ctx: AppContext) -> None:
 
 
 if __name__ == "__main__":  # a quick look at this page alone
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     with gr.Blocks() as demo:
         build(AppContext(store=Store()))

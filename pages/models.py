@@ -11,11 +11,11 @@ from typing import Any
 
 import gradio as gr
 
-from mistudio_core import models as mm
-from mistudio_core.errors import ValidationError
+from mistudio_core.model import models as mm
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.interop.validate import read_model_guarded
-from mistudio_core.store import safe_user_path
-from mistudio_core.system import cuda_available
+from mistudio_core.platform.store import safe_user_path
+from mistudio_core.platform.system import cuda_available
 
 from .common import (artifact_dropdown, dropdown_update, fmt_bytes, fmt_count, fmt_time, guarded, ok, on_show,
                      progress_adapter, require_writable, table, then_quietly)
@@ -180,7 +180,7 @@ def build(ctx: AppContext) -> None:
 
 
 if __name__ == "__main__":  # a quick look at this page alone
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     with gr.Blocks() as demo:
         build(AppContext(store=Store(), allowed_roots=[Path.cwd()]))

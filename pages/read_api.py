@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 import anyio
 import anyio.to_thread
 
-from mistudio_core.errors import MistudioError, NotFoundError
+from mistudio_core.platform.errors import MistudioError, NotFoundError
 
 from .common import scrub, unexpected
 from .context import AppContext

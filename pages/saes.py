@@ -10,9 +10,9 @@ from typing import Any
 
 import gradio as gr
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.sae import evals
-from mistudio_core.store import read_json
+from mistudio_core.platform.store import read_json
 
 from .common import (artifact_dropdown, dropdown_update, fmt_count, fmt_metric, fmt_time, guarded, ok, on_show,
                      require_writable, table, then_quietly)
@@ -190,7 +190,7 @@ def build(ctx: AppContext) -> None:
 
 
 if __name__ == "__main__":  # a quick look at this page alone
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     with gr.Blocks() as demo:
         build(AppContext(store=Store()))

@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from mistudio_core.benchsuite import results
 from mistudio_core.benchsuite.spec import LOCAL_LABELER, PARTS
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 
 from .common import cancel_job, fmt_metric, guarded, ok, require_writable, table
 from .context import AppContext

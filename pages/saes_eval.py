@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator
 
 import gradio as gr
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.sae import evals
 
 from .common import cancel_job, fmt_metric, guarded, ok, require_writable, table

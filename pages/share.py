@@ -21,14 +21,14 @@ import gradio as gr
 import plotly.graph_objects as go
 from gradio.utils import get_upload_folder
 
-from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.features.results import features_dir
 from mistudio_core.interop.bundle_zip import bundle_zip
 from mistudio_core.interop.compare import compare_saes
 from mistudio_core.interop.export_saelens import export_saelens
 from mistudio_core.interop.hub import import_from_hub, upload_bundle
 from mistudio_core.interop.importers import import_sae
-from mistudio_core.store import safe_user_path
+from mistudio_core.platform.store import safe_user_path
 
 from .common import (artifact_dropdown, bar_chart, dropdown_update, failed, guarded, ok, on_show, require_writable,
                      table)
@@ -271,7 +271,7 @@ def build(ctx: AppContext) -> None:
 
 
 if __name__ == "__main__":  # a quick look at this page alone
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     with gr.Blocks() as demo:
         build(AppContext(store=Store()))

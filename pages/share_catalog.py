@@ -12,12 +12,12 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from mistudio_core.errors import ValidationError
-from mistudio_core.hub import hub_offline_reason
+from mistudio_core.platform.errors import ValidationError
+from mistudio_core.platform.hub import hub_offline_reason
 from mistudio_core.interop import catalog
 from mistudio_core.interop.np_explanations import import_explanations, import_explanations_hub
 from mistudio_core.labeling.store import LabelStore
-from mistudio_core.store import safe_user_path
+from mistudio_core.platform.store import safe_user_path
 
 from .common import dropdown_update, fmt_bytes, guarded, ok, require_writable, table
 from .context import AppContext

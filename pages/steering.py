@@ -17,7 +17,7 @@ from typing import Any
 
 import gradio as gr
 
-from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.steering import sessions as ss
 from mistudio_core.steering.auto import auto_sweep, feature_strengths
 from mistudio_core.steering.generate import SamplingConfig, compare_stream, run_prompt_set
@@ -325,7 +325,7 @@ def build(ctx: AppContext) -> None:
 
 
 if __name__ == "__main__":  # a quick look at this page alone
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     with gr.Blocks() as demo:
         build(AppContext(store=Store()))

@@ -10,7 +10,7 @@ import functools
 
 import gradio as gr
 
-from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.steering import concept as sc
 from mistudio_core.steering.auto import auto_sweep
 from mistudio_core.steering.find import writes

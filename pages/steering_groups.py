@@ -6,7 +6,7 @@ import functools
 
 import gradio as gr
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.steering import groups as sg
 from mistudio_core.steering.loader import stats_for
 from mistudio_core.steering.methods import SteerFeature, SteeringConfig

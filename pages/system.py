@@ -1,6 +1,6 @@
 """System tab and the at-a-glance header line: accelerator, CPU and RAM from the shared server-side monitor.
 
-The samples come from `mistudio_core.system.get_monitor()` (one thread per process), so every viewer and every
+The samples come from `mistudio_core.platform.system.get_monitor()` (one thread per process), so every viewer and every
 reload sees the same last hour. The charts refresh on their own timer, which only ticks while this tab is open.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import gradio as gr
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mistudio_core.system import SystemMonitor, get_monitor
+from mistudio_core.platform.system import SystemMonitor, get_monitor
 
 from .common import fmt_bytes, on_show, table
 from .context import AppContext
@@ -108,7 +108,7 @@ def build(ctx: AppContext) -> None:
 
 
 if __name__ == "__main__":  # a quick look at this page alone
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     with gr.Blocks() as demo:
         build(AppContext(store=Store()))

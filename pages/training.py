@@ -15,15 +15,15 @@ from typing import Any, AsyncIterator
 
 import gradio as gr
 
-from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.sae.evals import headline_lines
 from mistudio_core.sae.plan import training_warnings
 from mistudio_core.sae.presets import BUILTIN_HOOK, PRESETS
 from mistudio_core.sae.train_spec import TRAIN_FIELDS, resolve
 from mistudio_core.spec import build as build_spec, estimate
-from mistudio_core.templates import import_template, list_templates, save_template
+from mistudio_core.sae.templates import import_template, list_templates, save_template
 
-from mistudio_core.defaults import BUILTIN_MODEL_ID
+from mistudio_core.data.defaults import BUILTIN_MODEL_ID
 
 from .common import fmt_metric, guarded, ok, on_show, require_writable, scrub, table
 from .context import AppContext

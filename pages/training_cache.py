@@ -7,8 +7,8 @@ from typing import Any
 
 import gradio as gr
 
-from mistudio_core.actcache import delete_cache, list_caches
-from mistudio_core.errors import ValidationError
+from mistudio_core.actcache.cache import delete_cache, list_caches
+from mistudio_core.platform.errors import ValidationError
 
 from .common import fmt_bytes, guarded, ok, require_writable, table
 from .context import AppContext

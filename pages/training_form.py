@@ -12,7 +12,7 @@ import dataclasses
 
 import gradio as gr
 
-from mistudio_core.records import coerce, field_docs, field_type, from_dict, optional
+from mistudio_core.platform.records import coerce, field_docs, field_type, from_dict, optional
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.train_spec import FIELD_CHOICES, TrainJobSpec
 

@@ -92,7 +92,7 @@ def call(client, name: str, args: list, timeout: float = 120):
 
 def cancel_all(home: Path) -> None:
     from mistudio_core.jobs import JobRegistry
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     jobs = JobRegistry(Store(home))
     for rec in jobs.list():

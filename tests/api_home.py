@@ -41,19 +41,19 @@ class Ids:
 
 
 def build_home(root: Path) -> Ids:
-    from mistudio_core import datasets as ds
+    from mistudio_core.data import datasets as ds
     from mistudio_core.features.extract import ExtractConfig
     from mistudio_core.features.job import run_extraction
     from mistudio_core.interop.job import run_export
     from mistudio_core.jobs import JobRegistry
-    from mistudio_core.models import add_local_model
+    from mistudio_core.model.models import add_local_model
     from mistudio_core.sae.config import SAEConfig
     from mistudio_core.sae.io import save_sae
     from mistudio_core.sae.library import register_sae
     from mistudio_core.sae.model import SAE
     from mistudio_core.steering.sessions import save_prompt_set, save_session
-    from mistudio_core.store import Store
-    from mistudio_core.tokenize import TokenizeConfig, tokenize_dataset
+    from mistudio_core.platform.store import Store
+    from mistudio_core.data.tokenize import TokenizeConfig, tokenize_dataset
 
     home, data = root / "home", root / "data"
     data.mkdir(parents=True)

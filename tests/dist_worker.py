@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mistudio_core.errors import MistudioError  # noqa: E402
+from mistudio_core.platform.errors import MistudioError  # noqa: E402
 from mistudio_core.sae import distributed as dist  # noqa: E402
 from mistudio_core.sae.config import TrainConfig  # noqa: E402
 from mistudio_core.sae.trainer import train_saes  # noqa: E402

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mistudio_core.models import add_local_model
-from mistudio_core.store import Store
+from mistudio_core.model.models import add_local_model
+from mistudio_core.platform.store import Store
 from tiny_models import save_tiny_model
 
 ENTRY = "gemma-scope-2b-pt-res/layer_1/width_16k/average_l0_20"

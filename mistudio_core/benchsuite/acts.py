@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from .. import hooks
+from ..model import hooks
 
 
 def _model(loaded):

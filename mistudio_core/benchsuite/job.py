@@ -11,7 +11,7 @@ it shows in the library's evaluation table. A cancel stores nothing.
 from __future__ import annotations
 
 from ..jobs.kinds import register_job
-from ..records import spec_checks
+from ..platform.records import spec_checks
 from .spec import BenchSpec, check_inputs
 
 

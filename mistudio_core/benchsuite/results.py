@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import NotFoundError
-from ..store import Store, read_json, write_json_atomic
+from ..platform.errors import NotFoundError
+from ..platform.store import Store, read_json, write_json_atomic
 
 SUITE_VERSION = 1
 BENCH_DIR = "bench"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..errors import NotFoundError, ValidationError
+from ..platform.errors import NotFoundError, ValidationError
 from .tasks import LICENSES, TASK_NAMES
 
 PARTS = ("core", "absorption", "probing", "autointerp")

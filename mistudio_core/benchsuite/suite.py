@@ -103,7 +103,7 @@ def probing_part(spec: BenchSpec, loaded, sae, hook: str, report: Report, should
 
 
 def autointerp_part(spec: BenchSpec, loaded, sae, contexts, store, api_key, report: Report) -> tuple[dict, str]:
-    from ..errors import MistudioError
+    from ..platform.errors import MistudioError
 
     ids, x = contexts
     with torch.no_grad():

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 
 LICENSES = Path("/usr/share/common-licenses")
 TASK_NAMES = ("sotu-era", "sotu-party", "sotu-president", "docs-vs-licenses")

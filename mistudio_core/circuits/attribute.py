@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import torch
 
-from .. import hooks
+from ..model import hooks
 from .frozen import frozen
 
 

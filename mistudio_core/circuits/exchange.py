@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from .graph import FORMAT, VERSION
 
 MAX_NODES = 100_000

@@ -23,7 +23,7 @@ import threading
 import torch
 from torch import nn
 
-from ..hooks import unwrap
+from ..model.hooks import unwrap
 
 _NAME = "mistudio_frozen"
 _LOCK = threading.Lock()  # one frozen attribution at a time per process (the config switch is shared)

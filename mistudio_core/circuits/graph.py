@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from .attribute import Attribution, edge_vectors, upstream_weights
 
 FORMAT = "mistudio-circuit"

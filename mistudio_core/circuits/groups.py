@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from ..errors import NotFoundError, ValidationError
-from ..store import Store, check_id, read_json, shown, write_json_atomic
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.store import Store, check_id, read_json, shown, write_json_atomic
 from .graph import node_map
 from .intervene import parse_node
 

@@ -13,9 +13,9 @@ import re
 
 import torch
 
-from .. import hooks
-from ..errors import ValidationError
-from ..store import shown
+from ..model import hooks
+from ..platform.errors import ValidationError
+from ..platform.store import shown
 from .attribute import Site
 from .graph import logit_target
 

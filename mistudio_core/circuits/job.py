@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from ..jobs.kinds import register_job
 from .graph import GraphSettings
 

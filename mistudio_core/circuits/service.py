@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from .. import hooks
-from ..errors import NotFoundError, ValidationError
-from ..store import Store, check_id, new_id, read_json, shown, write_json_atomic
+from ..model import hooks
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.store import Store, check_id, new_id, read_json, shown, write_json_atomic
 from .attribute import Site
 from .graph import FORMAT, VERSION, GraphSettings, trace
 
@@ -120,7 +120,7 @@ def _prompt_rules(loaded, mans: list[dict], store: Store) -> tuple[int, str, boo
 
 def load_sites(store: Store, sae_ids: list[str], device=None):
     """(loaded model, [Site]) for library SAEs, after `check_saes`."""
-    from ..models import load_model
+    from ..model.models import load_model
     from ..sae.library import load_library_sae
 
     model_id, mans = check_saes(store, sae_ids)

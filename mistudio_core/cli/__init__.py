@@ -17,8 +17,8 @@ import os
 import sys
 import traceback
 
-from ..errors import MistudioError
-from ..store import Store, check_id, check_path_text
+from ..platform.errors import MistudioError
+from ..platform.store import Store, check_id, check_path_text
 
 # Argument names (dest) that hold artifact ids, with the kind named in messages; and those that hold paths.
 ID_ARGS = {"id": None, "sae": "saes", "dataset": "datasets", "model": "models", "export": "exports", "a": "saes",

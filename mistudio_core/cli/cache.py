@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 def _rows(store) -> list[dict]:
-    from ..actcache import list_caches
+    from ..actcache.cache import list_caches
 
     return [{"key": m["id"], "model_id": m["identity"]["model_id"], "dataset_id": m["identity"]["dataset_id"],
              "hook_names": m["hook_names"], "n_tokens": m["n_tokens"], "dtype": m["dtype"], "bytes": m["bytes"]}
@@ -26,7 +26,7 @@ def _human_list(rows: list[dict]) -> str:
 
 
 def _delete(args):
-    from ..actcache import delete_cache
+    from ..actcache.cache import delete_cache
 
     delete_cache(args.store, args.key)
     return {"deleted": args.key}

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import ValidationError
-from ..store import write_json_atomic
+from ..platform.errors import ValidationError
+from ..platform.store import write_json_atomic
 
 
 def _top(graph: dict, n: int) -> list[dict]:
@@ -105,7 +105,7 @@ def cmd_export(args):
 def cmd_import(args):
     from ..circuits.exchange import from_neuronpedia
     from ..circuits.service import graphs_dir
-    from ..store import new_id
+    from ..platform.store import new_id
 
     path = Path(args.file).expanduser()
     try:

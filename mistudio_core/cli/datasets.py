@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import sys
 
-from .. import datasets as ds
-from ..tokenize import TokenizeConfig, tokenization_info, tokenize_dataset
+from ..data import datasets as ds
+from ..data.tokenize import TokenizeConfig, tokenization_info, tokenize_dataset
 
 
 def _progress(args):

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 
-from ..errors import MistudioError, ValidationError
+from ..platform.errors import MistudioError, ValidationError
 
 
 def run_foreground(store, kind: str, spec: dict | None = None, name: str | None = None,

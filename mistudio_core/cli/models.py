@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from .. import models as md
+from ..model import models as md
 from ..interop.validate import read_model_guarded
 from . import stderr_progress as _progress
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from ..steering.generate import SamplingConfig, compare, run_prompt_set
 from ..steering.loader import effect_tokens_for, load_target
 from ..steering.methods import METHODS, POSITIONS, SteerFeature, SteeringConfig

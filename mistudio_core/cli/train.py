@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from ..jobs.resume import resume_target
-from ..records import coerce, field_docs
+from ..platform.records import coerce, field_docs
 from ..sae.config import TrainConfig
 from .foreground import outcome as _outcome
 from .foreground import run_foreground

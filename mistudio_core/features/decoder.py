@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from .logits import norm_linear_part
 
 CHUNK_ROWS = 8192

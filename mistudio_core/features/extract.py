@@ -26,9 +26,9 @@ from typing import Callable
 
 import torch
 
-from ..compute import CHOICES, MIN_SPEEDUP, cpu_bf16_speedup
-from ..errors import ValidationError
-from ..records import from_dict
+from ..model.compute import CHOICES, MIN_SPEEDUP, cpu_bf16_speedup
+from ..platform.errors import ValidationError
+from ..platform.records import from_dict
 from .bookkeeping import FeatureAccumulator
 from .logits import decoder_logits
 from .results import FeatureResults
@@ -155,7 +155,7 @@ def _main_pass(model, sae, hook, tokens, order, excluded, acc, cfg, progress, sh
     that a chunk's pre-activations stay under MAX_CODE_ELEMENTS whatever the SAE's width), account the batch.
     Returns (contexts done, (wall, CPU) seconds of the first batch: it also fills every feature's empty slots, a
     fixed cost)."""
-    from ..hooks import capture
+    from ..model.hooks import capture
 
     B, T, t0 = cfg.batch_contexts, tokens.shape[1], time.time()
     sae_param = next(sae.parameters())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from ..errors import NotFoundError, ValidationError
+from ..platform.errors import NotFoundError, ValidationError
 from ..jobs.kinds import register_job
 from .extract import ExtractConfig, extract_features
 from .results import FeatureResults, features_dir
@@ -29,7 +29,7 @@ def sae_model_and_hook(store, sae_id: str) -> tuple[str, str]:
 
 
 def load_tokens_for(store, dataset_id: str, model_id: str):
-    from ..tokenize import load_tokenized
+    from ..data.tokenize import load_tokenized
 
     try:
         return load_tokenized(store, dataset_id, model_id).tokens
@@ -46,8 +46,8 @@ def run_extraction(store, cfg: ExtractConfig, progress: Callable[[float, str], N
     "4bit", CUDA only) is passed to `load_model`."""
     if not cfg.sae_id or not cfg.dataset_id:
         raise ValidationError("Choose an SAE and a dataset to extract features from.")
-    from ..compute import resolve_model_dtype
-    from ..models import load_model
+    from ..model.compute import resolve_model_dtype
+    from ..model.models import load_model
     from ..sae.library import load_library_sae
 
     model_id, hook = sae_model_and_hook(store, cfg.sae_id)

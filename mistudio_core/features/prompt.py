@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 
 MAX_PROMPT_TOKENS = 512
 
@@ -14,7 +14,7 @@ def prompt_features(loaded_model, sae, hook_name: str, text: str, top_n: int = 5
 
     Returns `{"tokens": [str], "features": [[{"index", "act"}] per token, strongest first, only > threshold],
     "totals": [{"index", "max_act", "n_tokens"}] over the prompt, strongest first}`."""
-    from ..hooks import capture
+    from ..model.hooks import capture
 
     if not text or not text.strip():
         raise ValidationError("The prompt is empty. Type some text to see which features fire on it.")

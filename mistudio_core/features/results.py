@@ -20,8 +20,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..errors import NotFoundError, ValidationError
-from ..store import atomic_dir, read_json, write_json_atomic
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.store import atomic_dir, read_json, write_json_atomic
 
 
 SCORES_MISSING = ("not computed: these results predate input/output scores; re-run the extraction to get them")

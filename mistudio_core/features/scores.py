@@ -25,8 +25,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import ValidationError
-from ..hooks import _LOCAL, _BRANCHES, _model_type, capture, decoder_layers, parse_hook, unwrap
+from ..platform.errors import ValidationError
+from ..model.hooks import _LOCAL, _BRANCHES, _model_type, capture, decoder_layers, parse_hook, unwrap
 from .logits import decoder_logits
 
 NEUTRAL_PROMPT = "From my experience,"

@@ -11,7 +11,7 @@ import string
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 
 FILTERS = ("special", "single_char", "punctuation", "numbers", "stop_words")
 """Filter names: special tokens (BOS/EOS/PAD/...), tokens of one visible character, tokens made only of

@@ -9,8 +9,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from ..errors import NotFoundError, ValidationError
-from ..store import Store
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.store import Store
 
 # SAE weights barely compress; the JSON of a Neuronpedia bundle is already gzipped: store, don't deflate.
 _STORED = {".safetensors", ".gz", ".npz", ".zip"}

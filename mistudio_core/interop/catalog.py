@@ -17,9 +17,9 @@ import functools
 import json
 from pathlib import Path
 
-from ..errors import NotFoundError, OfflineError, ValidationError
-from ..hub import hub_offline_reason
-from ..store import Store
+from ..platform.errors import NotFoundError, OfflineError, ValidationError
+from ..platform.hub import hub_offline_reason
+from ..platform.store import Store
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "pretrained_saes.json"
 OWN_PREFIX = "mistudio/"
@@ -184,7 +184,7 @@ def import_entry(store: Store, entry_id: str, snapshot: str | Path | None = None
 def register_model(store: Store, entry_id: str, token: str | None = None, progress=None) -> dict:
     """Register the model an entry needs (already registered: returned as is). The token, for gated models, goes
     to this one download and is never stored."""
-    from ..models import add_hub_model
+    from ..model.models import add_hub_model
 
     entry = get_entry(entry_id, store)
     existing = matching_model(store, entry)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from ..sae.library import load_library_sae
-from ..store import Store
+from ..platform.store import Store
 
 
 def best_matches(w_a: torch.Tensor, w_b: torch.Tensor, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:

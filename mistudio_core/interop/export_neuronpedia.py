@@ -29,11 +29,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from ..errors import NotFoundError
+from ..platform.errors import NotFoundError
 from ..features.results import FeatureResults
 from ..labeling.store import LabelStore
 from ..sae.library import load_library_sae
-from ..store import Store, new_id
+from ..platform.store import Store, new_id
 
 CREATOR = "mistudio"
 SCORE_FIELDS = ("mistudio_input_score", "mistudio_output_score", "mistudio_output_token", "mistudio_scores_note")

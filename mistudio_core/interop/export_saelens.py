@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from ..store import Store, new_id
+from ..platform.store import Store, new_id
 from ..sae.evals import source_label
 from ..sae.library import training_record
 

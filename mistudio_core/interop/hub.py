@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..hub import hub_offline_reason
-from ..errors import NotFoundError, OfflineError, ValidationError
-from ..store import Store
+from ..platform.hub import hub_offline_reason
+from ..platform.errors import NotFoundError, OfflineError, ValidationError
+from ..platform.store import Store
 from .importers import import_sae
 
 SAE_FILE_PATTERNS = ["cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "sae.safetensors", "params.npz"]

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import NotFoundError, ValidationError
+from ..platform.errors import NotFoundError, ValidationError
 from ..sae.config import SAEConfig
 from ..sae.io import load_sae
 from ..sae.library import register_sae
 from ..sae.model import SAE
-from ..store import Store
+from ..platform.store import Store
 from .safefiles import extract_archive, load_tensors
 from .validate import check_archive, check_sae, read_guarded
 

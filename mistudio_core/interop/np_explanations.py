@@ -21,10 +21,10 @@ import json
 import re
 from pathlib import Path
 
-from ..errors import NotFoundError, OfflineError, ValidationError
-from ..hub import hub_offline_reason
+from ..platform.errors import NotFoundError, OfflineError, ValidationError
+from ..platform.hub import hub_offline_reason
 from ..labeling.store import LabelStore
-from ..store import Store
+from ..platform.store import Store
 
 _SOURCE = re.compile(r"^(\d+)-[a-z0-9-]*?-(\d+)([km]?)(?:__.*)?$")
 MAX_BYTES = 512 * 2**20

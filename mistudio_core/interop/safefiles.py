@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib"}
 

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from safetensors import SafetensorError
 
-from ..errors import MistudioError, ValidationError
+from ..platform.errors import MistudioError, ValidationError
 
 HOOK_RE = re.compile(r"blocks\.(\d{1,4})\.(hook_(resid_pre|resid_post|attn_out|mlp_out|mlp_in)|ln2\.hook_normalized"
                      r"|mlp\.hook_in)")  # the last three: a transcoder's input (hooks.EXTRA_SITES)
@@ -43,7 +43,7 @@ def check_hook_name(hook_name: str | None, model: dict | None = None) -> str:
         raise ValidationError(f"Hook point {shown} is not a hook name: use 'blocks.<layer>.hook_<site>' with site "
                               "resid_pre, resid_post, attn_out or mlp_out (e.g. 'blocks.8.hook_resid_post').")
     known = (model or {}).get("hook_points") or []
-    from ..hooks import is_extra_hook  # hook_mlp_in is valid but not listed
+    from ..model.hooks import is_extra_hook  # hook_mlp_in is valid but not listed
     if known and hook_name not in known and not is_extra_hook(hook_name, (model or {}).get("n_layers") or 0):
         layers = (model or {}).get("n_layers")
         raise ValidationError(f"Model {model.get('id')!r} has no hook point {hook_name!r}"

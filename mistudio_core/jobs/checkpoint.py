@@ -18,8 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
-from ..errors import ValidationError
-from ..store import read_json, write_json_atomic
+from ..platform.errors import ValidationError
+from ..platform.store import read_json, write_json_atomic
 
 POINTER = "LATEST.json"
 TENSORS = "tensors.safetensors"

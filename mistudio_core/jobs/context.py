@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..store import Store
+from ..platform.store import Store
 from .checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from .registry import CHECKPOINT_DIR, LOG_FILE, METRICS_FILE, JobRegistry
 

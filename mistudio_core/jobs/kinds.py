@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 
 BUILTIN_MODULES = {
     "train": "mistudio_core.sae.train_job",

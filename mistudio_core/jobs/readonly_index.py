@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
-from ..errors import MistudioError
+from ..platform.errors import MistudioError
 
 DB_NAME = "cache.db"
 READ_ONLY_MESSAGE = ("The job registry is open read-only (read-only demo mode): nothing can be queued or changed. "

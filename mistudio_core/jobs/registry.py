@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 from diskcache import Cache, Index, JSONDisk
 
-from ..errors import NotFoundError, ValidationError
-from ..store import Store, check_name, new_id, shown, slugify, write_json_atomic
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.store import Store, check_name, new_id, shown, slugify, write_json_atomic
 from .kinds import get_kind
 from .lock import LOCK_NAME, RunnerLock
 from .readonly_index import READ_ONLY_MESSAGE, ReadOnlyError, ReadOnlyIndex

@@ -12,8 +12,8 @@ Rules, in order:
 """
 from __future__ import annotations
 
-from ..errors import NotFoundError, ValidationError
-from ..store import shown
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.store import shown
 from .registry import RESUMABLE
 
 

@@ -28,8 +28,8 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from ..errors import MistudioError
-from ..store import Store
+from ..platform.errors import MistudioError
+from ..platform.store import Store
 from .child import describe_exit, spawn
 from .context import JobContext
 from .kinds import get_kind

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent is not None:
         _die_with_parent(args.parent)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the app decides, not us
-    from ..store import Store
+    from ..platform.store import Store
     from .runner import Runner
 
     runner = Runner(Store(args.home))

@@ -16,7 +16,7 @@ from typing import Callable
 
 import openai
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from .keys import redact
 from .provider import (LOCAL_URL, NO_KEY, OPENAI_URL, PRESETS, ProviderConfig, ProviderError,  # noqa: F401
                        Reply, Stopped)

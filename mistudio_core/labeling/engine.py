@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from .client import LLMClient, Reply, Stopped, make_client
 from .prompts import REMINDER, build_messages, parse_label
 from .scoring import negatives_for, score_detection, score_fuzzing, split_examples

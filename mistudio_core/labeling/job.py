@@ -15,9 +15,9 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from ..jobs.kinds import register_job
-from ..store import write_json_atomic
+from ..platform.store import write_json_atomic
 from .engine import Totals, label_features
 from .keys import lookup_key
 from .spec import LabelSpec

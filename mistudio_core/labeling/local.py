@@ -19,7 +19,7 @@ import threading
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from .provider import ProviderConfig, Reply, Stopped
 from .prompts import extract_json
 
@@ -32,7 +32,7 @@ class LocalClient:
     judges_one_by_one = True
 
     def __init__(self, cfg: ProviderConfig, store, stop: threading.Event | None = None, loader=None):
-        from ..models import load_model
+        from ..model.models import load_model
 
         self.cfg, self.stop = cfg, stop or threading.Event()
         try:

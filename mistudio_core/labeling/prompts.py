@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 
 DEFAULT_SYSTEM = (
     "You are an interpretability researcher naming the features of a sparse autoencoder trained on a language "

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..records import from_dict
-from ..errors import MistudioError, ValidationError
+from ..platform.records import from_dict
+from ..platform.errors import MistudioError, ValidationError
 
 OPENAI_URL = "https://api.openai.com/v1"
 LOCAL_URL = "local://in-process"  # a chat model registered in Models, run in this process (`local.py`)

@@ -6,8 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from ..records import from_dict
-from ..errors import ValidationError
+from ..platform.records import from_dict
+from ..platform.errors import ValidationError
 from .client import ProviderConfig
 from .prompts import DEFAULT_SYSTEM, DEFAULT_TEMPLATE, check_template
 

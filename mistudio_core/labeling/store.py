@@ -28,8 +28,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..errors import ValidationError
-from ..store import Store, read_json
+from ..platform.errors import ValidationError
+from ..platform.store import Store, read_json
 
 try:  # POSIX only; elsewhere the thread lock still guards one process
     import fcntl

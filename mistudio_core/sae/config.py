@@ -9,8 +9,8 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 
-from ..errors import ValidationError
-from ..records import from_dict
+from ..platform.errors import ValidationError
+from ..platform.records import from_dict
 
 ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk")
 TRAINABLE = ("standard", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu")

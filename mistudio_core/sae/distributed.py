@@ -36,7 +36,7 @@ from datetime import timedelta
 
 import torch
 
-from ..errors import MistudioError, ValidationError
+from ..platform.errors import MistudioError, ValidationError
 
 
 class RankFailure(MistudioError):

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from . import distributed as dist
 
 
@@ -80,7 +80,7 @@ class PerSAECheckpoints:
 
     def __call__(self, tensors: dict, state: dict) -> None:
         from ..jobs.checkpoint import save_checkpoint
-        from ..store import write_json_atomic
+        from ..platform.store import write_json_atomic
 
         step = state["step"]
         for pos, i in enumerate(state["indices"]):
@@ -102,7 +102,7 @@ class PerSAECheckpoints:
 
 
 def committed_step(root: Path) -> int | None:
-    from ..store import read_json
+    from ..platform.store import read_json
 
     path = Path(root) / COMMITTED
     return int(read_json(path)["step"]) if path.is_file() else None
@@ -136,7 +136,7 @@ def _point_at(root: Path, step: int) -> None:
     import time
 
     from ..jobs.checkpoint import POINTER
-    from ..store import read_json, write_json_atomic
+    from ..platform.store import read_json, write_json_atomic
 
     inner = read_json(root / "sae-0" / f"step-{step}" / POINTER)["name"]
     write_json_atomic(root / POINTER, {"name": f"sae-0/step-{step}/{inner}", "step": step, "time": time.time()})
@@ -146,7 +146,7 @@ def resume_state(ctx) -> tuple[dict, dict] | None:
     """The checkpoint a train job resumes from, on every rank: the per-SAE one (merged) when distribute_saes wrote
     the latest, else rank 0's ordinary one (`shared_checkpoint` under torchrun, `ctx.load_checkpoint` alone)."""
     from ..jobs.checkpoint import POINTER
-    from ..store import read_json
+    from ..platform.store import read_json
 
     if dist.current() is None:
         root = ctx.run_dir / "checkpoint"

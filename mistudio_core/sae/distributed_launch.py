@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import MistudioError
+from ..platform.errors import MistudioError
 
 RESULT = "torchrun_result.json"
 LOG = "torchrun.log"

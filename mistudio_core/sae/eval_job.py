@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..errors import NotFoundError, ValidationError
-from ..records import from_dict, spec_checks
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.records import from_dict, spec_checks
 from ..jobs.kinds import register_job
 
 
@@ -58,8 +58,8 @@ class EvalJobSpec:
 def check_inputs(store, s: EvalJobSpec) -> str:
     """Refuse what cannot work, naming the fix (reads manifests and small JSON only); returns the model id."""
     from .evals import SPLIT_WORDS
-    from ..store import read_json
-    from ..tokenize import heldout_of, tokenized_dir
+    from ..platform.store import read_json
+    from ..data.tokenize import heldout_of, tokenized_dir
 
     sae = store.manifest("saes", s.sae_id)
     model_id = s.model_id or sae.get("model_id")
@@ -103,8 +103,8 @@ def submit_eval(registry, spec: dict, owner: str | None = None) -> str:
 def load_inputs(store, s, check) -> tuple:
     """(model id, hook, tokenization, loaded model, SAE) a job scoring library SAE `s.sae_id` on `s.dataset_id`
     reads, after `check(store, s)` (which returns the model id) refused what cannot work."""
-    from ..models import load_model
-    from ..tokenize import load_tokenized
+    from ..model.models import load_model
+    from ..data.tokenize import load_tokenized
     from .library import load_library_sae
 
     model_id = check(store, s)

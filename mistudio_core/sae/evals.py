@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import NotFoundError, ValidationError
-from ..store import Store, read_json, write_json_atomic
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.store import Store, read_json, write_json_atomic
 from .metrics import flat_values
 
 SPLITS = ("heldout", "train")

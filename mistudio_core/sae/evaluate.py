@@ -24,8 +24,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..errors import ValidationError
-from .. import hooks
+from ..platform.errors import ValidationError
+from ..model import hooks
 from .metrics import ReconstructionAccumulator, with_formula
 from .model import SAE
 

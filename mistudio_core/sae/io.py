@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import NotFoundError, ValidationError
-from ..store import write_json_atomic
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.store import write_json_atomic
 from .architectures import get as get_architecture
 from .architectures.transcoder import parse_name, saved_name
 from .config import SAEConfig

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 
-from ..store import Store, new_id, read_json, write_json_atomic
+from ..platform.store import Store, new_id, read_json, write_json_atomic
 from .io import load_sae, save_sae
 from .metrics import flat_values
 from .model import SAE

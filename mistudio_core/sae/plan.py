@@ -18,8 +18,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from ..errors import MistudioError, ValidationError
-from ..store import Store, read_json
+from ..platform.errors import MistudioError, ValidationError
+from ..platform.store import Store, read_json
 from .config import TrainConfig
 
 ASSUMED_FLOPS = {"cpu": 1.5e11, "cuda": 5e13}
@@ -102,7 +102,7 @@ def l1_advice(cfg: TrainConfig, d_in: int) -> str | None:
 
 def _tokenization(store: Store, dataset_id: str, model_id: str, role: str = "trained on") -> tuple[dict, dict]:
     """(config, stats) of a tokenization, read from its JSON files (the token grid is not loaded)."""
-    from ..tokenize import tokenized_dir
+    from ..data.tokenize import tokenized_dir
 
     folder = tokenized_dir(store, dataset_id, model_id)
     if not (folder / "config.json").is_file():
@@ -118,7 +118,7 @@ def _tokenization(store: Store, dataset_id: str, model_id: str, role: str = "tra
 def _split(store: Store, s) -> tuple[dict, int, int, int, int]:
     """(tokenization config, context size, contexts, train contexts, usable training tokens) of the spec's
     dataset, from its JSON files."""
-    from ..tokenize import heldout_of
+    from ..data.tokenize import heldout_of
 
     config, stats = _tokenization(store, s.dataset_id, s.model_id)
     ctx_size = int(config.get("context_size") or stats.get("context_size") or 128)
@@ -130,7 +130,7 @@ def _split(store: Store, s) -> tuple[dict, int, int, int, int]:
 def check_library(store: Store, s, cfg: TrainConfig) -> None:
     """The library side of validating a "train" spec `s` (a `TrainJobSpec`): the model, its hooks, the
     tokenizations, the SAE width, enough training tokens and held-out contexts. Raises with the fix."""
-    from ..hooks import is_extra_hook  # hook_mlp_in (transcoders) is valid but not listed
+    from ..model.hooks import is_extra_hook  # hook_mlp_in (transcoders) is valid but not listed
     from .config import resolve_hook_out
 
     model = store.manifest("models", s.model_id)
@@ -161,7 +161,7 @@ def check_library(store: Store, s, cfg: TrainConfig) -> None:
 
 def estimate_plan(store: Store, s, cfg: TrainConfig, probe: bool = True) -> Plan:
     """Time per phase, memory and disk of the validated "train" spec `s` (see the module doc)."""
-    from ..compute import resolve_model_dtype
+    from ..model.compute import resolve_model_dtype
 
     model = store.manifest("models", s.model_id)
     config, ctx_size, n_contexts, train_contexts, usable = _split(store, s)
@@ -181,8 +181,8 @@ def _work(store, s, cfg, usable: int, train_contexts: int, bos: int | None, mode
     """What the job will run the model on: capture tokens, epochs, and a line about the cache."""
     import torch
 
-    from .. import actcache
-    from ..actcache_job import cache_options, job_identity
+    from ..actcache import cache as actcache
+    from ..actcache.job import cache_options, job_identity
 
     tokens = cfg.total_steps * cfg.batch_tokens
     cache = cache_options(s.cache)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 
 BUILTIN_HOOK = "blocks.8.hook_resid_post"
 CIRCUIT_HOOKS = tuple(f"blocks.{layer}.hook_resid_post" for layer in range(2, 30, 3))  # every third of 30 layers

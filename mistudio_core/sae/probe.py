@@ -31,8 +31,8 @@ def model_rates(store, model_id: str, hook_names: list[str], context_size: int, 
                 dtype: str | None = None) -> dict:
     """`{capture, full}` tokens/s of this model here (loaded in `dtype`, as the job will load it), and `load_s`
     (seconds its first load took; 0 if cached)."""
-    from ..hooks import capture, parse_hook
-    from ..models import load_model
+    from ..model.hooks import capture, parse_hook
+    from ..model.models import load_model
 
     key = ("model", model_id, tuple(sorted(hook_names)), context_size, device, dtype, torch.get_num_threads())
     if key in _CACHE:

@@ -12,14 +12,14 @@ import shutil
 import sys
 from typing import Callable
 
-from ..errors import MistudioError
+from ..platform.errors import MistudioError
 from . import distributed as dist
 from .distributed_job import WorkerContext
 
 
 def run_rank(store, spec: dict) -> None:
     """Train this (non-main) rank's share of the job `spec`, then leave the group."""
-    from ..sae.train_job import train_and_register
+    from .train_job import train_and_register
     from .train_spec import TrainJobSpec
 
     ctx = WorkerContext(store)
@@ -47,7 +47,7 @@ def torchrun_train(args, local_spec: Callable[[], dict | None], rank0_spec: Call
 def _rank0(store, job_id: str) -> dict:
     from ..jobs import JobRegistry
     from ..jobs.context import JobContext
-    from ..sae.train_job import run
+    from .train_job import run
 
     reg = JobRegistry(store)
     ctx = JobContext(reg, job_id)
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--job", required=True)
     args = ap.parse_args(argv)
     from ..jobs import JobRegistry
-    from ..store import Store, write_json_atomic
+    from ..platform.store import Store, write_json_atomic
     from .distributed_launch import RESULT
 
     store = Store(args.home)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from ..errors import ValidationError
-from ..store import read_json, slugify, write_json_atomic
+from ..platform.errors import ValidationError
+from ..platform.store import read_json, slugify, write_json_atomic
 
 EVALS = "evals"
 TRAIN_BATCH_KEYS = ("loss", "mse", "l1", "aux_loss", "l0", "explained_variance", "dead_fraction", "tokens")
@@ -19,7 +19,7 @@ def evaluation_plan(store, s, tok) -> list[tuple[str, object, int]]:
     """`[(dataset_id, Tokenized, n_contexts)]`: the training dataset's held-out slice, then each out-of-domain
     dataset's. Checked before training, so a dataset with too few held-out contexts costs no training time."""
     from .evals import DEFAULT_CONTEXTS, split_tokens
-    from ..tokenize import load_tokenized
+    from ..data.tokenize import load_tokenized
 
     plan = []
     for dataset_id in [s.dataset_id, *s.eval_datasets]:

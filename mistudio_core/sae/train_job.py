@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import math
 import time
-from ..compute import resolve_model_dtype
-from ..errors import MistudioError, UnsupportedError, ValidationError
+from ..model.compute import resolve_model_dtype
+from ..platform.errors import MistudioError, UnsupportedError, ValidationError
 from .train_spec import TrainJobSpec, validate
 from ..jobs.checkpoint import checkpoint_info
 from ..jobs.kinds import register_job
@@ -66,10 +66,10 @@ def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: i
                  groups=None, noise: dict | None = None):
     """The activation stream of a training: the tokenization's train contexts only, from batch `start_batch`
     (replayed from the activation cache `cache`, a manifest of train-split activations, when given)."""
-    from ..activations import ActivationStream
+    from ..model.activations import ActivationStream
 
     if cache is not None:
-        from ..actcache_job import stream
+        from ..actcache.job import stream
         return stream(ctx, s, cache, loaded, start_batch, batch_tokens)
 
     train_ids, _ = tok.split_ids()
@@ -84,13 +84,13 @@ def _make_stream(s: TrainJobSpec, loaded, tok, start_batch: int, batch_tokens: i
 
 
 def train_and_register(s: TrainJobSpec, ctx) -> dict:
-    from ..hooks import d_model
-    from ..models import load_model
+    from ..model.hooks import d_model
+    from ..model.models import load_model
     from .trainer import train_saes
-    from ..tokenize import load_tokenized
+    from ..data.tokenize import load_tokenized
     from .train_finish import evaluation_plan, finish, saes_from_checkpoint
 
-    from ..actcache_job import Stopped, noise_options, prepare, say
+    from ..actcache.job import Stopped, noise_options, prepare, say
 
     dtype = resolve_model_dtype(s.model_dtype, s.device)
     say(ctx, f"loading model {s.model_id} ({dtype})")

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
-from ..actcache_job import cache_options
-from ..compute import CHOICES
-from ..errors import NotFoundError, ValidationError
-from ..records import check_keys, from_dict, unknown_keys_message
+from ..actcache.job import cache_options
+from ..model.compute import CHOICES
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.records import check_keys, from_dict, unknown_keys_message
 from .config import AUTOCASTS, B_DEC_INITS, DTYPES, NORMALIZATIONS, TRAINABLE, TrainConfig
 
 CACHE_KEYS = {"cache_mode": "mode", "cache_dtype": "dtype", "cache_tokens": "tokens"}
@@ -109,7 +109,7 @@ def buffer_contexts(tcfg: TrainConfig) -> int:
 
 def preset_base(preset: str | None, store=None) -> dict:
     """The partial spec a preset (or a saved template) stands for: job fields plus `train` settings."""
-    from ..defaults import BUILTIN_MODEL_ID
+    from ..data.defaults import BUILTIN_MODEL_ID
     from .presets import PRESETS
 
     if not preset:
@@ -122,7 +122,7 @@ def preset_base(preset: str | None, store=None) -> dict:
             base["hook_names"] = list(p.hooks or [p.hook])
         return base
     if store is not None:
-        from ..templates import list_templates, load_template
+        from .templates import list_templates, load_template
 
         if preset in list_templates(store):
             return {"train": load_template(store, preset)}
@@ -131,7 +131,7 @@ def preset_base(preset: str | None, store=None) -> dict:
 
 
 def _templates(store) -> list[str]:
-    from ..templates import list_templates
+    from .templates import list_templates
 
     return list_templates(store) if store is not None else []
 
@@ -200,9 +200,9 @@ def _normal(value):
 
 def _cap_to_heldout(store, job: dict, wanted: int) -> int:
     """`wanted` held-out contexts, or all the dataset's held-out slice has if that is fewer."""
-    from ..errors import MistudioError
-    from ..store import read_json
-    from ..tokenize import heldout_of, tokenized_dir
+    from ..platform.errors import MistudioError
+    from ..platform.store import read_json
+    from ..data.tokenize import heldout_of, tokenized_dir
 
     try:
         folder = tokenized_dir(store, job["dataset_id"], job["model_id"])

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from .config import SAEConfig, TrainConfig
 from .metrics import explained_variance
 from .model import SAE, torch_dtype

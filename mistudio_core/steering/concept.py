@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import NotFoundError, ValidationError
+from ..platform.errors import NotFoundError, ValidationError
 from .auto import EFFECT_KNEE
 from .methods import SteerFeature, SteeringConfig, SteerVector
 
@@ -83,7 +83,7 @@ def check_sets(positive, negative) -> tuple[list[str], list[str]]:
 @torch.no_grad()
 def prompt_means(model, tokenizer, sae, hook_name: str, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean activation [n, d], mean SAE code [n, d_sae]) per prompt, over its positions after the first."""
-    from ..hooks import capture
+    from ..model.hooks import capture
 
     acts, codes = [], []
     device = next(model.parameters()).device

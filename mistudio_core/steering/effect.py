@@ -46,7 +46,7 @@ def extraction_tokens(results, feature: int, n: int = 20) -> list[int]:
 def unembedding_tokens(model, sae, feature: int, n: int = 20) -> list[int]:
     """Token ids whose unembedding aligns best with W_dec[feature] (logit lens on the decoder row)."""
     from ..features.logits import decoder_logits
-    from ..hooks import unwrap
+    from ..model.hooks import unwrap
 
     top_ids, _, _, _ = decoder_logits(unwrap(model), sae.W_dec[feature:feature + 1], n)
     return [int(t) for t in top_ids[0].tolist()]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 
 LABEL_BONUS = 2.0       # a label match counts like 2 nats of push
 N_WRITES = 8            # logit-lens tokens shown per row ("what the feature writes")
@@ -66,7 +66,7 @@ def concept_token_ids(tokenizer, concept: str) -> list[int]:
 def alignment(model, W_dec: torch.Tensor, token_ids: list[int], chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """(z [d_sae], best token id [d_sae]): each feature's largest z-score over `token_ids` (module doc)."""
     from ..features.logits import norm_linear_part
-    from ..hooks import unwrap
+    from ..model.hooks import unwrap
 
     model = unwrap(model)
     W_U = model.get_output_embeddings().weight.detach().float()
@@ -88,7 +88,7 @@ def alignment(model, W_dec: torch.Tensor, token_ids: list[int], chunk: int = 102
 def writes(model, tokenizer, sae, features: list[int], n: int = N_WRITES) -> dict[int, list[str]]:
     """What each feature writes: its top logit-lens tokens (decoder row through the final norm and W_U)."""
     from ..features.logits import decoder_logits
-    from ..hooks import unwrap
+    from ..model.hooks import unwrap
 
     if not features:
         return {}
@@ -101,7 +101,7 @@ def push(model, tokenizer, sae, hook_name: str, features: list[int], token_ids: 
          scales: torch.Tensor, prompt: str = PUSH_PROMPT) -> torch.Tensor:
     """Per feature, log P(concept tokens) at the next position with scales[i] × W_dec[f] added at the prompt's
     last position, minus the unsteered log P: one batched forward, one row per feature (plus the baseline)."""
-    from ..hooks import intervene
+    from ..model.hooks import intervene
 
     ids = list(tokenizer(prompt)["input_ids"])
     n = len(features)
@@ -125,7 +125,7 @@ def _push_scales(model, tokenizer, sae, hook_name: str, features: list[int], max
     push position (‖Δ‖ = ‖h‖ — the size a max-activation push has on trained SAEs of this kind)."""
     if max_act is not None:
         return PUSH_MULT * max_act[torch.tensor(features)].float()
-    from ..hooks import capture
+    from ..model.hooks import capture
 
     ids = torch.tensor([tokenizer(PUSH_PROMPT)["input_ids"]], device=next(model.parameters()).device)
     h_norm = capture(model, ids, [hook_name])[hook_name][0, -1].float().norm()

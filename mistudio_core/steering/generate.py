@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from .methods import Steerer, SteeringConfig
 from .score import score_continuation, strip_eos
 
@@ -104,7 +104,7 @@ def iter_rows(model, prompt_ids: list[int], n_rows: int, sampling: SamplingConfi
     """Generate `n_rows` continuations of one prompt in one batch; yields every row's tokens after each step.
     A row stops growing after its EOS (which is kept); the loop ends when all rows stopped. `on_logits` gets each
     step's next-token logits [n_rows, vocab] (the distribution the step's tokens are drawn from)."""
-    from ..hooks import intervene
+    from ..model.hooks import intervene
 
     g = torch.Generator().manual_seed(sampling.seed)
     ids = torch.tensor([prompt_ids] * n_rows, device=_device(model))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 
-from ..errors import ValidationError
-from ..store import Store, new_id, read_json, write_json_atomic
+from ..platform.errors import ValidationError
+from ..platform.store import Store, new_id, read_json, write_json_atomic
 from .loader import check_steerable
 from .methods import SteeringConfig
 from .sessions import _file, _folder, _list

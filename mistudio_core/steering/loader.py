@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ValidationError
-from ..store import Store
+from ..platform.errors import ValidationError
+from ..platform.store import Store
 
 
 @dataclass
@@ -28,7 +28,7 @@ class SteeringTarget:
 def load_target(store: Store, sae_id: str, device=None, quantization: str | None = None) -> SteeringTarget:
     """Load SAE `sae_id` and its model; the SAE goes to the model's device. `quantization` ("8bit"/"4bit", CUDA
     only) is passed to `load_model`."""
-    from ..models import load_model
+    from ..model.models import load_model
     from ..sae.library import load_library_sae
 
     if not sae_id:
@@ -83,7 +83,7 @@ def search_features(store: Store, sae_id: str, text: str, d_sae: int | None = No
 def effect_tokens_for(store: Store, target: SteeringTarget, sae_id: str, features: list[int], n: int = 20) -> dict:
     """`effect.effect_tokens` for a library SAE: from its extraction results when it has them, else from the
     unembedding (the result's `source` says which)."""
-    from ..errors import MistudioError
+    from ..platform.errors import MistudioError
     from ..features.results import FeatureResults
     from .effect import effect_tokens
 
@@ -96,7 +96,7 @@ def effect_tokens_for(store: Store, target: SteeringTarget, sae_id: str, feature
 
 def load_results(store: Store, sae_id: str):
     """The SAE's `FeatureResults`, or None when it was not extracted (or its results cannot be read)."""
-    from ..errors import MistudioError
+    from ..platform.errors import MistudioError
     from ..features.results import FeatureResults
 
     try:

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 
 METHODS = ("additive", "orthogonal", "projection_cap", "clamp", "clamp_exact")
 POSITIONS = ("all", "generated")

@@ -27,7 +27,7 @@ def score_continuation(model, sae, hook_name: str, prompt_ids: list[int], gen_id
                        features: list[int]) -> dict:
     """Perplexity of `gen_ids` after `prompt_ids` and the SAE activation of `features` over the generated
     positions, both under the model as it is (no steering). Empty continuations score None."""
-    from ..hooks import intervene
+    from ..model.hooks import intervene
 
     if not gen_ids:
         return {"perplexity": None, "feature_mean": {f: None for f in features},
@@ -71,7 +71,7 @@ def steered_text_perplexity(model, sae, hook_name: str, steering, text_ids: list
     """Perplexity of `text_ids` (teacher-forced) under `steering` with every strength multiplied by each of
     `scales` (one batch row per scale; scale 0 is the unsteered model). The steering covers every position, as
     `positions="all"` would: the question is what the model can still predict while it is being pushed."""
-    from ..hooks import intervene
+    from ..model.hooks import intervene
     from .methods import Steerer, SteeringConfig
 
     if len(text_ids) < 2:

@@ -12,8 +12,8 @@ import re
 import time
 from pathlib import Path
 
-from ..errors import NotFoundError, ValidationError
-from ..store import Store, check_name, new_id, read_json, shown, write_json_atomic
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.store import Store, check_name, new_id, read_json, shown, write_json_atomic
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 SESSION_FIELDS = ("sae_id", "prompt", "steering", "sampling", "outputs")

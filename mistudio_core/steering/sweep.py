@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from ..errors import ValidationError
+from ..platform.errors import ValidationError
 from .effect import key_mask, suggest_strength, token_share
 from .generate import SamplingConfig, _eos_ids, decode, encode_prompt, iter_rows
 from .methods import Steerer, SteerFeature, SteeringConfig, SteerVector

@@ -41,7 +41,7 @@ def test_an_sae_made_after_start_up_is_accepted(app, client):
     """The dropdowns were built when this SAE did not exist: its id must still be accepted everywhere."""
     from mistudio_core.sae.io import load_sae
     from mistudio_core.sae.library import register_sae
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     store = Store(app.ids.home)
     sae = load_sae(app.ids.sae_folder)

@@ -44,7 +44,7 @@ def _get(url: str, headers: dict | None = None) -> tuple[int, str]:
 
 def _small_home(root):
     """A dataset and an SAE (manifests only): names an anonymous visitor must never see."""
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     store = Store(root / "home")
     with store.create("datasets", "speech", {"n_docs": 1}, artifact_id="speech-secret"):

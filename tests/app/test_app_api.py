@@ -9,7 +9,7 @@ import pytest
 from gradio_client import handle_file
 
 from browser import AppServer
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 from tiny_models import save_tiny_model
 from tiny_tokenizer import make_tiny_tokenizer, register_tiny_tokenizer_model
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from browser import AppServer
-from mistudio_core import models as md
+from mistudio_core.model import models as md
 from mistudio_core.jobs import JobRegistry, Runner
 from test_jobs_kill import wait_until
 from test_jobs_train import assert_same_weights, make_train_home, run_to_end, spec, weights

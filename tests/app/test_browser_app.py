@@ -14,7 +14,7 @@ import pytest
 
 import app as app_module
 from browser import REPO, AppServer, Browser
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 SPEECH = ("Mr. Speaker, Mr. Vice President, members of Congress, my fellow Americans: the state of our union is "

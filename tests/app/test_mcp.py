@@ -13,7 +13,7 @@ from mcp import ClientSession  # noqa: E402
 from mcp.client.streamable_http import streamablehttp_client  # noqa: E402
 
 from browser import AppServer  # noqa: E402
-from mistudio_core.store import Store  # noqa: E402
+from mistudio_core.platform.store import Store  # noqa: E402
 
 SAE = {"model_id": "m", "hook_name": "blocks.1.hook_resid_post", "architecture": "topk", "d_in": 32, "d_sae": 64,
        "k": 4, "source": "trained"}

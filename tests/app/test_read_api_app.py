@@ -20,7 +20,7 @@ BASIC = {"Authorization": "Basic " + base64.b64encode(b"ann:pw").decode()}
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     store = Store(tmp_path_factory.mktemp("read-api") / "home")
     small_store(store)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from mistudio_core.cli import main
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 
 TEXT = "The state of the union is strong. " * 10
 

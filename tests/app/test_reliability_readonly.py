@@ -20,7 +20,7 @@ from api_home import snapshot
 from browser import AppServer
 from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.jobs.readonly_index import ReadOnlyError
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 
 
 def _home(root):

@@ -15,10 +15,10 @@ import gradio as gr
 import pytest
 
 import jobs_support  # noqa: F401 — registers the synthetic job kinds
-from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.jobs import JobRegistry
 from mistudio_core.steering import sessions as ss
-from mistudio_core.store import MAX_NAME_CHARS, Store
+from mistudio_core.platform.store import MAX_NAME_CHARS, Store
 
 LONG = "x" * 5000
 TESTS = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import gradio as gr
 import pytest
 import torch
 
-from mistudio_core import models as md
+from mistudio_core.model import models as md
 from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.library import register_sae

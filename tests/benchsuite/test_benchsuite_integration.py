@@ -10,14 +10,14 @@ from fake_openai_server import FakeOpenAI
 from mistudio_core.benchsuite.job import submit_benchmark
 from mistudio_core.benchsuite.results import load_result
 from mistudio_core.cli.foreground import run_foreground
-from mistudio_core.defaults import BUILTIN_MODEL_ID
-from mistudio_core.errors import ValidationError
+from mistudio_core.data.defaults import BUILTIN_MODEL_ID
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.jobs import JobRegistry
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.evals import list_evals
 from mistudio_core.sae.library import register_sae
 from mistudio_core.sae.model import SAE
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 
 HOOK = "blocks.8.hook_resid_post"
 

@@ -6,7 +6,7 @@ import torch
 
 from mistudio_core.benchsuite.probing import probe_task, summarize
 from mistudio_core.benchsuite.tasks import Task, build_task, check_task, split_groups
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 
 
 def _planted(n_docs: int = 40, per_doc: int = 4, planted: int = 37, width: int = 300):

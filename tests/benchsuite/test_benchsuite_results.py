@@ -6,7 +6,7 @@ import pytest
 from mistudio_core.benchsuite import results
 from mistudio_core.benchsuite.cli import human
 from mistudio_core.benchsuite.spec import BenchSpec, check_tasks
-from mistudio_core.errors import NotFoundError, ValidationError
+from mistudio_core.platform.errors import NotFoundError, ValidationError
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.library import register_sae
 from mistudio_core.sae.model import SAE

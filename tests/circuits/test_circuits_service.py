@@ -8,7 +8,7 @@ import torch
 
 from mistudio_core.circuits import exchange, groups, service
 from mistudio_core.circuits.intervene import intervene_graph
-from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.platform.errors import MistudioError, ValidationError
 from tiny_models import save_tiny_model
 
 HOOKS = ["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"]
@@ -29,7 +29,7 @@ def _sae(store, model, hook, seed, name=None, context_size=64):
 
 @pytest.fixture
 def home(store, tmp_path):
-    from mistudio_core.models import add_local_model
+    from mistudio_core.model.models import add_local_model
 
     save_tiny_model("llama", tmp_path / "tiny-llama")
     model = add_local_model(store, tmp_path / "tiny-llama", name="tiny llama")["id"]

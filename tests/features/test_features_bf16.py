@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.features import extract as extract_mod
 from mistudio_core.features.extract import ExtractConfig, extract_features, resolve_search_dtype
 from mistudio_core.features.sparse_encode import prepare_search, sparse_codes
@@ -133,7 +133,7 @@ def test_cli_and_job_load_the_model_in_the_resolved_dtype(tmp_path, monkeypatch)
     `resolve_model_dtype` of it, and in the default dtype for a job spec from before the option."""
     from types import SimpleNamespace
 
-    from mistudio_core import models
+    from mistudio_core.model import models
     from mistudio_core.cli import main
     from mistudio_core.features import job as job_mod
 
@@ -159,7 +159,7 @@ def test_cli_and_job_load_the_model_in_the_resolved_dtype(tmp_path, monkeypatch)
     monkeypatch.setattr(job_mod, "sae_model_and_hook", lambda store, sae_id: ("m", HOOK))
     monkeypatch.setattr(job_mod, "load_tokens_for", lambda store, ds, model: None)
     monkeypatch.setattr(models, "load_model", fake_load)
-    monkeypatch.setattr("mistudio_core.compute.cpu_bf16_speedup", lambda: 3.0)
+    monkeypatch.setattr("mistudio_core.model.compute.cpu_bf16_speedup", lambda: 3.0)
     for asked, want in ((None, None), ("auto", "bfloat16"), ("float32", "float32")):
         with pytest.raises(Loaded) as e:
             job_mod.run_extraction(None, ExtractConfig(sae_id="s", dataset_id="d", model_dtype=asked), device="cpu")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.features.decoder import decoder_cosines, histogram, logit_effects, nearest_features
 from mistudio_core.features.logits import norm_linear_part
 from tests.tiny_models import tiny_model

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.features.extract import ExtractConfig, extract_features
 from mistudio_core.features.results import FeatureResults, features_dir
-from mistudio_core.hooks import capture
+from mistudio_core.model.hooks import capture
 from tests.features_helpers import D_SAE, HOOK, tiny_setup
 from tests.tiny_models import BOS_ID
 

@@ -18,7 +18,7 @@ MODEL, HOOK = "smollm2-135m-instruct", "blocks.8.hook_resid_post"
 
 
 def data_sae(loaded, tokens, d_sae=2048, k=16):
-    from mistudio_core.hooks import capture
+    from mistudio_core.model.hooks import capture
     from mistudio_core.sae.config import SAEConfig
     from mistudio_core.sae.model import SAE
 
@@ -39,9 +39,9 @@ def data_sae(loaded, tokens, d_sae=2048, k=16):
 
 @pytest.fixture(scope="module")
 def extracted(real_store, tmp_path_factory):
-    from mistudio_core.models import load_model
+    from mistudio_core.model.models import load_model
     from mistudio_core.sae.library import load_library_sae
-    from mistudio_core.tokenize import load_tokenized
+    from mistudio_core.data.tokenize import load_tokenized
 
     loaded = load_model(real_store, MODEL, device="cpu", dtype="float32")
     tokens = load_tokenized(real_store, "sotu", MODEL).tokens

@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers as tf
 
-from mistudio_core.errors import NotFoundError
+from mistudio_core.platform.errors import NotFoundError
 from mistudio_core.features.extract import ExtractConfig
 from mistudio_core.features.job import run_extraction
 from mistudio_core.features.results import FeatureResults
@@ -20,9 +20,10 @@ from tests.tiny_tokenizer import _CORPUS, make_tiny_tokenizer
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     """A store with a tiny Llama (vocab matching the tiny tokenizer), a dataset tokenized for it, and an SAE."""
-    from mistudio_core import datasets, models, tokenize
+    from mistudio_core.data import datasets, tokenize
+    from mistudio_core.model import models
     from mistudio_core.sae.library import register_sae
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     root = tmp_path_factory.mktemp("lib")
     store = Store(root / "home")

@@ -7,7 +7,7 @@ import torch
 
 from mistudio_core.features import extract as extract_mod
 from mistudio_core.features.extract import ExtractConfig, extract_features
-from mistudio_core.hooks import capture
+from mistudio_core.model.hooks import capture
 from tests.features_helpers import D_SAE, HOOK, tiny_setup
 
 

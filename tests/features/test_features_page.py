@@ -20,7 +20,7 @@ OK, FAIL = ok("").strip(), failed("").strip()
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     store = Store(tmp_path_factory.mktemp("home"))
     setup = saved_features(store, tmp_path_factory.mktemp("tok"))

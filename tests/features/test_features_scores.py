@@ -14,7 +14,7 @@ from mistudio_core.features.extract import ExtractConfig, extract_features
 from mistudio_core.features.logits import decoder_logits
 from mistudio_core.features.results import SCORES_MISSING, FeatureResults, features_dir
 from mistudio_core.features.scores import output_score_tensors, output_scores, prompt_ids
-from mistudio_core.hooks import decoder_layers, intervene
+from mistudio_core.model.hooks import decoder_layers, intervene
 from tests.features_helpers import HOOK, saved_features, tiny_sae, tiny_setup
 from tests.tiny_models import tiny_model
 from tests.tiny_tokenizer import make_tiny_tokenizer
@@ -107,7 +107,7 @@ def test_planted_feature_scores_top_and_reads_its_token(tmp_path):
 
 
 def test_output_scores_refuses_bad_input(tmp_path):
-    from mistudio_core.errors import ValidationError
+    from mistudio_core.platform.errors import ValidationError
 
     loaded, sae, _ = tiny_setup(tmp_path / "tok")
     with pytest.raises(ValidationError, match="finite"):
@@ -178,7 +178,7 @@ def test_real_model_planted_word_feature_writes_its_word(real_store):
     """SmolLM2 at layer 8: a unit feature along the unembedding of ' of', steered at 10 × 10, writes ' of' at the
     top (measured: p 0.75, where at 10 × 3 ' the' wins); random directions score far lower; batched = one at a
     time."""
-    from mistudio_core.models import load_model
+    from mistudio_core.model.models import load_model
 
     loaded = load_model(real_store, "smollm2-135m-instruct")
     model, tok = loaded.model, loaded.tokenizer

@@ -9,7 +9,7 @@ import torch
 from mistudio_core.features import sparse_encode
 from mistudio_core.features.extract import ExtractConfig, extract_features
 from mistudio_core.features.logits import top_and_bottom
-from mistudio_core.hooks import capture
+from mistudio_core.model.hooks import capture
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.model import SAE
 from tests.features_helpers import HOOK, tiny_setup

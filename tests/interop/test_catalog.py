@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mistudio_core.errors import NotFoundError, OfflineError, ValidationError
+from mistudio_core.platform.errors import NotFoundError, OfflineError, ValidationError
 from mistudio_core.interop import catalog
 from test_interop import make_gemma_scope
 
-LAYOUT = Path(__file__).parent.parent / "data" / "gemma_scope_2b_pt_res_layout.txt"
+LAYOUT = Path(__file__).parent / "data" / "gemma_scope_2b_pt_res_layout.txt"
 WORKSHOP = "gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_71"
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.interop.compare import compare_saes
 from mistudio_core.interop.export_saelens import export_saelens
 from mistudio_core.interop.importers import gemma_scope_config, import_sae
@@ -182,7 +182,7 @@ def test_zip_of_a_saelens_folder_imports(store, tmp_path):
 def test_offline_hub_import_fails_fast_with_a_clear_message(store, monkeypatch):
     import time
 
-    from mistudio_core.errors import OfflineError
+    from mistudio_core.platform.errors import OfflineError
     from mistudio_core.interop.hub import import_from_hub, upload_bundle
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -197,7 +197,7 @@ def test_offline_hub_import_fails_fast_with_a_clear_message(store, monkeypatch):
 
 
 def test_runtime_names_a_space_and_the_accelerator(monkeypatch):
-    from mistudio_core import runtime
+    from mistudio_core.platform import runtime
 
     runtime.describe_runtime.cache_clear()
     monkeypatch.setenv("SPACE_ID", "me/mistudio")

@@ -85,7 +85,7 @@ def test_bundle_matches_neuronpedia_importer_fields(store, extracted):
 
 
 def test_bundle_needs_extraction_first(store, tmp_path):
-    from mistudio_core.errors import NotFoundError
+    from mistudio_core.platform.errors import NotFoundError
     from mistudio_core.interop.export_neuronpedia import export_neuronpedia
     from mistudio_core.sae.library import register_sae
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.interop import catalog
 from mistudio_core.interop.np_explanations import import_explanations, parse_source
 from mistudio_core.labeling.store import LabelStore

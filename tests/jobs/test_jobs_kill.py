@@ -23,14 +23,14 @@ import pytest
 import jobs_support
 from mistudio_core.jobs import STATUSES, JobRegistry
 from mistudio_core.jobs.checkpoint import load_checkpoint
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 
 TESTS = Path(__file__).resolve().parent.parent
 RUNNER_SCRIPT = f"""
 import sys, time
 sys.path.insert(0, {str(TESTS)!r})
 import jobs_support
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 from mistudio_core.jobs import Runner
 Runner(Store(sys.argv[1]), poll_interval=0.02, lock_retry=0.05, heartbeat_interval=0.1).start()
 print("ready", flush=True)

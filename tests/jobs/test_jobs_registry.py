@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import jobs_support  # noqa: F401  (registers the synthetic kinds)
-from mistudio_core.errors import NotFoundError, ValidationError
+from mistudio_core.platform.errors import NotFoundError, ValidationError
 from mistudio_core.jobs import STATUSES, JobRegistry
 from mistudio_core.jobs.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from mistudio_core.jobs.lock import LOCK_NAME, RunnerLock

@@ -6,7 +6,7 @@ import time
 import pytest
 
 import jobs_support  # noqa: F401  (registers the synthetic kinds)
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.jobs import JobRegistry, Runner
 
 

@@ -9,17 +9,17 @@ import pytest
 import torch
 
 try:
-    from mistudio_core.activations import ActivationStream  # noqa: F401
+    from mistudio_core.model.activations import ActivationStream  # noqa: F401
     from mistudio_core.sae.library import load_library_sae
     from mistudio_core.sae.trainer import train_saes  # noqa: F401
 except ImportError as e:  # pragma: no cover — only while the trainer is being written
     pytest.skip(f"trainer/ActivationStream not importable yet: {e}", allow_module_level=True)
 
-from mistudio_core import models as md
-from mistudio_core.errors import ValidationError
+from mistudio_core.model import models as md
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.jobs.checkpoint import load_checkpoint
-from mistudio_core.store import Store, write_json_atomic
+from mistudio_core.platform.store import Store, write_json_atomic
 from test_jobs_kill import spawn_runner, wait_until
 from tiny_models import random_tokens, save_tiny_model
 from tiny_tokenizer import make_tiny_tokenizer
@@ -184,7 +184,7 @@ class _NaNAfter:
 
 
 def test_nan_loss_fails_clearly_and_keeps_last_good_checkpoint(runner, monkeypatch):
-    import mistudio_core.activations as acts
+    import mistudio_core.model.activations as acts
 
     monkeypatch.setattr(acts, "ActivationStream", _NaNAfter(acts.ActivationStream, bad_from=11))
     reg = runner.registry

@@ -15,11 +15,11 @@ import signal
 import pytest
 import torch
 
-from mistudio_core import models as md
+from mistudio_core.model import models as md
 from mistudio_core.cli import main
 from mistudio_core.jobs import JobRegistry
 from mistudio_core.jobs.resume import resume_target
-from mistudio_core.errors import NotFoundError, ValidationError
+from mistudio_core.platform.errors import NotFoundError, ValidationError
 from test_jobs_train import HOOK, make_train_home, one_thread, spec  # noqa: F401  (one_thread: autouse)
 from test_train_kill_points import STEPS, arm, die, weights
 
@@ -39,7 +39,7 @@ def train_argv(home, name: str = NAME) -> list[str]:
 def arm_point(point: str) -> None:
     """In the child: SIGKILL at `point` (the shared kill points, plus the first activation capture)."""
     if point == "capture":
-        import mistudio_core.activations as act
+        import mistudio_core.model.activations as act
 
         act.capture = die
     else:

@@ -69,7 +69,7 @@ def test_repair_label_closes_what_a_weak_model_leaves_open():
 
 @pytest.fixture
 def tiny_local(store, tmp_path):
-    from mistudio_core.models import add_local_model
+    from mistudio_core.model.models import add_local_model
     from tiny_models import save_tiny_model
 
     save_tiny_model("llama", tmp_path / "tiny-chat")

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]  # minutes on a busy 2-
 
 
 def test_builtin_model_labels_offline(real_store, tmp_path, capsys):
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     store = Store(tmp_path / "home")  # labels go to a scratch store; the model comes from the real one
     store.path("saes", "sae-1").mkdir(parents=True)

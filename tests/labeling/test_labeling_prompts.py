@@ -6,7 +6,7 @@ import random
 import pytest
 
 from fake_openai_server import FakeFeatures
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.labeling.prompts import DEFAULT_TEMPLATE, build_messages, format_example, parse_label
 from mistudio_core.labeling.scoring import _parse_numbers, metrics, negatives_for, split_examples
 from mistudio_core.labeling.spec import LabelSpec, parse_indices

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.labeling import LabelStore
 
 

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mistudio_core.activations import ActivationStream, ShardStream, cache_activations
-from mistudio_core.errors import NotFoundError, ValidationError
-from mistudio_core.hooks import capture
+from mistudio_core.model.activations import ActivationStream, ShardStream, cache_activations
+from mistudio_core.platform.errors import NotFoundError, ValidationError
+from mistudio_core.model.hooks import capture
 from tiny_models import BOS_ID, PAD_ID, random_tokens, tiny_model
 
 MODEL = tiny_model("llama")

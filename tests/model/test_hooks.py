@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
-from mistudio_core.hooks import capture, d_model, decoder_layers, hook_points, intervene, parse_hook
+from mistudio_core.platform.errors import ValidationError
+from mistudio_core.model.hooks import capture, d_model, decoder_layers, hook_points, intervene, parse_hook
 from tiny_models import FAMILIES, random_tokens, tiny_model
 
 MODELS = {f: tiny_model(f) for f in FAMILIES}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mistudio_core import models
-from mistudio_core.errors import UnsupportedError
-from mistudio_core.memory_guard import memory_plan
+from mistudio_core.model import models
+from mistudio_core.platform.errors import UnsupportedError
+from mistudio_core.platform.memory_guard import memory_plan
 from tiny_models import save_tiny_model
 
 GEMMA_9B = {"id": "gemma-2-9b", "n_params": 9_241_705_984}
@@ -26,7 +26,7 @@ def test_plan_compares_need_with_free_memory_and_suggests_smaller_dtypes():
 def test_load_is_refused_before_reading_weights_and_override_works(store, tmp_path, monkeypatch):
     save_tiny_model("gemma2", tmp_path / "tiny")
     m = models.add_local_model(store, tmp_path / "tiny", name="tiny")
-    monkeypatch.setattr("mistudio_core.memory_guard.available_bytes", lambda device: (1000, "RAM"))
+    monkeypatch.setattr("mistudio_core.platform.memory_guard.available_bytes", lambda device: (1000, "RAM"))
     models.clear_cache()
     with pytest.raises(UnsupportedError, match="Not loading: tiny in float32 needs about 0.3 GB.*RAM is free"):
         models.load_model(store, m["id"])

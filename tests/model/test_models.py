@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from mistudio_core import models as md
+from mistudio_core.model import models as md
 from mistudio_core.cli import main as cli_main
-from mistudio_core.errors import NotFoundError, OfflineError, UnsupportedError, ValidationError
+from mistudio_core.platform.errors import NotFoundError, OfflineError, UnsupportedError, ValidationError
 from tiny_models import save_tiny_model, tiny_model
 
 
@@ -182,7 +182,7 @@ def test_hub_model_is_downloaded_once_and_loaded_from_the_cache(store, tiny_fold
         return str(snapshot)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    monkeypatch.setattr("mistudio_core.hub.hub_offline_reason", lambda: None)
+    monkeypatch.setattr("mistudio_core.platform.hub.hub_offline_reason", lambda: None)
     m = md.add_hub_model(store, "someone/tiny-llama", token="hf_secret")
     assert m["id"] == "someone--tiny-llama" and m["source"]["repo_id"] == "someone/tiny-llama"
     assert calls[1] == {"repo": "someone/tiny-llama", "token": "hf_secret", "local": False}
@@ -192,7 +192,7 @@ def test_hub_model_is_downloaded_once_and_loaded_from_the_cache(store, tiny_fold
 
 
 def test_cache_tells_stores_and_re_added_models_apart(tmp_path, tiny_folders):
-    from mistudio_core.store import Store
+    from mistudio_core.platform.store import Store
 
     a, b = Store(tmp_path / "a"), Store(tmp_path / "b")
     md.add_local_model(a, tiny_folders / "tiny-llama", name="m")

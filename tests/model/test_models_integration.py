@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mistudio_core.activations import ActivationStream
-from mistudio_core.hooks import capture, decoder_layers, hook_points, intervene
-from mistudio_core.models import BUILTIN_ID, load_model, model_summary
+from mistudio_core.model.activations import ActivationStream
+from mistudio_core.model.hooks import capture, decoder_layers, hook_points, intervene
+from mistudio_core.model.models import BUILTIN_ID, load_model, model_summary
 
 pytestmark = pytest.mark.integration
 HOOK = "blocks.8.hook_resid_post"
@@ -53,7 +53,7 @@ def test_the_model_speaks_and_steering_changes_it(smol):
 
 
 def test_stream_on_sotu_skips_the_high_norm_first_position(real_store, smol):
-    from mistudio_core.tokenize import load_tokenized
+    from mistudio_core.data.tokenize import load_tokenized
 
     tokenized = load_tokenized(real_store, "sotu", BUILTIN_ID)
     stream = ActivationStream(smol, tokenized, HOOK, batch_tokens=512, contexts_per_forward=8, buffer_contexts=8)

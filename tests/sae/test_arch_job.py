@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mistudio_core import hooks
-from mistudio_core import models as md
+from mistudio_core.model import hooks
+from mistudio_core.model import models as md
 from mistudio_core.jobs import Runner
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.evaluate import evaluate_sae
@@ -120,7 +120,7 @@ def test_extraction_reads_the_input_hook_of_every_architecture(tmp_path, train):
 
 
 def test_steering_a_transcoder_is_refused_with_the_fix(runner):
-    from mistudio_core.errors import ValidationError
+    from mistudio_core.platform.errors import ValidationError
     from mistudio_core.steering.loader import load_target
 
     sae_id = next(m["id"] for m in runner.store.list("saes") if m.get("hook_name_out"))

@@ -3,7 +3,7 @@ JumpReLU lands near its target L0, Matryoshka's first prefix reconstructs alone,
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.sae.architectures import REGISTRY
 from mistudio_core.jobs.checkpoint import load_checkpoint, save_checkpoint
 from mistudio_core.sae.config import SAEConfig, TrainConfig

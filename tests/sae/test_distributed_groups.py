@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.sae.distributed import DistInfo, owned_saes
 from mistudio_core.sae.trainer import train_saes
 from tests import dist_groups_worker as w

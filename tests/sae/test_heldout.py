@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mistudio_core import activations as acts
-from mistudio_core import datasets as ds
+from mistudio_core.model import activations as acts
+from mistudio_core.data import datasets as ds
 from mistudio_core.cli import main
 from mistudio_core.jobs import JobRegistry, Runner
-from mistudio_core.tokenize import (TokenizeConfig, heldout_split, load_tokenized, split_ids, tokenize_dataset)
+from mistudio_core.data.tokenize import (TokenizeConfig, heldout_split, load_tokenized, split_ids, tokenize_dataset)
 from test_jobs_train import make_train_home, spec, one_thread  # noqa: F401  (autouse: one thread)
 from tiny_models import random_tokens, tiny_model
 from tiny_tokenizer import TINY_MODEL_ID, register_tiny_tokenizer_model

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from mistudio_core.errors import NotFoundError, ValidationError
+from mistudio_core.platform.errors import NotFoundError, ValidationError
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.presets import BUILTIN_HOOK, PRESETS, get_preset
 from mistudio_core.sae.train_spec import resolve

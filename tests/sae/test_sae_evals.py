@@ -7,14 +7,14 @@ import pytest
 from safetensors.torch import save_file
 
 from mistudio_core import spec as spec_mod
-from mistudio_core.errors import MistudioError, ValidationError
+from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.sae.eval_job import submit_eval
 from mistudio_core.sae import evals
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.library import register_sae
 from mistudio_core.sae.model import SAE
-from mistudio_core.store import write_json_atomic
+from mistudio_core.platform.store import write_json_atomic
 from test_jobs_train import make_train_home, spec, one_thread  # noqa: F401  (autouse: one thread)
 from tiny_models import random_tokens
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mistudio_core import models as md
+from mistudio_core.model import models as md
 from mistudio_core.cli import main
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.evaluate import evaluate_sae
 from mistudio_core.sae.model import SAE
-from mistudio_core.store import Store, write_json_atomic
+from mistudio_core.platform.store import Store, write_json_atomic
 from tests.sae_synthetic import one_thread  # noqa: F401
 from tests.tiny_models import random_tokens, save_tiny_model, tiny_model
 from tests.tiny_tokenizer import make_tiny_tokenizer

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mistudio_core.errors import NotFoundError, ValidationError
+from mistudio_core.platform.errors import NotFoundError, ValidationError
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.io import load_sae, save_sae
 from mistudio_core.sae.library import load_library_sae, register_sae, training_record

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.sae.config import SAEConfig, TrainConfig
 from mistudio_core.sae.model import SAE
 from tests.sae_synthetic import one_thread  # noqa: F401

@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.jobs.checkpoint import load_checkpoint, save_checkpoint
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.trainer import train_saes

@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from mistudio_core import spec
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.jobs import JobRegistry
 from mistudio_core.sae.presets import PRESETS
 from pages import training

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.trainer import train_saes
 from tests.sae_synthetic import PlantedDictionary

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mistudio_core.activations import ActivationStream
-from mistudio_core.errors import ValidationError
+from mistudio_core.model.activations import ActivationStream
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.sae.config import TrainConfig
 from tiny_models import BOS_ID, random_tokens, tiny_model
 

@@ -7,7 +7,7 @@ import argparse
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.metrics import explained_variance
 from mistudio_core.sae.trainer import train_saes

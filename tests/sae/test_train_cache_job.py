@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mistudio_core import actcache
-from mistudio_core.errors import ValidationError
+from mistudio_core.actcache import cache as actcache
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.jobs import Runner
 from test_jobs_train import (assert_same_weights, make_train_home, one_thread,  # noqa: F401  (autouse: one thread)
                              run_to_end, spec, weights)
@@ -127,7 +127,7 @@ def test_model_dtype_is_checked_at_submit(runner):
 
 
 def test_auto_dtype_takes_bf16_on_a_cpu_only_when_it_is_faster(monkeypatch):
-    from mistudio_core import compute
+    from mistudio_core.model import compute
 
     monkeypatch.setattr(compute, "cpu_bf16_speedup", lambda: 2.6)
     assert compute.resolve_model_dtype("auto", "cpu") == "bfloat16"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mistudio_core.cli import main
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~1-4 min: model load, capture, 3 forwards per eval batch
 

@@ -15,10 +15,10 @@ import signal
 import pytest
 import torch
 
-from mistudio_core import models as md
+from mistudio_core.model import models as md
 from mistudio_core.jobs import JobRegistry, Runner
 from mistudio_core.sae.library import load_library_sae
-from mistudio_core.store import Store
+from mistudio_core.platform.store import Store
 from test_jobs_train import make_train_home, one_thread, spec  # noqa: F401  (one_thread: autouse)
 
 STEPS = 12

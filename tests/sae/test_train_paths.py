@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from mistudio_core import models as md
+from mistudio_core.model import models as md
 from mistudio_core.cli import main
 from mistudio_core.jobs import JobRegistry, Runner
 from pages import training

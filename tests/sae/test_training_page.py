@@ -10,7 +10,7 @@ import time
 import pytest
 
 from mistudio_core.jobs import JobRegistry, Runner
-from mistudio_core.tokenize import tokenized_dir
+from mistudio_core.data.tokenize import tokenized_dir
 from pages import training
 from pages.context import AppContext
 from pages.training_charts import METRICS
@@ -110,7 +110,7 @@ def test_validate_estimates_capture_and_disk_and_warns_about_lambda(ctx):
 
 
 def test_builtin_model_defaults_to_the_tutorial_hook(ctx):
-    from mistudio_core.defaults import BUILTIN_MODEL_ID
+    from mistudio_core.data.defaults import BUILTIN_MODEL_ID
 
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(30)]
     with ctx.store.create("models", "b", {"hook_points": hooks}, artifact_id=BUILTIN_MODEL_ID):

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from mistudio_core.errors import NotFoundError, ValidationError
+from mistudio_core.platform.errors import NotFoundError, ValidationError
 from mistudio_core.steering import concept as C
 from mistudio_core.steering import groups as G
 from mistudio_core.steering.generate import SamplingConfig, compare

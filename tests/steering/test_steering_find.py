@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.steering import auto, find
 from mistudio_core.steering.loader import check_steerable
 from mistudio_core.steering.methods import SteerFeature, SteeringConfig

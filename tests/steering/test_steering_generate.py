@@ -7,7 +7,7 @@ import pytest
 import torch
 import transformers as tf
 
-from mistudio_core.errors import ValidationError
+from mistudio_core.platform.errors import ValidationError
 from mistudio_core.steering.generate import (SamplingConfig, compare, compare_stream, iter_rows, pick_tokens,
                                              run_prompt_set)
 from mistudio_core.steering.methods import SteerFeature, SteeringConfig

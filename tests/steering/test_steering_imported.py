@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from mistudio_core.hooks import capture, intervene
+from mistudio_core.model.hooks import capture, intervene
 from mistudio_core.interop.importers import import_sae
-from mistudio_core.models import add_local_model
+from mistudio_core.model.models import add_local_model
 from mistudio_core.steering.generate import SamplingConfig, compare, encode_prompt
 from mistudio_core.steering.loader import load_target
 from mistudio_core.steering.methods import Steerer, SteerFeature, SteeringConfig

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mistudio_core.hooks import capture, intervene
-from mistudio_core.models import BUILTIN_ID, load_model
+from mistudio_core.model.hooks import capture, intervene
+from mistudio_core.model.models import BUILTIN_ID, load_model
 from mistudio_core.sae.config import SAEConfig
 from mistudio_core.sae.model import SAE
 from mistudio_core.steering.generate import SamplingConfig, compare

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mistudio_core.errors import ValidationError
-from mistudio_core.hooks import capture, intervene
+from mistudio_core.platform.errors import ValidationError
+from mistudio_core.model.hooks import capture, intervene
 from mistudio_core.steering.methods import (SteerFeature, Steerer, SteeringConfig, clamp_feature, orthogonal,
                                             projection_cap)
 from steering_helpers import HOOK, TinySAE, llama

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mistudio_core.errors import NotFoundError, ValidationError
+from mistudio_core.platform.errors import NotFoundError, ValidationError
 from mistudio_core.steering import sessions
 from mistudio_core.steering.methods import SteerFeature, SteeringConfig
 from mistudio_core.steering.generate import SamplingConfig

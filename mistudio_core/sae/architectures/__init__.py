@@ -16,7 +16,7 @@ activation: any architecture becomes one with `SAEConfig.d_out` (see `transcoder
 """
 from __future__ import annotations
 
-from ...errors import ValidationError
+from ...platform.errors import ValidationError
 from .base import Architecture
 
 REGISTRY: dict[str, Architecture] = {}

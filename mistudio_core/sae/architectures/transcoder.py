@@ -11,7 +11,7 @@ transcoders are saved as JumpReLU ones with their threshold. SAELens has no TopK
 """
 from __future__ import annotations
 
-from ...errors import ValidationError
+from ...platform.errors import ValidationError
 
 _BASE = {"standard": "", "jumprelu": "jumprelu_", "topk": "topk_"}
 
@@ -50,7 +50,7 @@ def check_hooks(model, configs, model_id: str | None = None) -> None:
     """Before any work: each transcoder's two hooks exist on `model` and have the widths its config says (the
     SAEConfig itself refuses d_in != d_out). A hook named for another model (metadata model_name_out, or a layer
     this model does not have) is refused naming both."""
-    from ... import hooks
+    from ...model import hooks
 
     for c in configs:
         if c.d_out is None:

@@ -7,11 +7,11 @@ import errno
 import pytest
 import torch
 
-from mistudio_core import actcache as ac
-from mistudio_core.errors import UnsupportedError
+from mistudio_core.actcache import cache as ac
+from mistudio_core.platform.errors import UnsupportedError
 from mistudio_core.sae.config import TrainConfig
 from mistudio_core.sae.trainer import train_saes
-from mistudio_core.store import write_json_atomic
+from mistudio_core.platform.store import write_json_atomic
 from tiny_models import random_tokens, tiny_model
 
 MODEL = tiny_model("llama")
@@ -43,7 +43,7 @@ def test_built_cache_is_listed_with_size_and_replays_what_the_model_computed(sto
     stream = ac.CacheStream(store, m["id"], [HOOKS[1]], batch_tokens=120)
     epoch = next(stream)[HOOKS[1]]
     assert list(next(stream)) == [HOOKS[1]] and epoch.dtype == torch.float32
-    from mistudio_core.activations import ActivationStream
+    from mistudio_core.model.activations import ActivationStream
     live = torch.cat([next(ActivationStream(MODEL, TOKENS, HOOKS[1], batch_tokens=120, contexts_per_forward=4,
                                             buffer_contexts=6, seed=1, bos_token_id=1))[HOOKS[1]]])
     assert torch.allclose(epoch.sort(0).values, live.sort(0).values, atol=1e-6)  # same tokens, other order

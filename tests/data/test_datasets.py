@@ -6,8 +6,8 @@ import time
 import pandas as pd
 import pytest
 
-from mistudio_core import datasets as ds
-from mistudio_core.errors import NotFoundError, OfflineError, UnsupportedError, ValidationError
+from mistudio_core.data import datasets as ds
+from mistudio_core.platform.errors import NotFoundError, OfflineError, UnsupportedError, ValidationError
 from test_textio import DOCS, write_all_types
 
 
@@ -80,7 +80,7 @@ def test_hub_unreachable_host_fails_fast(store, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hfc, "ENDPOINT", "https://hub.invalid")
-    monkeypatch.setattr("mistudio_core.hub.HUB_PROBE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr("mistudio_core.platform.hub.HUB_PROBE_TIMEOUT_S", 1.0)
     start = time.perf_counter()
     with pytest.raises(OfflineError, match="cannot reach hub.invalid"):
         ds.add_hub(store, "some/dataset")

@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from .errors import ValidationError
+from ..platform.errors import ValidationError
 
 SITES = ("resid_pre", "attn_out", "mlp_out", "resid_post")  # in the order they run inside a layer
 EXTRA_SITES = ("mlp_in",)  # accepted by parse_hook, not listed by hook_points

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mistudio_core import datasets as ds
-from mistudio_core.errors import NotFoundError, ValidationError
-from mistudio_core.tokenize import (TokenizeConfig, encode_batch, load_tokenized, load_tokenizer, tokenization_info,
-                                    tokenize_dataset, tokenize_texts)
+from mistudio_core.data import datasets as ds
+from mistudio_core.platform.errors import NotFoundError, ValidationError
+from mistudio_core.data.tokenize import (TokenizeConfig, encode_batch, load_tokenized, load_tokenizer,
+                                         tokenization_info, tokenize_dataset, tokenize_texts)
 from tiny_tokenizer import TINY_MODEL_ID, register_tiny_tokenizer_model
 
 WORDS = "the state of the union is strong and our people are free to speak".split()
@@ -155,7 +155,7 @@ def test_progress_reaches_one_and_never_goes_back(tok_store):
 
 
 def test_ensure_builtins_registers_and_tokenizes_once(store, monkeypatch):
-    from mistudio_core import defaults
+    from mistudio_core.data import defaults
 
     register_tiny_tokenizer_model(store, defaults.BUILTIN_MODEL_ID)  # stands in for the converted SmolLM2
     monkeypatch.setattr(defaults, "DEFAULT_TOKENIZE", TokenizeConfig(context_size=128, max_tokens=20_000))

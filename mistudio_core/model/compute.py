@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from .errors import ValidationError
+from ..platform.errors import ValidationError
 
 CHOICES = ("auto", "float32", "bfloat16")
 MIN_SPEEDUP = 1.5

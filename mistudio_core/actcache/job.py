@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 
-from . import actcache
-from .errors import ValidationError
+from . import cache as actcache
+from ..platform.errors import ValidationError
 
 DEFAULTS = {"mode": "off", "dtype": "bfloat16", "tokens": None}
 
@@ -102,7 +102,7 @@ def noise_options(tcfg, loaded) -> dict:
     """ActivationStream kwargs for the train config's token noise ({} when off)."""
     if not tcfg.token_noise:
         return {}
-    from .activations import noise_pool
+    from ..model.activations import noise_pool
     return {"token_noise": tcfg.token_noise,
             "noise_pool": noise_pool(loaded.tokenizer, loaded.model.config.vocab_size)}
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mistudio_core.system import GpuReader, SystemMonitor, get_monitor
+from mistudio_core.platform.system import GpuReader, SystemMonitor, get_monitor
 
 
 class FakeNvml:

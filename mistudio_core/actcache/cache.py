@@ -32,9 +32,9 @@ import torch
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
-from .activations import META, ActivationStream, ShardStream
-from .errors import NotFoundError, UnsupportedError, ValidationError
-from .store import Store, read_json, write_json_atomic
+from ..model.activations import META, ActivationStream, ShardStream
+from ..platform.errors import NotFoundError, UnsupportedError, ValidationError
+from ..platform.store import Store, read_json, write_json_atomic
 
 KIND = "activations"
 DTYPES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -168,7 +168,7 @@ def build_cache(store: Store, model, tokens, hook_names: list[str], n_tokens: in
 
 
 def _widths(stream: ActivationStream) -> list[int]:
-    from .hooks import d_model
+    from ..model.hooks import d_model
 
     width = d_model(stream.model)  # every supported hook site is a residual-width tensor
     return [width] * len(stream.hook_names)
@@ -230,7 +230,7 @@ class CacheStream(ShardStream):
 
 
 def _shard_seed(seed: int, epoch: int, shard: int) -> int:
-    from .activations import derived_seed
+    from ..model.activations import derived_seed
 
     return derived_seed(seed, "shard", epoch, shard)
 

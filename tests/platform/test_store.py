@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from mistudio_core.errors import NotFoundError, ValidationError
-from mistudio_core.store import read_json, safe_user_path
+from mistudio_core.platform.errors import NotFoundError, ValidationError
+from mistudio_core.platform.store import read_json, safe_user_path
 
 
 def test_a_failed_create_leaves_nothing_listed(store):

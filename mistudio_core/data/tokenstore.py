@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ValidationError
+from ..platform.errors import ValidationError
 
 HEADER_BYTES = 256  # room for {"tokens": {"dtype": "I32", "shape": [n, C], "data_offsets": [0, bytes]}}
 KEY = "tokens"

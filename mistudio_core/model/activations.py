@@ -39,9 +39,9 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import NotFoundError, ValidationError
+from ..platform.errors import NotFoundError, ValidationError
 from .hooks import capture, parse_hook, unwrap
-from .store import read_json, write_json_atomic
+from ..platform.store import read_json, write_json_atomic
 
 META = "meta.json"
 

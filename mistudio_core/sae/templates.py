@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from .errors import NotFoundError, ValidationError
-from .sae.config import TrainConfig
-from .store import Store, read_json, slugify, write_json_atomic
+from ..platform.errors import NotFoundError, ValidationError
+from .config import TrainConfig
+from ..platform.store import Store, read_json, slugify, write_json_atomic
 
 
 def _dir(store: Store):

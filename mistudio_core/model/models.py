@@ -22,9 +22,9 @@ from typing import Any, Callable
 import torch
 
 from . import hooks
-from .errors import MistudioError, NotFoundError, OfflineError, UnsupportedError, ValidationError
-from .memory_guard import memory_plan
-from .store import Store, slugify
+from ..platform.errors import MistudioError, NotFoundError, OfflineError, UnsupportedError, ValidationError
+from ..platform.memory_guard import memory_plan
+from ..platform.store import Store, slugify
 
 BUILTIN_ID = "smollm2-135m-instruct"
 BUILTIN_NAME = "SmolLM2-135M-Instruct"
@@ -145,7 +145,7 @@ def _download_snapshot(repo_id: str, revision: str | None, token: str | None) ->
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import snapshot_download
 
-    from .hub import hub_offline_reason
+    from ..platform.hub import hub_offline_reason
 
     try:  # already downloaded: works offline and needs no token
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=SNAPSHOT_FILES,

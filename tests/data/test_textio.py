@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from mistudio_core.errors import NotFoundError, UnsupportedError, ValidationError
-from mistudio_core.textio import SUPPORTED, read_local
+from mistudio_core.platform.errors import NotFoundError, UnsupportedError, ValidationError
+from mistudio_core.data.textio import SUPPORTED, read_local
 
 DOCS = ["First document, with a comma.", "Second: ünïcödé 🙂\nand a newline", "Third \"quoted\" text"]
 

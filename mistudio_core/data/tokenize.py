@@ -37,8 +37,8 @@ from typing import Callable
 import numpy as np
 
 from .tokenstore import TokenWriter, mmap_tokens
-from .errors import NotFoundError, ValidationError
-from .store import Store, atomic_dir, read_json, write_json_atomic
+from ..platform.errors import NotFoundError, ValidationError
+from ..platform.store import Store, atomic_dir, read_json, write_json_atomic
 
 BATCH_DOCS = 1024
 BATCH_CHARS = 2_000_000
@@ -158,7 +158,7 @@ def _cached_tokenizer(folder: str, created: float):
 
 def load_tokenizer(store: Store, model_id: str):
     """The tokenizer saved in `models/<model_id>/` (cached per process; a re-registered model reloads)."""
-    from .models import model_folder  # local/hub models live outside the store; it knows where
+    from ..model.models import model_folder  # local/hub models live outside the store; it knows where
 
     manifest = store.manifest("models", model_id)  # NotFoundError listing known models
     folder = model_folder(store, model_id)

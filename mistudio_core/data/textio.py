@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import NotFoundError, UnsupportedError, ValidationError
+from ..platform.errors import NotFoundError, UnsupportedError, ValidationError
 
 SUPPORTED = (".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet")
 

@@ -8,8 +8,8 @@ from collections import namedtuple
 import pyarrow.parquet as pq
 import pytest
 
-from mistudio_core import datasets as ds
-from mistudio_core.errors import ValidationError
+from mistudio_core.data import datasets as ds
+from mistudio_core.platform.errors import ValidationError
 
 Usage = namedtuple("Usage", "total used free")
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mistudio_core import datasets as ds
-from mistudio_core import tokenize as tkz
-from mistudio_core.errors import ValidationError
-from mistudio_core.tokenize import TokenizeConfig, load_tokenized, load_tokenizer, tokenize_dataset, tokenize_texts
-from mistudio_core.tokenstore import TokenWriter, mmap_tokens
+from mistudio_core.data import datasets as ds
+from mistudio_core.data import tokenize as tkz
+from mistudio_core.platform.errors import ValidationError
+from mistudio_core.data.tokenize import TokenizeConfig, load_tokenized, load_tokenizer, tokenize_dataset, tokenize_texts
+from mistudio_core.data.tokenstore import TokenWriter, mmap_tokens
 from tiny_tokenizer import TINY_MODEL_ID, register_tiny_tokenizer_model
 
 

@@ -24,9 +24,9 @@ from typing import Callable
 import pandas as pd
 
 from . import textio
-from .errors import NotFoundError, OfflineError, ValidationError
-from .hub import hub_offline_reason
-from .store import Store, new_id
+from ..platform.errors import NotFoundError, OfflineError, ValidationError
+from ..platform.hub import hub_offline_reason
+from ..platform.store import Store, new_id
 
 BUILTIN_ID = "sotu"
 TEXT_FILE = "text.parquet"
