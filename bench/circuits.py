@@ -3,10 +3,12 @@
 For each prompt with a clear next token, the target is the margin m = logit(top-1) − logit(runner-up) at the last
 position. The graph (`circuits.service.build_graph`, minus="runner-up") ranks feature nodes by effect; the top N
 feature nodes (largest positive effect, error and token nodes excluded) are ablated together (`intervene.run_with`,
-scale 0) and the share of the margin removed is (m − m_ablated) / m. The baseline ablates N random active features
-with the same number per SAE (any position but 0, which has no feature nodes: see GraphSettings.start_features),
-averaged over --draws draws. Also timed: one graph for a 20-token
-prompt (wall and CPU seconds, tokens per CPU-second).
+scale 0) and the share of the margin removed is (m − m_ablated) / m. Two baselines, each the mean of --draws draws
+of N random active features (never a top node, never at position 0, which has no feature nodes: see
+GraphSettings.start_features): `layers`, as many per SAE as the top N have (the issue's control); `positions`, as
+many per SAE *and position* (the stricter control: the top nodes sit mostly at the last positions, where any feature
+moves the logits most). Beside each, the mean |change| of the margin in logits, to read a small margin's
+percentages by. Also timed: one graph for a 20-token prompt (wall and CPU seconds, tokens per CPU-second).
 
     python bench/circuits.py --home ~/.cache/mistudio-circuits-home [--sae ID ...] [--top 5,10,20] [--draws 5]
 
@@ -18,6 +20,7 @@ import argparse
 import random
 import statistics
 import sys
+from collections import Counter
 import time
 from pathlib import Path
 
@@ -62,21 +65,29 @@ def clean_codes(model, sites, ids) -> list[list[tuple[int, int]]]:
     return out
 
 
-def ablation(model, sites, ids, target, m0, chosen, active, draws, rng) -> tuple[float, float]:
-    """(share of the margin removed by `chosen` together, mean share removed by as many random active features of
-    the same SAEs)."""
-    m1 = run_with(model, sites, ids, chosen, 0.0, target)
+def random_nodes(chosen: list[dict], active, rng, same_positions: bool) -> list[dict]:
+    """As many random active features as `chosen` has per SAE — and, with `same_positions`, per SAE and position —
+    none of them one of `chosen`, none at position 0 (which has no feature nodes: GraphSettings.start_features)."""
     taken = {(n["site"], n["pos"], n["feature"]) for n in chosen}
-    per_site = {s: sum(1 for n in chosen if n["site"] == s) for s in {n["site"] for n in chosen}}
-    removed_random = []
-    for _ in range(draws):
-        nodes = []
-        for s, k in sorted(per_site.items()):
-            pool = [(p, f) for p, f in active[s - 1] if p > 0 and (s, p, f) not in taken]  # graph nodes: not BOS
-            for p, f in rng.sample(pool, min(k, len(pool))):
-                nodes.append(dict(kind="feature", site=s, pos=p, feature=f))
-        removed_random.append((m0 - run_with(model, sites, ids, nodes, 0.0, target)) / m0)
-    return (m0 - m1) / m0, statistics.mean(removed_random)
+    counts = Counter((n["site"], n["pos"] if same_positions else -1) for n in chosen)
+    nodes = []
+    for (s, p), k in sorted(counts.items()):
+        pool = [(q, f) for q, f in active[s - 1] if q > 0 and p in (-1, q) and (s, q, f) not in taken]
+        nodes += [dict(kind="feature", site=s, pos=q, feature=f) for q, f in rng.sample(pool, min(k, len(pool)))]
+    return nodes
+
+
+def ablation(model, sites, ids, target, m0, chosen, active, draws, rng) -> dict:
+    """Share of the margin removed by `chosen` together (`top`), and per control — N random active features of
+    the same SAEs (`layers`), of the same SAEs and positions (`positions`) — the mean share over `draws` draws and
+    the mean |change| in logits."""
+    out = dict(top=(m0 - run_with(model, sites, ids, chosen, 0.0, target)) / m0)
+    for name, same_pos in (("layers", False), ("positions", True)):
+        changes = [run_with(model, sites, ids, random_nodes(chosen, active, rng, same_pos), 0.0, target) - m0
+                   for _ in range(draws)]
+        out[name] = statistics.mean(-c / m0 for c in changes)
+        out[name + "_abs"] = statistics.mean(abs(c) for c in changes)
+    return out
 
 
 def one_prompt(store, model, sites, sae_ids, prompt, tops, draws, rng, settings) -> dict:
@@ -124,19 +135,25 @@ def main() -> None:
     tops = [int(x) for x in args.top.split(",")]
     rows = [one_prompt(store, loaded.model, sites, sae_ids, p, tops, args.draws, rng, settings)
             for p in PROMPTS[:args.prompts]]
-    cols = " | ".join(f"top {n} / random {n} / predicted" for n in tops)
+    cols = " | ".join(f"top {n} / random {n}: layers, layers+positions / predicted" for n in tops)
     print(f"| prompt | target − runner-up | margin | graph nodes | {cols} | graph s |")
     print("|---|---|---|---|" + "---|" * len(tops) + "---|")
     for r in rows:
-        cells = " | ".join(f"{r['by_n'][n][0]:.0%} / {r['by_n'][n][1]:.0%} / {r['predicted'][n]:.0%}" for n in tops)
+        cells = " | ".join(f"{r['by_n'][n]['top']:.0%} / {r['by_n'][n]['layers']:.0%}, {r['by_n'][n]['positions']:.0%}"
+                           f" / {r['predicted'][n]:.0%}" for n in tops)
         print(f"| {r['prompt']!r} | {r['target']!r} − {r['minus']!r} | {r['margin']:.2f} | {r['nodes']} | {cells} | "
               f"{r['graph_s']:.1f} |")
     print()
     for n in tops:
-        rem, rnd = [r["by_n"][n][0] for r in rows], [r["by_n"][n][1] for r in rows]
-        print(f"top {n}: mean removed {statistics.mean(rem):.0%} (median {statistics.median(rem):.0%}; ≥50% on "
-              f"{sum(x >= 0.5 for x in rem)}/{len(rem)}) · {n} random: mean {statistics.mean(rnd):.0%} (median "
-              f"{statistics.median(rnd):.0%}; ≤10% on {sum(x <= 0.1 for x in rnd)}/{len(rnd)})")
+        rem = [r["by_n"][n]["top"] for r in rows]
+        line = (f"top {n}: median removed {statistics.median(rem):.0%}, ≥50% on {sum(x >= 0.5 for x in rem)}/"
+                f"{len(rem)}")
+        for ctrl in ("layers", "positions"):
+            rnd = [r["by_n"][n][ctrl] for r in rows]
+            moved = [r["by_n"][n][ctrl + "_abs"] for r in rows]
+            line += (f" · {n} random ({ctrl}): median {statistics.median(rnd):.0%}, ≤10% on "
+                     f"{sum(x <= 0.1 for x in rnd)}/{len(rnd)}, mean |Δ margin| {statistics.mean(moved):.2f} logits")
+        print(line)
     t = timing(store, sae_ids, loaded.tokenizer, settings)
     print(f"graph for a {t['tokens']}-token prompt over {len(sites)} SAEs: {t['wall']:.1f} s wall, {t['cpu']:.1f} "
           f"CPU-s ({t['tokens'] / t['cpu']:.2f} tokens per CPU-second), {t['nodes']} nodes, {t['edges']} edges")

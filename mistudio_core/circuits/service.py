@@ -39,6 +39,14 @@ def residual_index(hook: str) -> int:
     return int(m.group(1)) + (m.group(2) == "post")
 
 
+def transcoder_refusal(sae_id: str, hook_in: str, hook_out: str) -> str:
+    """Why a transcoder cannot be a site: a site's nodes must add up to the residual it reads
+    (h = decode(encode(h)) + err), but a transcoder decodes into another hook."""
+    return (f"SAE {sae_id} is a transcoder ({hook_in} → {hook_out}): attribution graphs here decompose the "
+            "residual stream with SAEs that reconstruct the hook they read, and graphs over transcoders are not "
+            "supported yet. Pick SAEs trained at blocks.<L>.hook_resid_post (e.g. `train --preset circuits`).")
+
+
 def check_saes(store: Store, sae_ids: list[str]) -> tuple[str, list[dict]]:
     """(model_id, manifests in stream order) after every check on the set of SAEs."""
     ids = [check_id("saes", s) for s in dict.fromkeys(sae_ids or [])]
@@ -58,6 +66,8 @@ def check_saes(store: Store, sae_ids: list[str]) -> tuple[str, list[dict]]:
         if known and hook not in known:
             raise ValidationError(f"SAE {m['id']} reads {shown(hook)}, which model {models[0]} does not have "
                                   f"({model_man.get('n_layers', '?')} layers). Pick SAEs trained on this model.")
+        if m.get("hook_name_out"):
+            raise ValidationError(transcoder_refusal(m["id"], hook, m["hook_name_out"]))
         idx = residual_index(hook)
         if idx in by_index:
             raise ValidationError(f"SAEs {by_index[idx]} and {m['id']} read the same residual point ({hook}); keep "
@@ -129,6 +139,10 @@ def load_sites(store: Store, sae_ids: list[str], device=None):
         hooks.parse_hook(loaded.model, m["hook_name"])  # the loaded model's own check, listing valid names
     sites = [Site(m["hook_name"], load_library_sae(store, m["id"], device=loaded.device).eval(), m["id"])
              for m in mans]
+    for s in sites:  # an imported transcoder whose manifest lacks hook_name_out: its config still says so
+        cfg = getattr(s.sae, "cfg", None)
+        if getattr(cfg, "d_out", None) is not None:
+            raise ValidationError(transcoder_refusal(s.sae_id, s.hook, cfg.hook_name_out or "another hook"))
     return loaded, sites, mans
 
 

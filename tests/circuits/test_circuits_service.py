@@ -14,14 +14,16 @@ from tiny_models import save_tiny_model
 HOOKS = ["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"]
 
 
-def _sae(store, model, hook, seed, name=None, context_size=64):
+def _sae(store, model, hook, seed, name=None, context_size=64, hook_out=None):
     from mistudio_core.sae.config import SAEConfig
     from mistudio_core.sae.library import register_sae
     from mistudio_core.sae.model import SAE
 
     torch.manual_seed(seed)
-    sae = SAE(SAEConfig("topk", 32, 96, k=6, metadata={"hook_name": hook, "model_name": model,
-                                                       "context_size": context_size, "prepend_bos": True}))
+    out = {"d_out": 32, "hook_name_out": hook_out} if hook_out else {}  # a transcoder: reads hook, writes hook_out
+    sae = SAE(SAEConfig("topk", 32, 96, k=6, d_out=out.get("d_out"), apply_b_dec_to_input=not hook_out, metadata={
+        "hook_name": hook, "model_name": model, "context_size": context_size, "prepend_bos": True,
+        **({"hook_name_out": hook_out} if hook_out else {})}))
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.1)
     return register_sae(store, sae, name or f"sae-{seed}", {"model_id": model, "hook_name": hook})["id"]
@@ -102,6 +104,9 @@ def test_each_bad_input_is_one_clear_message(home):
          "not a residual hook"),
         (lambda: service.build_graph(store, [saes[0], _sae(store, model, "blocks.1.hook_resid_pre", 8, "w")], "hi"),
          "same residual point"),
+        (lambda: service.build_graph(store, [saes[0], _sae(store, model, "blocks.1.hook_resid_post", 9, "tc",
+                                                                hook_out="blocks.2.hook_resid_post")], "hi"),
+         "is a transcoder .*not supported yet"),
     ]
     for call, words in cases:
         with pytest.raises(MistudioError, match=words):
