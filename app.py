@@ -140,7 +140,8 @@ def create_app(ctx: AppContext) -> gr.Blocks:
         status = gr.Markdown(header_text(ctx)[0], elem_id="mistudio-status", elem_classes="mistudio-header")
         ready = gr.State(False)
         ctx.shared["builtins_ready"] = ready
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
+            ctx.shared["tabs"] = tabs  # a page may switch tabs (Circuits → a feature in the Features tab)
             for name in TABS:
                 try:
                     module = _import_tab(name)

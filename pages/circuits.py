@@ -2,8 +2,9 @@
 
 Pick SAEs (one per residual layer, e.g. those of `train --preset circuits`), a prompt and a target (the model's
 top token by default), build the graph (a `circuit` job in the runner), read it (plotly: layers × positions),
-choose nodes to open their feature page, ablate or scale them (target before/after beside the graph's predicted
-change), pin them into a feature group, export as circuit-tracer / Neuronpedia JSON or import one.
+click a node (or pick it from the list) to see its feature card and open it in the Features tab, ablate or scale
+nodes (target before/after beside the graph's predicted change), pin them into a feature group, export as
+circuit-tracer / Neuronpedia JSON or import one.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from mistudio_core.circuits.intervene import intervene_graph
 from mistudio_core.platform.errors import ValidationError
 from mistudio_core.platform.store import new_id, write_json_atomic
 
-from .circuits_plot import figure
-from .common import guarded, ok, on_show, require_writable
+from .circuits_plot import CLICK_JS, figure
+from .common import choices, guarded, ok, on_show, require_writable
 from .context import AppContext
 
 
@@ -58,12 +59,13 @@ def _summary(graph: dict) -> str:
             f"{len(graph['nodes'])} nodes, {len(graph['edges'])} edges{share}{took}")
 
 
-@guarded(4)
-def show_graph(ctx: AppContext, graph_id: str | None) -> tuple[str, Any, Any, str]:
+@guarded(5)
+def show_graph(ctx: AppContext, graph_id: str | None) -> tuple[str, Any, Any, str, str]:
+    """(status, figure, node choices, summary, the node box emptied: its node belonged to the previous graph)."""
     if not graph_id:
-        return "", figure(None), _node_choices(None), ""
+        return "", figure(None), _node_choices(None), "", ""
     graph = service.load_graph(ctx.store, graph_id)
-    return ok(f"Graph `{graph_id}`."), figure(graph), _node_choices(graph), _summary(graph)
+    return ok(f"Graph `{graph_id}`."), figure(graph), _node_choices(graph), _summary(graph), ""
 
 
 @guarded(2)
@@ -118,13 +120,25 @@ def _need_nodes(nodes: list[str] | None) -> list[str]:
     return list(nodes)
 
 
-@guarded(2)
-def open_feature(ctx: AppContext, graph_id: str | None, nodes: list[str] | None) -> tuple[str, str]:
-    """The first chosen feature's page: label, numbers and top examples from its SAE's extraction results."""
-    graph = _need_graph(ctx, graph_id)
-    node = next((n for n in graph["nodes"] if n["id"] in _need_nodes(nodes) and n["kind"] == "feature"), None)
+def _feature_node(graph: dict, node_ids: list[str]) -> dict:
+    """The first of `node_ids` that is a feature node of `graph`."""
+    known = {n["id"]: n for n in graph["nodes"]}
+    if not any(i in known for i in node_ids):
+        raise ValidationError(f"Node {node_ids[0]!r} is not in this graph. Click a node in the graph or pick one from "
+                              "the list under it.")
+    node = next((known[i] for i in node_ids if i in known and known[i]["kind"] == "feature"), None)
     if node is None:
         raise ValidationError("Error and token nodes have no feature page; choose a feature node (F...).")
+    return node
+
+
+@guarded(3)
+def open_feature(ctx: AppContext, graph_id: str | None, nodes: list[str] | str | None) -> tuple[str, str, str]:
+    """The feature card (label, numbers, top examples from its SAE's extraction results) of the first chosen
+    feature node, and that node's id (the node box, which "Open in the Features tab" follows)."""
+    graph = _need_graph(ctx, graph_id)
+    ids = [nodes] if isinstance(nodes, str) else nodes or []  # the node box (one id) or the list (several)
+    node = _feature_node(graph, _need_nodes([i.strip() for i in ids if i and i.strip()]))
     sae_id = graph["sites"][node["site"] - 1].get("sae_id")
     head = f"### Feature {node['feature']} of `{sae_id}` ({graph['sites'][node['site'] - 1]['hook']})"
     from mistudio_core.features.results import FeatureResults
@@ -132,15 +146,35 @@ def open_feature(ctx: AppContext, graph_id: str | None, nodes: list[str] | None)
     try:
         info = FeatureResults.load(ctx.store, sae_id).feature(node["feature"])
     except Exception as e:  # no extraction yet: say how to get one, keep the rest of the page
-        return ok(f"Feature {node['feature']}."), f"{head}\n\n{e}"
+        return ok(f"Feature {node['feature']}."), f"{head}\n\n{e}", node["id"]
     rows = [f"- {info['label'] or '(no label)'} · fires on {info['frequency']:.2%} of tokens · max "
-            f"{info['max_activation']:.3g} · open it in the Features tab: SAE `{sae_id}`, feature {node['feature']}"]
+            f"{info['max_activation']:.3g}"]
     for ex in info["top_examples"][:6]:
         toks = ex["tokens"]
         peak = ex["peak"]
         text = "".join(toks[:peak]) + f"**[{toks[peak]}]**" + "".join(toks[peak + 1:])
         rows.append(f"- `{ex['value']:.2f}` {text.replace(chr(10), ' ')}")
-    return ok(f"Feature {node['feature']}."), head + "\n\n" + "\n".join(rows)
+    return ok(f"Feature {node['feature']}."), head + "\n\n" + "\n".join(rows), node["id"]
+
+
+@guarded(5)
+def _goto_feature(ctx: AppContext, graph_id: str | None, node: str | None, nodes: list[str] | None) -> tuple:
+    graph = _need_graph(ctx, graph_id)
+    target = _feature_node(graph, [node] if (node or "").strip() else _need_nodes(nodes))
+    sae_id = graph["sites"][target["site"] - 1].get("sae_id")
+    saes = ctx.store.list("saes")
+    if not sae_id or sae_id not in {m["id"] for m in saes}:
+        raise ValidationError(f"This graph's SAE {sae_id or '(none)'} is not in the library (an imported graph is for "
+                              "viewing), so its feature has no page here.")
+    return (ok(f"Feature {target['feature']} of `{sae_id}` in the Features tab."), gr.Tabs(selected="features"),
+            gr.update(choices=choices(saes), value=sae_id), target["feature"], True)
+
+
+def goto_feature(ctx: AppContext, graph_id: str | None, node: str | None, nodes: list[str] | None) -> tuple:
+    """(status, the Features tab selected, its SAE dropdown, its feature index, whether to open it there): the
+    node box's feature, else the first chosen one. On a refusal only the status changes and `went` is False."""
+    out = _goto_feature(ctx, graph_id, node, nodes)
+    return out if out[-1] is True else (*out[:-1], False)
 
 
 @guarded(2)
@@ -205,6 +239,11 @@ def build(ctx: AppContext) -> None:
         refresh = gr.Button("Refresh", scale=1)
     summary = gr.Markdown(elem_id="circuits-summary")
     plot = gr.Plot(label="Attribution graph", elem_id="circuits-plot")
+    link, tabs = ctx.shared.get("features_link"), ctx.shared.get("tabs")
+    with gr.Row():
+        node_box = gr.Textbox(label="Node (click one in the graph, or type its id and press Enter)", scale=3,
+                              elem_id="circuits-node")
+        goto_btn = gr.Button("Open in the Features tab", scale=1, visible=bool(link and tabs))
     nodes = gr.Dropdown(label="Nodes (largest effect first)", multiselect=True, choices=[], elem_id="circuits-nodes")
     with gr.Row():
         open_btn = gr.Button("Open feature", scale=1)
@@ -225,8 +264,21 @@ def build(ctx: AppContext) -> None:
     build_btn.click(bind(start_build, ctx), [saes, prompt, target, minus, share, max_nodes], [status, job_id],
                     api_name="circuits_build").then(bind(watch_build, ctx), [job_id], [status, graph_dd],
                                                     api_name="circuits_watch")
-    graph_dd.change(bind(show_graph, ctx), [graph_dd], [status, plot, nodes, summary], api_name="circuits_show")
-    open_btn.click(bind(open_feature, ctx), [graph_dd, nodes], [status, feature_md], api_name="circuits_feature")
+    graph_dd.change(bind(show_graph, ctx), [graph_dd], [status, plot, nodes, summary, node_box],
+                    api_name="circuits_show")
+    open_btn.click(bind(open_feature, ctx), [graph_dd, nodes], [status, feature_md, node_box],
+                   api_name="circuits_feature")
+    node_box.submit(bind(open_feature, ctx), [graph_dd, node_box], [status, feature_md, node_box],
+                    api_name="circuits_node")
+    if "demo" in ctx.shared:  # the plot's clicks → the node box (circuits_plot.CLICK_JS)
+        ctx.shared["demo"].load(None, None, None, js=CLICK_JS)
+    if link and tabs:
+        went = gr.State(False)
+        goto_btn.click(bind(goto_feature, ctx), [graph_dd, node_box, nodes], [status, tabs, link["sae"],
+                       link["index"], went], api_name="circuits_goto_feature").then(
+            lambda go, *args: link["open"](*args) if go else tuple(gr.skip() for _ in link["outputs"]),
+            [went, *link["inputs"]], link["outputs"], api_name="circuits_open_in_features",
+            api_visibility="undocumented")
     ablate_btn.click(bind(ablate, ctx), [graph_dd, nodes, scale], [status, result], api_name="circuits_ablate")
     pin_btn.click(bind(pin, ctx), [graph_dd, nodes, group], [status], api_name="circuits_pin")
     export_btn.click(bind(export, ctx), [graph_dd], [status, export_file], api_name="circuits_export")

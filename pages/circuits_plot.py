@@ -86,3 +86,25 @@ def figure(graph: dict | None) -> go.Figure:
         yaxis=dict(tickmode="array", tickvals=list(range(len(sites))), ticktext=sites),
         legend=dict(orientation="h", y=-0.15))
     return fig
+
+
+# Gradio's Plot has no click event, but plotly's own `plotly_click` fires on the plot's div (Gradio draws it with
+# Plotly.react into one div it keeps). This script, run once when the page loads, hooks that div whenever it appears
+# and turns a click on a node (its `customdata` is the node id) into the node box's value and its submit (Enter).
+CLICK_JS = """() => {
+  const hook = () => {
+    const plot = document.querySelector('#circuits-plot .js-plotly-plot');
+    if (!plot || !plot.on || plot.__mistudioClick) return;
+    plot.__mistudioClick = true;
+    plot.on('plotly_click', (ev) => {
+      const point = ev && ev.points && ev.points[0];
+      const box = document.querySelector('#circuits-node textarea, #circuits-node input');
+      if (!point || point.customdata == null || !box) return;
+      Object.getOwnPropertyDescriptor(Object.getPrototypeOf(box), 'value').set.call(box, String(point.customdata));
+      box.dispatchEvent(new Event('input', {bubbles: true}));
+      box.dispatchEvent(new KeyboardEvent('keypress', {key: 'Enter', bubbles: true}));
+    });
+  };
+  new MutationObserver(hook).observe(document.body, {childList: true, subtree: true});
+  hook();
+}"""

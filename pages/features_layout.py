@@ -145,3 +145,7 @@ def layout(ctx: AppContext, h) -> None:
     on_show(ctx, bind(h.refresh, ctx), [sae, dataset], [sae, dataset], api_name="features_list")
     sae.change(bind(h.latest_job, ctx), [sae], [job_status, job_id], api_name="features_latest_job").then(
         bind(h.watch_job, ctx), [job_id], [job_status], api_name="features_rewatch_job")
+    # Another page opens a feature here (Circuits' "Open in the Features tab"): it sets `sae` (with its choices) and
+    # `index`, selects this tab, then runs `open` on `inputs` → `outputs`.
+    ctx.shared["features_link"] = dict(sae=sae, index=index, open=bind(h.open_feature, ctx), inputs=feature_in,
+                                       outputs=feature_out)

@@ -23,8 +23,8 @@ def test_the_page_builds_and_shows_a_graph(ctx_graph):
     ctx, graph, saes = ctx_graph
     with gr.Blocks():
         page.build(ctx)
-    status, fig, nodes, summary = page.show_graph(ctx, graph["id"])
-    assert status.startswith("✓") and graph["id"] in summary
+    status, fig, nodes, summary, node_box = page.show_graph(ctx, graph["id"])
+    assert status.startswith("✓") and graph["id"] in summary and node_box == ""  # the last graph's node goes
     markers = [t for t in fig.data if t.mode == "markers"]
     assert sum(len(t.x) for t in markers) == len(graph["nodes"])
     assert [v for _, v in nodes["choices"]][0] == max(graph["nodes"], key=lambda n: abs(n["effect"]))["id"]
@@ -35,8 +35,9 @@ def test_the_page_builds_and_shows_a_graph(ctx_graph):
 def test_node_actions_and_exchange(ctx_graph, tmp_path):
     ctx, graph, saes = ctx_graph
     feat = next(n["id"] for n in graph["nodes"] if n["kind"] == "feature")
-    status, card = page.open_feature(ctx, graph["id"], [feat])
+    status, card, node = page.open_feature(ctx, graph["id"], [feat])
     assert "no extracted features" in card and "Feature" in card  # says how to get the feature page's examples
+    assert node == feat and page.open_feature(ctx, graph["id"], feat)[1] == card  # a click: one id, same card
     status, table = page.ablate(ctx, graph["id"], [feat], 0.0)
     assert status.startswith("✓") and "predicted change" in table
     assert "1 feature" in page.pin(ctx, graph["id"], [feat], "mine")
@@ -55,6 +56,9 @@ def test_bad_requests_are_one_line_each(ctx_graph):
     err = next((n["id"] for n in graph["nodes"] if n["kind"] != "feature"), None)
     if err:
         assert "no feature page" in page.open_feature(ctx, graph["id"], [err])[0]
+        assert "no feature page" in page.goto_feature(ctx, graph["id"], err, [])[0]
+    assert "not in this graph" in page.open_feature(ctx, graph["id"], "F9.9@9")[0]
+    assert "No node chosen" in page.goto_feature(ctx, graph["id"], "", [])[0]
 
 
 def test_build_queues_a_circuit_job_and_the_watcher_selects_its_graph(ctx_graph):
@@ -68,3 +72,30 @@ def test_build_queues_a_circuit_job_and_the_watcher_selects_its_graph(ctx_graph)
     *_, (last, dd) = list(page.watch_build(ctx, job_id, poll_s=0.01))
     assert last.startswith("✓") and dd["value"] == ctx.jobs.get(job_id)["result"]["graph_id"]
     assert service.load_graph(ctx.store, dd["value"])["target"]["minus"] is not None
+
+
+def test_a_node_opens_in_the_features_tab_with_its_sae_and_index(ctx_graph, tmp_path):
+    """"Open in the Features tab": the Features tab selected, its SAE dropdown on the node's SAE (with the
+    library's choices), its index on the feature; `went` False on a refusal so the Features tab is left alone."""
+    from pages import features
+
+    ctx, graph, saes = ctx_graph
+    with gr.Blocks(), gr.Tabs() as tabs:
+        ctx.shared["tabs"] = tabs
+        with gr.Tab("Features", id="features"):
+            features.build(ctx)
+        with gr.Tab("Circuits", id="circuits"):
+            page.build(ctx)
+    node = next(n for n in graph["nodes"] if n["kind"] == "feature")
+    status, tab, sae, index, went = page.goto_feature(ctx, graph["id"], node["id"], [])
+    assert status.startswith("✓") and went is True and tab.selected == "features"
+    assert sae["value"] == graph["sites"][node["site"] - 1]["sae_id"] and index == node["feature"]
+    assert sorted(v for _, v in sae["choices"]) == sorted(saes)
+    other = next((n for n in graph["nodes"] if n["kind"] == "feature" and n["id"] != node["id"]), node)
+    assert page.goto_feature(ctx, graph["id"], "", [other["id"]])[3] == other["feature"]  # the list, if no box
+    imported = dict(graph, id="imported-x", sites=[dict(s, sae_id=None) for s in graph["sites"]])
+    from mistudio_core.platform.store import write_json_atomic
+
+    write_json_atomic(service.graphs_dir(ctx.store, create=True) / "imported-x.json", imported)
+    status, *rest, went = page.goto_feature(ctx, "imported-x", node["id"], [])
+    assert "not in the library" in status and went is False
