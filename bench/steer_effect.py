@@ -8,9 +8,10 @@ Method, fixed before any steering (nothing is re-picked after seeing results):
 0. Features: the `--n` live features with the highest output score (`features/scores.py`, stored by the
    extraction), skipping BOS-only ones (every top example peaks on the start token); beside them the `--n` with
    the highest input score (the paper predicts they steer worse).
-1. Strength: the app's own suggestion, by the app's code: `steering.auto.auto_sweep` over
-   `auto.feature_strengths(max activation)` (1/8× .. 4× max activation) on `auto.AUTO_PROMPTS`, `AUTO_SEEDS` seeds ×
-   `AUTO_TOKENS` tokens; largest strength whose perplexity stays ≤ `sweep.MAX_PPL_RATIO` × the baseline's.
+1. Strength: the app's own suggestion, by the code Find's one click runs: `steering.auto.feature_auto_sweep`
+   (`auto.feature_strengths(max activation)`, 1/8× .. 4× max activation, on `auto.AUTO_PROMPTS`, `AUTO_SEEDS` seeds ×
+   `AUTO_TOKENS` tokens; the largest strength whose perplexity stays ≤ `auto.FEATURE_SUGGEST_RATIO` × the
+   baseline's there), with the effect tokens the tab gives it (`loader.effect_tokens_for`).
 2. Effect, on *fresh* seeds (1000+, never used for the suggestion) and *other* neutral prompts (`EVAL_PROMPTS`):
    `--seeds` seeds × `--tokens` tokens × 3 prompts, unsteered baseline vs steered (same draws): the share of
    generated tokens among the feature's top-20 logit-lens tokens (compared as stripped lower-case text), pooled;
@@ -32,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from mistudio_core.features.logits import decoder_logits  # noqa: E402
 from mistudio_core.model.hooks import unwrap  # noqa: E402
-from mistudio_core.steering.auto import AUTO_PROMPTS, auto_sweep, feature_strengths  # noqa: E402
+from mistudio_core.steering.auto import AUTO_PROMPTS, feature_auto_sweep  # noqa: E402
 from mistudio_core.steering.effect import token_key  # noqa: E402
 from mistudio_core.steering.generate import SamplingConfig  # noqa: E402
-from mistudio_core.steering.loader import load_results, load_target  # noqa: E402
+from mistudio_core.steering.loader import effect_tokens_for, load_results, load_target  # noqa: E402
 from mistudio_core.steering.methods import SteerFeature, SteeringConfig  # noqa: E402
 from mistudio_core.steering.sweep import MAX_PPL_RATIO, sweep  # noqa: E402
 from mistudio_core.platform.store import Store  # noqa: E402
@@ -81,7 +82,7 @@ def evaluate(t, f: int, strength: float, keys, args) -> dict:
             "ok": share[1] > share[0] and ppl[1] <= MAX_PPL_RATIO * ppl[0]}
 
 
-def run_group(t, results, feats: list[int], column: str, args) -> list[dict]:
+def run_group(store, sae_id, t, results, feats: list[int], column: str, args) -> list[dict]:
     lens = decoder_logits(unwrap(t.model), t.sae.W_dec[torch.tensor(feats)], 20)[0]
     print(f"\n### top {len(feats)} by {column}\n")
     print("| feature | in score | out score | lens tokens | max act | suggested (× max act) | ppl base → steered | "
@@ -91,8 +92,8 @@ def run_group(t, results, feats: list[int], column: str, args) -> list[dict]:
     for f, ids in zip(feats, lens.tolist()):
         mx = float(results.t["max"][f])
         keys = sorted({token_key(t.tokenizer, i) for i in ids})
-        auto = auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name, SteeringConfig([SteerFeature(f, 1.0)]),
-                          feature_strengths(mx))    # the app's suggestion, with the app's defaults
+        auto = feature_auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name, SteeringConfig([SteerFeature(f, 1.0)]),
+                                  mx, effect_tokens=effect_tokens_for(store, t, sae_id, [f]))   # as the tab does
         c = auto["suggested_strength"]
         ev = evaluate(t, f, c, keys, args) if c else None
         rows.append({"feature": f, "ok": bool(ev and ev["ok"])})
@@ -130,7 +131,7 @@ def main() -> None:
     for column in ("output_score", "input_score"):
         if args.only and not column.startswith(args.only):
             continue
-        run_group(t, results, pick(results, column, args.n, args.start), column, args)
+        run_group(store, args.sae, t, results, pick(results, column, args.n, args.start), column, args)
     print(f"\n{time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} CPU-s; load average "
           f"{os.getloadavg()[0]:.1f}")
 

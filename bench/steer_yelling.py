@@ -6,10 +6,12 @@ make the model shout? (issue 25, "Measure")
 Method (the app's code and defaults throughout; no hand-picked feature indices):
 
 1. Concept: the built-in `yelling` pair (`mistudio_core/steering/concepts/yelling.json`, shouted vs plain sentences)
-   → `concept.concept_vector` at the SAE's hook: the mean difference, and its decomposition onto the SAE's features
-   (the `concept.N_TOP` features with the largest share of the vector — what the Steering tab lists and ticks).
-2. Two ways to steer: the raw vector (`concept.as_vector`) and the listed features (`concept.as_features`, each at
-   multiplier × its Δ activation).
+   → `concept.concept_vector` at the SAE's hook: the mean difference, its decomposition onto the SAE's features
+   (the features with the largest share of the vector: what carries it), and the features the tool selects to
+   steer with (`concept_select`: the candidates whose own output effect best reproduces the vector's, each at its
+   fitted strength — what the Steering tab ticks).
+2. Two ways to steer: the raw vector (`concept.as_vector`) and the selected features (`concept.as_features`, each
+   at multiplier × its fitted strength).
 3. Suggested multiplier: `auto.auto_sweep` over `concept.CONCEPT_MULTIPLES` on the pair's own prompts, effect =
    share of capital letters, pick = strongest effect with perplexity ≤ `concept.CONCEPT_MAX_PPL_RATIO` × baseline.
 4. Evaluation on fresh seeds (1000+): `--seeds` seeds × `--tokens` tokens × the pair's 3 prompts: share of capital
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from mistudio_core.steering import concept as C  # noqa: E402
 from mistudio_core.steering.auto import auto_sweep  # noqa: E402
 from mistudio_core.steering.generate import SamplingConfig  # noqa: E402
-from mistudio_core.steering.loader import load_target  # noqa: E402
+from mistudio_core.steering.loader import load_target, stats_for  # noqa: E402
 from mistudio_core.steering.sweep import sweep  # noqa: E402
 from mistudio_core.platform.store import Store  # noqa: E402
 
@@ -66,17 +68,23 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     t0, c0 = time.perf_counter(), time.process_time()
-    t = load_target(Store(args.home), args.sae, device="cpu")
+    store = Store(args.home)
+    t = load_target(store, args.sae, device="cpu")
     d = C.load_builtin("yelling")
-    cv = C.concept_vector(t.model, t.tokenizer, t.sae, t.hook_name, d["positive"], d["negative"], "yelling")
+    c1 = time.process_time()
+    cv = C.concept_vector(t.model, t.tokenizer, t.sae, t.hook_name, d["positive"], d["negative"], "yelling",
+                          dead=stats_for(store, args.sae).get("dead"))
     print(f"SAE {args.sae} at {t.hook_name}; yelling vector from {cv['n_pairs']} pairs, norm {cv['norm']:.1f}, "
-          f"SAE reconstructs {cv['reconstructed_share']:.0%} of it; features found (index: share of the vector): "
-          + ", ".join(f"{f['index']}: {f['share']:.3f}" for f in cv["features"]))
+          f"SAE reconstructs {cv['reconstructed_share']:.0%} of it; built with the features in "
+          f"{time.process_time() - c1:.0f} CPU-s.\nfeatures that carry it (index: share of the vector): "
+          + ", ".join(f"{f['index']}: {f['share']:.3f}" for f in cv["features"][:12])
+          + "\nfeatures found to steer with (index: push, strength at multiplier 1): "
+          + ", ".join(f"{f['index']}: {f['push']:.2f}, {f['strength']:.2f}" for f in cv["writers"]))
     print(f"evaluation: {args.seeds} fresh seeds × {args.tokens} tokens × {d['prompts']}\n")
     print("| steer with | suggested multiplier | caps base → steered | ppl base → steered (ratio) | capability ppl "
           "base → steered | ok | sample |")
     print("|---|---:|---|---|---|:---:|---|", flush=True)
-    for name, cfg in (("raw concept vector", C.as_vector(cv)), (f"{len(cv['features'])} features found",
+    for name, cfg in (("raw concept vector", C.as_vector(cv)), (f"the {len(cv['writers'])} features found",
                                                                  C.as_features(cv))):
         auto = auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name, cfg, list(C.CONCEPT_MULTIPLES),
                           prompts=d["prompts"], text_effect=("caps", C.uppercase_share),

@@ -19,7 +19,7 @@ import gradio as gr
 
 from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.steering import sessions as ss
-from mistudio_core.steering.auto import auto_sweep, feature_strengths
+from mistudio_core.steering.auto import feature_auto_sweep
 from mistudio_core.steering.generate import SamplingConfig, compare_stream, run_prompt_set
 from mistudio_core.steering.find import find_features, find_one, fmt_strength
 from mistudio_core.steering.loader import (check_steerable, effect_tokens_for, feature_label, load_target,
@@ -141,8 +141,9 @@ def auto_strength(ctx: AppContext, sae_id, index, *slots, progress=gr.Progress()
     t = load_target(ctx.store, sae_id)
     with GENERATE_LOCK:
         tokens = effect_tokens_for(ctx.store, t, sae_id, [index])
-        res = auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name, SteeringConfig([SteerFeature(index, 1.0)]),
-                         feature_strengths(unit), effect_tokens=tokens, progress=progress_adapter(progress))
+        res = feature_auto_sweep(t.model, t.tokenizer, t.sae, t.hook_name,
+                                 SteeringConfig([SteerFeature(index, 1.0)]), unit, effect_tokens=tokens,
+                                 progress=progress_adapter(progress))
     best = res["suggested_strength"]
     held = [k for k in range(N_SLOTS) if str(slots[2 * k]).strip() == str(index)]
     if best is not None:

@@ -15,7 +15,7 @@ from mistudio_core.steering import concept as sc
 from mistudio_core.steering.auto import auto_sweep
 from mistudio_core.steering.find import writes
 from mistudio_core.steering.generate import SamplingConfig, compare_stream
-from mistudio_core.steering.loader import load_target
+from mistudio_core.steering.loader import load_target, stats_for
 
 from .common import failed, guarded, ok, progress_adapter, table
 from .steering_layout import AS_FEATURES, CONCEPT_COLUMNS, EFFECT_NONE, N_SLOTS
@@ -40,16 +40,28 @@ def build(ctx, sae_id, pos, neg) -> tuple:
     t = load_target(ctx.store, sae_id)
 
     with GENERATE_LOCK:
-        cv = sc.concept_vector(t.model, t.tokenizer, t.sae, t.hook_name, positive, negative, "concept")
-        wrote = writes(t.model, t.tokenizer, t.sae, [f["index"] for f in cv["features"]], 5)
+        cv = sc.concept_vector(t.model, t.tokenizer, t.sae, t.hook_name, positive, negative, "concept",
+                               dead=stats_for(ctx.store, sae_id).get("dead"))
+        wrote = writes(t.model, t.tokenizer, t.sae, [f["index"] for f in cv["writers"] + cv["features"]], 5)
     cv["sae_id"] = sae_id
-    rows = [{**f, "delta": round(f["delta"], 3), "share": round(f["share"], 4), "cosine": round(f["cosine"], 3),
-             "writes": ", ".join(map(repr, wrote[f["index"]]))} for f in cv["features"]]
+    rows = [_row(f, "writes it", wrote) for f in cv["writers"]] + [_row(f, "carries it", wrote)
+                                                                   for f in cv["features"]]
     summary = (f"Concept vector from {cv['n_pairs']} pairs: norm {cv['norm']:.2f}; the SAE's features reconstruct "
-               f"{cv['reconstructed_share']:.0%} of it along its direction. Top features below.")
-    choices = [f["index"] for f in cv["features"]]
+               f"{cv['reconstructed_share']:.0%} of it along its direction. First the {len(cv['writers'])} features "
+               "whose own output effect reproduces the vector's (ticked: they steer together, each at its fitted "
+               "strength × the multiplier), then the features that carry it (largest share first).")
+    writers = [f["index"] for f in cv["writers"]]
+    choices = list(dict.fromkeys(writers + [f["index"] for f in cv["features"]]))
     return (ok("Concept vector built."), summary, table(rows, CONCEPT_COLUMNS), cv,
-            gr.update(choices=choices, value=choices))   # all ticked, as the bench steers
+            gr.update(choices=choices, value=writers or choices))   # the writers ticked, as the bench steers
+
+
+def _row(f: dict, role: str, wrote: dict) -> dict:
+    """One table row: a writer (push, fitted strength) or a carrier (Δ activation, share)."""
+    r3 = lambda x: "" if x is None else round(x, 3)          # noqa: E731
+    return {"role": role, "index": f["index"], "push": r3(f.get("push")), "strength": r3(f.get("strength")),
+            "delta": r3(f.get("delta")), "share": "" if f.get("share") is None else round(f["share"], 4),
+            "cosine": r3(f["cosine"]), "writes": ", ".join(map(repr, wrote[f["index"]]))}
 
 
 def _config(cv, steer_as, feats, mult):

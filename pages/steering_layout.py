@@ -13,8 +13,10 @@ from mistudio_core.steering.methods import METHODS, POSITIONS
 N_SLOTS = 4
 AS_VECTOR, AS_FEATURES = "raw vector", "selected features"
 EFFECT_NONE = "none"
-CONCEPT_COLUMNS = {"index": "feature", "delta": "Δ activation (concept − contrast)", "share": "share of the vector",
-                   "cosine": "cosine(W_dec, vector)", "writes": "writes (top logit-lens tokens)"}
+CONCEPT_COLUMNS = {"role": "role", "index": "feature", "push": "push (share of the vector's output effect)",
+                   "strength": "strength at multiplier 1", "delta": "Δ activation (concept − contrast)",
+                   "share": "share of the vector", "cosine": "cosine(W_dec, vector)",
+                   "writes": "writes (top logit-lens tokens)"}
 FIND_COLUMNS = {"index": "feature", "writes": "writes (top logit-lens tokens)", "push": "push (nats)",
                 "output_score": "output score", "max_act": "max act", "label": "label"}
 
@@ -104,7 +106,7 @@ def _concept_layout(c: dict) -> None:
         c["c_build"] = gr.Button("Build concept vector")
         c["c_summary"] = gr.Markdown(elem_id="steering-concept-summary")
         c["c_table"] = gr.Dataframe(interactive=False, wrap=True, headers=list(CONCEPT_COLUMNS.values()),
-                                    label="features that carry the concept (largest share first)")
+                                    label="features that write the concept (measured), then those that carry it")
         c["c_state"] = gr.State(None)
         with gr.Row():
             c["c_as"] = gr.Radio([AS_VECTOR, AS_FEATURES], value=AS_VECTOR, label="steer with", scale=1)

@@ -125,12 +125,12 @@ def cmd_steer(args):
     t = load_target(args.store, args.sae, device=args.device)
     common = (t.model, t.tokenizer, t.sae, t.hook_name)
     if args.auto:
-        from ..steering.auto import auto_sweep, feature_strengths
+        from ..steering.auto import feature_auto_sweep
 
         mx = stats_for(args.store, args.sae).get("max_activation")
         tokens = effect_tokens_for(args.store, t, args.sae, [f.index for f in steering.features])
         unit = float(mx[steering.features[0].index]) if mx is not None else None
-        return auto_sweep(*common, steering, feature_strengths(unit), effect_tokens=tokens)
+        return feature_auto_sweep(*common, steering, unit, effect_tokens=tokens)
     if args.sweep:
         tokens = effect_tokens_for(args.store, t, args.sae, [f.index for f in steering.features])
         return sweep(*common, args.prompt, steering, parse_strengths(args.sweep), sampling, seeds=args.seeds,

@@ -27,6 +27,7 @@ import torch
 
 from ..platform.errors import NotFoundError, ValidationError
 from .auto import EFFECT_KNEE
+from .concept_select import select_writers
 from .methods import SteerFeature, SteeringConfig, SteerVector
 
 CONCEPTS_DIR = Path(__file__).parent / "concepts"
@@ -97,9 +98,11 @@ def prompt_means(model, tokenizer, sae, hook_name: str, prompts: list[str]) -> t
 
 
 def concept_vector(model, tokenizer, sae, hook_name: str, positive, negative, name: str = "concept",
-                   top: int = N_TOP) -> dict:
-    """`{name, vector: [float], norm, n_pairs, reconstructed_share, features: [{index, delta, share, cosine}]}`
-    (features: the `top` largest positive shares, best first; module doc for the formulas)."""
+                   top: int = N_TOP, writers: bool = True, dead=None) -> dict:
+    """`{name, vector: [float], norm, n_pairs, reconstructed_share, features: [{index, delta, share, cosine}],
+    writers: [{index, push, cosine, strength}]}` (features: the `top` largest positive shares, best first — what
+    carries the vector; writers: the features whose own output effect reproduces the vector's, `concept_select`,
+    measured on the contrast examples — what steers with it; `dead` (bool [d_sae]) are never writers)."""
     positive, negative = check_sets(positive, negative)
     a_pos, z_pos = prompt_means(model, tokenizer, sae, hook_name, positive)
     a_neg, z_neg = prompt_means(model, tokenizer, sae, hook_name, negative)
@@ -114,10 +117,13 @@ def concept_vector(model, tokenizer, sae, hook_name: str, positive, negative, na
     share = dz * along / vv
     cos = along / (W.norm(dim=-1) * v.norm()).clamp_min(1e-12)
     order = [int(i) for i in share.argsort(descending=True)[:top] if share[i] > 0]
-    return {"name": name, "vector": v.tolist(), "norm": float(v.norm()), "n_pairs": len(positive),
-            "reconstructed_share": float(share.sum()),
-            "features": [{"index": i, "delta": float(dz[i]), "share": float(share[i]), "cosine": float(cos[i])}
-                         for i in order]}
+    out = {"name": name, "vector": v.tolist(), "norm": float(v.norm()), "n_pairs": len(positive),
+           "reconstructed_share": float(share.sum()),
+           "features": [{"index": i, "delta": float(dz[i]), "share": float(share[i]), "cosine": float(cos[i])}
+                        for i in order]}
+    if writers:
+        out["writers"] = select_writers(model, tokenizer, sae, hook_name, v, negative, extra=order, dead=dead)
+    return out
 
 
 def as_vector(concept: dict, strength: float = 1.0, positions: str = "all") -> SteeringConfig:
@@ -126,17 +132,28 @@ def as_vector(concept: dict, strength: float = 1.0, positions: str = "all") -> S
                           positions=positions)
 
 
+def feature_strengths(concept: dict) -> dict[int, float]:
+    """Each listed feature's strength at multiplier 1: a writer's fitted strength, else its Δz."""
+    own = {f["index"]: f["delta"] for f in concept["features"]}
+    own.update({f["index"]: f["strength"] for f in concept.get("writers") or []})
+    return own
+
+
 def as_features(concept: dict, indices=None, multiplier: float = 1.0, positions: str = "all") -> SteeringConfig:
-    """Steer with the concept's features (all listed, or `indices`), each at multiplier × its Δz."""
-    feats = [f for f in concept["features"] if indices is None or f["index"] in set(indices)]
-    if not feats:
+    """Steer with the concept's features, each at multiplier × its own strength (`feature_strengths`): the writers
+    by default (the listed features for a concept built without them), or `indices`."""
+    own = feature_strengths(concept)
+    if indices is None:
+        indices = [f["index"] for f in concept.get("writers") or concept["features"]]
+    chosen = [int(i) for i in dict.fromkeys(indices) if int(i) in own]
+    if not chosen:
         raise ValidationError("No concept feature selected. Tick at least one of the listed features.")
-    return SteeringConfig([SteerFeature(f["index"], multiplier * f["delta"]) for f in feats], positions=positions)
+    return SteeringConfig([SteerFeature(i, multiplier * own[i]) for i in chosen], positions=positions)
 
 
 def concept_sweep_text() -> str:
     """The concept sweep in one sentence, from the constants (the tab shows it; docs/WORKSHOP.md quotes it)."""
     return (f"multipliers {', '.join(f'{m:g}' for m in CONCEPT_MULTIPLES)} of the concept vector (or of each "
-            f"feature's Δ activation), {CONCEPT_TOKENS} tokens per output; suggested: the weakest multiplier "
+            f"selected feature's own strength), {CONCEPT_TOKENS} tokens per output; suggested: the weakest multiplier "
             f"with ≥ {EFFECT_KNEE:.0%} of the largest effect gain among those whose perplexity stays ≤ "
             f"{CONCEPT_MAX_PPL_RATIO:g}× the unsteered baseline's")

@@ -46,8 +46,14 @@ def test_steering_with_the_raw_vector_or_its_features_changes_the_output(target,
     assert raw["baseline"] != raw["steered"]
     zero = compare(*common, C.as_vector(concept, strength=0.0), sampling)
     assert zero["baseline"] == zero["steered"]
-    picked = C.as_features(concept, indices=[concept["features"][0]["index"]], multiplier=2.0)
-    assert [f.strength for f in picked.features] == [pytest.approx(2.0 * concept["features"][0]["delta"])]
+    writers = {w["index"]: w["strength"] for w in concept["writers"]}
+    carrier = next(f for f in concept["features"] if f["index"] not in writers)
+    picked = C.as_features(concept, indices=[carrier["index"]], multiplier=2.0)
+    assert [f.strength for f in picked.features] == [pytest.approx(2.0 * carrier["delta"])]
+    default = C.as_features(concept, multiplier=0.5)     # the writers, each at its fitted strength
+    assert {f.index: f.strength for f in default.features} == pytest.approx({i: 0.5 * c for i, c in writers.items()})
+    assert writers and compare(*common, C.as_features(concept, multiplier=20.0), sampling)["steered"] != \
+        raw["baseline"]
     with pytest.raises(ValidationError, match="No concept feature selected"):
         C.as_features(concept, indices=[])
 

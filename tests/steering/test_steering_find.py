@@ -8,6 +8,7 @@ import torch
 
 from mistudio_core.platform.errors import ValidationError
 from mistudio_core.steering import auto, find
+from mistudio_core.steering.effect import suggest_strength
 from mistudio_core.steering.loader import check_steerable
 from mistudio_core.steering.methods import SteerFeature, SteeringConfig
 from steering_helpers import tiny_target
@@ -60,7 +61,7 @@ def test_empty_concept_is_refused(target):
 def test_strength_in_units_of_max_activation():
     assert find.fmt_strength(1.0, 4.0) == "1 (0.25× max act)"
     assert find.fmt_strength(3.0, None) == "3"
-    assert auto.feature_strengths(2.0)[:3] == [0.25, 0.5, 1.0]     # the grid starts small
+    assert auto.feature_strengths(2.0)[:4] == [0.25, 0.5, 0.75, 1.0]     # the grid starts small, finely
 
 
 def test_auto_sweep_suggests_a_small_strength_and_reports_capability_cost(target):
@@ -79,6 +80,21 @@ def test_auto_sweep_suggests_a_small_strength_and_reports_capability_cost(target
     s = res["suggested_strength"]
     assert s is None or s in auto.feature_strengths(2.0)
     assert "perplexity" in res["suggestion"]
+
+
+def test_a_features_suggestion_keeps_a_margin_under_the_limit(target):
+    steering = SteeringConfig([SteerFeature(WRITER, 1.0)])
+    res = auto.feature_auto_sweep(target.model, target.tokenizer, target.sae, target.hook_name, steering, 2.0,
+                                  prompts=("We the people",), seeds=1, max_new_tokens=4)
+    assert [r["strength"] for r in res["rows"]] == auto.feature_strengths(2.0)
+    limit = auto.FEATURE_SUGGEST_RATIO * res["baseline"]["perplexity"]
+    kept = [r["strength"] for r in res["rows"] if r["perplexity"] <= limit]
+    if res["suggested_strength"] is not None:
+        assert res["suggested_strength"] in kept and "margin under the 1.5× limit" in res["suggestion"]
+    # the walk itself: at 1.5× it would take 1.0; the margin (1.3×) stops at the step before
+    rows = [{"strength": s, "perplexity": p} for s, p in [(0.25, 10.5), (0.5, 12.5), (1.0, 14.5), (2.0, 30.0)]]
+    assert suggest_strength(rows, 10.0, 1.5)[0] == 1.0
+    assert suggest_strength(rows, 10.0, auto.FEATURE_SUGGEST_RATIO)[0] == 0.5
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e9, "lots"])

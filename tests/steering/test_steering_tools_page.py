@@ -3,6 +3,7 @@ automatic sweep's strength, strengths in max-activation units, concept panel, fe
 same through the CLI."""
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -13,6 +14,7 @@ import pages.steering as page
 import pages.steering_concept as concept_page
 import pages.steering_groups as groups_page
 from mistudio_core.cli import main
+from mistudio_core.steering.auto import feature_auto_sweep
 from mistudio_core.steering import find
 from pages.common import failed, ok
 from pages.context import AppContext
@@ -57,7 +59,8 @@ def test_find_ranks_the_writer_first_and_one_click_fills_a_slot_with_a_suggested
     assert {"writes (top logit-lens tokens)", "output score", "max act"} <= set(df.columns)
     added = page.add(ctx, "tiny", "7", *_slots())
     assert added[1] == "7" and added[2] == 1.0             # half the max activation until the sweep answers
-    monkeypatch.setattr("pages.steering.auto_sweep", _small_sweep)
+    monkeypatch.setattr("pages.steering.feature_auto_sweep",
+                        functools.partial(feature_auto_sweep, prompts=("We the people",), seeds=1, max_new_tokens=4))
     out = page.auto_strength(ctx, "tiny", "7", *added[1:])
     assert out[0].startswith(OK) and "× max act" in out[0] and "<details" in out[1]
     assert out[3] == "" or float(out[3]) == out[5]         # the slot got the suggested strength
@@ -87,14 +90,16 @@ def test_concept_panel_builds_sweeps_generates_and_fills_slots(ctx, monkeypatch)
     status, pos, neg, prompts, effect = concept_page.load_builtin("yelling")
     assert status.startswith(OK) and effect == "uppercase_share" and len(pos.splitlines()) == len(neg.splitlines())
     status, summary, df, cv, boxes = concept_page.build(ctx, "tiny", pos, neg)
-    assert status.startswith(OK) and "reconstruct" in summary and len(df) == len(cv["features"]) > 0
+    assert status.startswith(OK) and "reconstruct" in summary and len(df) == len(cv["writers"] + cv["features"]) > 0
+    assert cv["writers"] and boxes["value"] == [w["index"] for w in cv["writers"]]    # the writers ticked
     monkeypatch.setattr(concept_page, "auto_sweep", _small_sweep)
     status, rows, md, mult = concept_page.sweep(ctx, cv, "raw vector", boxes["value"], prompts, effect)
     assert status.startswith(OK) and "uppercase_share" in rows and mult > 0
     *_, last = concept_page.generate(ctx, cv, "selected features", boxes["value"][:2], 2.0, "Hi", *KNOBS)
     assert last[0].startswith(OK) and last[1] and last[2]
     filled = concept_page.to_slots(cv, boxes["value"], 1.0, *_slots())
-    assert filled[0].startswith(OK) and filled[1] == str(cv["features"][0]["index"])
+    assert filled[0].startswith(OK) and filled[1] == str(cv["writers"][0]["index"])
+    assert filled[2] == pytest.approx(round(cv["writers"][0]["strength"], 3))
 
 
 @pytest.mark.parametrize("pos,neg,msg", [("", "a", "empty"), ("a\nb", "a", "different sizes")])
