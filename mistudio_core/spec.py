@@ -20,6 +20,7 @@ SPEC_MODULES = {
     "evaluate": "mistudio_core.sae.eval_job",
     "benchmark": "mistudio_core.benchsuite.job",
     "extract": "mistudio_core.features.job",
+    "label": "mistudio_core.labeling.job",
 }
 
 

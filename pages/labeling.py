@@ -15,15 +15,15 @@ import sys
 import gradio as gr
 
 import mistudio_core.labeling.job as label_job  # registers the "label" job kind
+from mistudio_core import spec as front_door
 from mistudio_core.platform.errors import ValidationError
 from mistudio_core.labeling import LabelStore, keys
 from mistudio_core.features.render import score_card_html
 from mistudio_core.labeling.client import LOCAL_URL, PRESETS, ProviderConfig, make_client
 from mistudio_core.labeling.local import WEAK_MODELS
-from mistudio_core.labeling.engine import estimate
 from mistudio_core.labeling.prompts import DEFAULT_SYSTEM, DEFAULT_TEMPLATE, build_messages
 from mistudio_core.labeling.scoring import split_examples
-from mistudio_core.labeling.spec import LabelSpec, parse_indices
+from mistudio_core.labeling.spec import parse_indices
 
 from .common import choices, fmt_metric, guarded, ok, pick, require_writable, table
 from .context import AppContext
@@ -124,20 +124,18 @@ def start_job(ctx: AppContext, sae_id, base_url, model, api_key, price_in, price
     cfg = _provider(base_url, model, price_in, price_out, timeout, json_mode)
     _key(cfg, api_key)  # no key for OpenAI -> say what to set, now
     mode = SELECTIONS.get(selection) or _OLD_SELECTIONS.get(selection, selection or "live")
-    spec = LabelSpec(sae_id=_need_sae(sae_id), provider=cfg.to_dict(),
-                     key_ref=keys.remember_key(api_key) if (api_key or "").strip() else None, selection=mode,
-                     indices=parse_indices(indices_text) if mode == "indices" else [],
-                     only_unlabeled=bool(only_unlabeled), score=bool(score), fuzz=bool(fuzz),
-                     concurrency=int(concurrency or 4),
-                     n_top_examples=int(n_top or 10), system_prompt=system or DEFAULT_SYSTEM,
-                     template=template or DEFAULT_TEMPLATE)
-    features = label_job.load_features(ctx.store, spec.sae_id)  # no features yet -> say so now, not in the job
-    est = estimate(spec, features, LabelStore(ctx.store, spec.sae_id))
+    spec = front_door.build(  # no features yet -> said now, not in the job
+        "label", store=ctx.store, sae_id=_need_sae(sae_id), provider=cfg.to_dict(),
+        key_ref=keys.remember_key(api_key) if (api_key or "").strip() else None, selection=mode,
+        indices=parse_indices(indices_text) if mode == "indices" else [], only_unlabeled=bool(only_unlabeled),
+        score=bool(score), fuzz=bool(fuzz), concurrency=int(concurrency or 4), n_top_examples=int(n_top or 10),
+        system_prompt=system or DEFAULT_SYSTEM, template=template or DEFAULT_TEMPLATE)
+    est = front_door.estimate("label", spec, ctx.store)
     if ctx.jobs is None:
         raise ValidationError("The job runner is not running in this app; use the CLI instead: python -m "
-                              f"mistudio_core label run --sae {spec.sae_id} --base-url {cfg.base_url} --model "
+                              f"mistudio_core label run --sae {spec['sae_id']} --base-url {cfg.base_url} --model "
                               f"{cfg.model}")
-    job_id = ctx.jobs.submit("label", spec.to_dict(), name=f"label {spec.sae_id}")
+    job_id = ctx.jobs.submit("label", spec, name=f"label {spec['sae_id']}")
     tokens = est["prompt_tokens"] + est["completion_tokens"]
     return ok(f"Labeling job `{job_id}` queued ({cfg.model} at {cfg.base_url}): {est['features']:,} features, "
               f"estimated ~{tokens:,} tokens ≈ ${est['cost_usd']:.4f}."), job_id

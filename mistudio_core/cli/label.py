@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import sys
 
+from .. import spec as front_door
 from ..labeling.client import PRESETS, ProviderConfig, make_client
 from ..labeling.engine import label_features
 from ..labeling.keys import ENV_VAR
 from ..labeling.prompts import build_messages
 from ..labeling.scoring import split_examples
-from ..labeling.spec import LabelSpec, parse_indices
+from ..labeling.spec import parse_indices
 from ..labeling.store import LabelStore
 
 
@@ -37,9 +38,11 @@ def cmd_test(args):
 
 def cmd_run(args):
     indices = parse_indices(args.indices) if args.indices else []
-    spec = LabelSpec(sae_id=args.sae, provider=_provider(args).to_dict(), selection="indices" if indices else "live",
-                     indices=indices, only_unlabeled=args.only_unlabeled, score=not args.no_score,
-                     concurrency=args.concurrency, n_top_examples=args.n_top)
+    built = front_door.build("label", store=args.store, sae_id=args.sae, provider=_provider(args).to_dict(),
+                             selection="indices" if indices else "live", indices=indices,
+                             only_unlabeled=args.only_unlabeled, score=not args.no_score,
+                             concurrency=args.concurrency, n_top_examples=args.n_top)
+    spec = front_door.validate("label", built)  # the key stays in this process: from the environment, never the spec
 
     def report(done: int, total: int, m: dict) -> None:
         print(f"[{done}/{total}] labeled {m['labeled']}, failed {m['failed']}, tokens "

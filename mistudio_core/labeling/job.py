@@ -18,8 +18,9 @@ from typing import Any
 from ..platform.errors import ValidationError
 from ..jobs.kinds import register_job
 from ..platform.store import write_json_atomic
-from .engine import Totals, label_features
+from .engine import Totals, estimate as label_estimate, label_features
 from .keys import lookup_key
+from ..platform.records import spec_checks
 from .spec import LabelSpec
 
 MAX_FAILURES_KEPT = 200
@@ -43,6 +44,27 @@ def _restore_totals(ctx) -> Totals:
     return totals
 
 
+def check_inputs(store, s: LabelSpec) -> None:
+    """Refuse an SAE without extracted features (reads one file; the features load only when that fails, for
+    their message naming the fix)."""
+    from ..features.results import features_dir
+
+    if not (features_dir(store, s.sae_id) / "meta.json").is_file():
+        load_features(store, s.sae_id)
+
+
+build, validate = spec_checks(LabelSpec, check_inputs)  # the "label" kind's spec.build / spec.validate
+
+
+def estimate(store, spec: dict, probe: bool = True) -> dict:
+    """`spec.estimate("label", ...)`: the features to do and the tokens and cost they would take
+    (`engine.estimate`), as the Labeling tab's Start shows it."""
+    from .store import LabelStore
+
+    s = LabelSpec.from_dict(spec)
+    return label_estimate(s, load_features(store, s.sae_id), LabelStore(store, s.sae_id))
+
+
 def resolve_key(spec: LabelSpec) -> str | None:
     key = lookup_key(spec.key_ref)
     if spec.provider_config.needs_key and not key:
@@ -52,7 +74,7 @@ def resolve_key(spec: LabelSpec) -> str | None:
     return key
 
 
-@register_job("label", accelerator=False)  # network-bound: may run beside training
+@register_job("label", accelerator=False, validate=validate)  # network-bound: may run beside training
 def run(spec: dict, ctx) -> dict:
     """Label `spec` (a `LabelSpec` dict); returns the totals (tokens, cost, labeled, failed, skipped)."""
     s = LabelSpec.from_dict(spec)
