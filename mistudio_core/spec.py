@@ -21,6 +21,7 @@ SPEC_MODULES = {
     "benchmark": "mistudio_core.benchsuite.job",
     "extract": "mistudio_core.features.job",
     "label": "mistudio_core.labeling.job",
+    "export": "mistudio_core.interop.job",
 }
 
 

@@ -21,11 +21,11 @@ import gradio as gr
 import plotly.graph_objects as go
 from gradio.utils import get_upload_folder
 
+from mistudio_core import spec as front_door
 from mistudio_core.platform.errors import MistudioError, ValidationError
-from mistudio_core.features.results import features_dir
 from mistudio_core.interop.bundle_zip import bundle_zip
 from mistudio_core.interop.compare import compare_saes
-from mistudio_core.interop.export_saelens import export_saelens
+from mistudio_core.interop.job import run_export
 from mistudio_core.interop.hub import import_from_hub, upload_bundle
 from mistudio_core.interop.importers import import_sae
 from mistudio_core.platform.store import safe_user_path
@@ -92,31 +92,20 @@ def _servable(path: Path) -> str:
     return str(cache / path.name)
 
 
-def _check_exportable(ctx: AppContext, sae_id: str | None, fmt: str) -> None:
-    """Refuse before queueing what the export job would fail on."""
-    if not sae_id:
-        raise ValidationError("No SAE selected. Pick one from the library first.")
-    ctx.store.manifest("saes", sae_id)
-    if fmt == "neuronpedia":
-        if not (features_dir(ctx.store, sae_id) / "meta.json").is_file():
-            raise ValidationError(f"A Neuronpedia bundle needs extracted features (dashboards) and {sae_id!r} has "
-                                  "none yet: open the Features tab, pick this SAE, run Extract, then export again.")
-        if ctx.jobs is None:
-            raise ValidationError("The job runner is not available; export from the command line instead "
-                                  f"(`python -m mistudio_core export {sae_id} --format neuronpedia`).")
-
-
 @guarded(5)
 def export(ctx: AppContext, sae_id: str | None, fmt: str) -> tuple[str, Any, str | None, str | None, str]:
     """SAELens bundle now (with its zip); a Neuronpedia bundle as a background job (it reads every feature's
     dashboard) whose id goes to the watcher. Outputs: status, bundle, model card, zip, job id."""
     require_writable(ctx)
-    _check_exportable(ctx, sae_id, fmt)
+    spec = front_door.build("export", store=ctx.store, sae_id=sae_id, format=fmt)  # refuses what would fail
     if fmt == "neuronpedia":
-        job_id = ctx.jobs.submit("export", {"format": "neuronpedia", "sae_id": sae_id}, name=f"neuronpedia {sae_id}")
+        if ctx.jobs is None:
+            raise ValidationError("The job runner is not available; export from the command line instead "
+                                  f"(`python -m mistudio_core export {sae_id} --format neuronpedia`).")
+        job_id = ctx.jobs.submit("export", spec, name=f"neuronpedia {sae_id}")
         return ok(f"Neuronpedia export queued as job `{job_id}`; progress shows here until it ends."), \
             dropdown_update(ctx.store.list("exports"), None), None, None, job_id
-    out = export_saelens(ctx.store, sae_id)
+    out = run_export(ctx.store, spec)
     readme = str(Path(out["path"]) / "README.md")
     zipped = bundle_zip(ctx.store, out["id"])
     return ok(f"SAELens bundle `{out['id']}` written; download it as one zip below."), \

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from . import stderr_progress as _progress
+from .. import spec as front_door
 from ..interop import catalog
 from ..interop.compare import compare_saes
 from ..interop.hub import import_from_hub, upload_bundle
@@ -44,7 +45,8 @@ def cmd_explanations(args):
 
 
 def cmd_export(args):
-    return run_export(args.store, {"format": args.format, "sae_id": args.sae, "name": args.name}, progress=_progress)
+    spec = front_door.build("export", store=args.store, format=args.format, sae_id=args.sae, name=args.name)
+    return run_export(args.store, spec, progress=_progress)
 
 
 def cmd_upload(args):
