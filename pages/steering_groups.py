@@ -1,19 +1,23 @@
 """Steering tab, feature groups part: save the filled slots as a named group, load a group back into the slots (to
-steer with all its features together), export it as JSON. Also the slot parsing the whole tab shares."""
+steer with all its features together), generate with a whole group (any number of features, past the slots), export
+it as JSON. Also the slot parsing the whole tab shares."""
 from __future__ import annotations
 
 import functools
 
 import gradio as gr
 
-from mistudio_core.platform.errors import ValidationError
+from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.steering import groups as sg
-from mistudio_core.steering.loader import stats_for
+from mistudio_core.steering.generate import SamplingConfig, compare_stream
+from mistudio_core.steering.loader import check_steerable, load_target, stats_for
 from mistudio_core.steering.methods import SteerFeature, SteeringConfig
 
-from .common import guarded, ok, require_writable
+from .common import failed, guarded, ok, require_writable
 from .context import AppContext
 from .steering_layout import N_SLOTS
+from .steering_lock import GENERATE_LOCK
+from .steering_sweep import readings_md
 
 
 def empty_slot(index) -> bool:
@@ -62,11 +66,32 @@ def load_group(ctx: AppContext, group_id) -> tuple:
     cfg = sg.group_config(rec)
     if len(cfg.features) > N_SLOTS:
         raise ValidationError(f"Group `{rec['name']}` has {len(cfg.features)} features but the tab has {N_SLOTS} "
-                              "slots; steer it from the CLI (`steer SAE PROMPT --group ID`).")
+                              "slots; steer with all of them by **Generate with group** (or the CLI's `steer SAE "
+                              "PROMPT --group ID`).")
     slots: list = ["", 0.0] * N_SLOTS
     for k, f in enumerate(cfg.features):
         slots[2 * k], slots[2 * k + 1] = str(f.index), f.strength
     return (ok(f"Loaded group `{rec['name']}` into the slots."), rec["sae_id"], cfg.method, cfg.positions, *slots)
+
+
+def generate_group(ctx: AppContext, group_id, prompt, max_new, temperature, top_p, seed, chat):
+    """Stream (status, baseline, steered, readings) steered by every feature of a saved group — any number of them
+    (the slots hold `N_SLOTS`) — with the group's method and positions, on the tab's prompt and sampling knobs."""
+    try:
+        if not group_id:
+            raise ValidationError("Pick a saved group first.")
+        rec = sg.load_group(ctx.store, group_id)
+        steering = sg.group_config(rec)
+        check_steerable(stats_for(ctx.store, rec["sae_id"]), steering.features)   # before the model loads
+        sampling = SamplingConfig(max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p),
+                                  seed=int(seed), chat=bool(chat))
+        t = load_target(ctx.store, rec["sae_id"])
+        with GENERATE_LOCK:
+            for st in compare_stream(t.model, t.tokenizer, t.sae, t.hook_name, prompt, steering, sampling):
+                done = ok(f"done · group `{rec['name']}`, {len(steering.features)} feature(s)")
+                yield (done if st["done"] else "generating…"), st["baseline"], st["steered"], readings_md(st)
+    except MistudioError as e:  # a generator cannot use `guarded`: report the problem as the status
+        yield failed(str(e)), gr.skip(), gr.skip(), gr.skip()
 
 
 @guarded(2)
@@ -86,5 +111,8 @@ def wire_groups(ctx: AppContext, c: dict) -> None:
                           api_name="steering_load_group")
     c["export_group"].click(bind(export_group, ctx), [c["group"]], [status, c["group_file"]],
                             api_name="steering_export_group")
+    c["group_generate"].click(bind(generate_group, ctx), [c["group"], c["prompt"], *[c[k] for k in (
+        "max_new", "temperature", "top_p", "seed", "chat")]], [status, c["baseline"], c["steered"], c["readings"]],
+                              api_name="steering_group_generate")
     sae.change(lambda s: gr.update(choices=_group_choices(ctx, s)), [sae], [c["group"]],
                api_name="steering_list_groups", api_visibility="undocumented")

@@ -124,13 +124,15 @@ def _concept_layout(c: dict) -> None:
 def _groups_layout(c: dict) -> None:
     with gr.Accordion("feature groups", open=False):
         gr.Markdown("A group is a named set of features with their strengths (the filled slots): save it, load it "
-                    "back into the slots to steer with all of them together, or export it as JSON.")
+                    "back into the slots to steer with all of them together, **Generate with group** (every "
+                    "feature, however many; the prompt and sampling above), or export it as JSON.")
         with gr.Row():
             c["group_name"] = gr.Textbox(label="group name", scale=2)
             c["save_group"] = gr.Button("Save slots as group", scale=1)
             c["group"] = gr.Dropdown(label="saved groups (this SAE)", choices=[], scale=2)
             c["load_group"] = gr.Button("Load into slots", scale=1, elem_id="steering-load-group")
             c["export_group"] = gr.Button("Export JSON", scale=1)
+            c["group_generate"] = gr.Button("Generate with group", scale=1)
         c["group_file"] = gr.File(label="exported group", interactive=False)
 
 

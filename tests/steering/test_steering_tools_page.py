@@ -14,7 +14,9 @@ import pages.steering as page
 import pages.steering_concept as concept_page
 import pages.steering_groups as groups_page
 from mistudio_core.cli import main
+from mistudio_core.steering import groups as sg
 from mistudio_core.steering.auto import feature_auto_sweep
+from mistudio_core.steering.methods import SteerFeature, SteeringConfig
 from mistudio_core.steering import find
 from pages.common import failed, ok
 from pages.context import AppContext
@@ -37,7 +39,7 @@ def target(tmp_path_factory):
 
 @pytest.fixture
 def ctx(store, target, monkeypatch):
-    for mod in (page, concept_page, steer_cli):
+    for mod in (page, concept_page, steer_cli, groups_page):
         monkeypatch.setattr(mod, "load_target", lambda *a, **k: target)
     for mod in (page, groups_page):
         monkeypatch.setattr(mod, "stats_for", lambda store, sae_id: STATS)
@@ -116,6 +118,15 @@ def test_groups_save_load_export_and_refuse_dead(ctx):
     assert json.loads(open(path).read())["name"] == "pair"
     assert "never activated" in groups_page.save_group(ctx, "x", "tiny", "additive", "all", False,
                                                        *_slots((3, 1.0)))[0]
+
+
+def test_a_group_larger_than_the_slots_steers_from_the_tab(ctx):
+    big = SteeringConfig([SteerFeature(i, 40.0) for i in (5, 7, 9, 11, 13, 15)])
+    rec = sg.save_group(ctx.store, "six", "tiny", big, stats=STATS)
+    assert "Generate with group" in groups_page.load_group(ctx, rec["id"])[0]      # the slots hold 4
+    *_, last = groups_page.generate_group(ctx, rec["id"], "We the people", 6, 0.0, 0.9, 0, False)
+    assert last[0].startswith(OK) and "6 feature(s)" in last[0] and last[1] != last[2]
+    assert "Pick a saved group" in next(groups_page.generate_group(ctx, "", "Hi", 2, 0.0, 0.9, 0, False))[0]
 
 
 def test_cli_find_concept_and_group(ctx, capsys):
