@@ -22,6 +22,7 @@ SPEC_MODULES = {
     "extract": "mistudio_core.features.job",
     "label": "mistudio_core.labeling.job",
     "export": "mistudio_core.interop.job",
+    "import": "mistudio_core.interop.import_spec",
 }
 
 

@@ -26,8 +26,8 @@ from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.interop.bundle_zip import bundle_zip
 from mistudio_core.interop.compare import compare_saes
 from mistudio_core.interop.job import run_export
-from mistudio_core.interop.hub import import_from_hub, upload_bundle
-from mistudio_core.interop.importers import import_sae
+from mistudio_core.interop.hub import upload_bundle
+from mistudio_core.interop.import_spec import run_import
 from mistudio_core.platform.store import safe_user_path
 
 from .common import (artifact_dropdown, bar_chart, dropdown_update, failed, guarded, ok, on_show, require_writable,
@@ -49,14 +49,19 @@ def _imported(ctx: AppContext, m: dict) -> tuple[str, Any]:
             dropdown_update(ctx.store.list("saes"), m["id"]))
 
 
+def _import(ctx: AppContext, token: str | None = None, **fields) -> dict:
+    """Import what `fields` describe, through the "import" spec every door builds (the token is not part of it)."""
+    return run_import(ctx.store, front_door.build("import", store=ctx.store, **fields), token=token)
+
+
 @guarded(2)
 def import_local(ctx: AppContext, path: str, model_id: str | None, hook: str, repo_id: str,
                  path_in_repo: str) -> tuple[str, Any]:
     """Import a folder or archive from an allowed folder on the server."""
     require_writable(ctx)
     source = safe_user_path(path, [ctx.store.home, *ctx.allowed_roots])
-    return _imported(ctx, import_sae(ctx.store, source, model_id=_opt(model_id), hook_name=_opt(hook),
-                                     repo_id=repo_id or "", path_in_repo=path_in_repo or ""))
+    return _imported(ctx, _import(ctx, path=str(source), model_id=_opt(model_id), hook_name=_opt(hook),
+                                  repo_id=repo_id or "", path_in_repo=path_in_repo or ""))
 
 
 @guarded(2)
@@ -66,7 +71,7 @@ def import_upload(ctx: AppContext, file: str | None, model_id: str | None, hook:
     if not file:
         raise ValidationError("No file uploaded. Drop a .zip or .tar.gz of an SAE folder on the box first.")
     source = safe_user_path(file, [Path(get_upload_folder())])
-    return _imported(ctx, import_sae(ctx.store, source, model_id=_opt(model_id), hook_name=_opt(hook)))
+    return _imported(ctx, _import(ctx, path=str(source), model_id=_opt(model_id), hook_name=_opt(hook)))
 
 
 @guarded(2)
@@ -74,8 +79,8 @@ def import_hub(ctx: AppContext, repo_id: str, path_in_repo: str, token: str, mod
                hook: str) -> tuple[str, Any]:
     """Download one SAE from a Hub repo (e.g. google/gemma-scope-2b-pt-res, layer_20/width_16k/average_l0_71)."""
     require_writable(ctx)
-    m = import_from_hub(ctx.store, (repo_id or "").strip(), (path_in_repo or "").strip(), token=_opt(token),
-                        model_id=_opt(model_id), hook_name=_opt(hook))
+    m = _import(ctx, token=_opt(token), hub=(repo_id or "").strip(), path=(path_in_repo or "").strip(),
+                model_id=_opt(model_id), hook_name=_opt(hook))
     return _imported(ctx, m)
 
 

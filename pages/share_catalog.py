@@ -14,7 +14,9 @@ import pandas as pd
 
 from mistudio_core.platform.errors import ValidationError
 from mistudio_core.platform.hub import hub_offline_reason
+from mistudio_core import spec as front_door
 from mistudio_core.interop import catalog
+from mistudio_core.interop.import_spec import run_import
 from mistudio_core.interop.np_explanations import import_explanations, import_explanations_hub
 from mistudio_core.labeling.store import LabelStore
 from mistudio_core.platform.store import safe_user_path
@@ -98,8 +100,9 @@ def catalog_import(ctx: AppContext, entry_id: str, snapshot: str, token: str, mo
     """Import the entry's SAE: from the snapshot folder when given, else the HF cache or the Hub."""
     require_writable(ctx)
     folder = safe_user_path(snapshot, [ctx.store.home, *ctx.allowed_roots]) if (snapshot or "").strip() else None
-    m = catalog.import_entry(ctx.store, (entry_id or "").strip(), snapshot=folder, token=(token or "").strip() or None,
-                             model_id=(model_id or "").strip() or None)
+    spec = front_door.build("import", store=ctx.store, catalog=(entry_id or "").strip(), path=str(folder or ""),
+                            model_id=(model_id or "").strip() or None)
+    m = run_import(ctx.store, spec, token=(token or "").strip() or None)
     return (ok(f"Imported **{m['catalog']['id']}** as `{m['id']}` (hook `{m['hook_name']}`, model "
                f"`{m['model_id']}`). Next: import its Neuronpedia explanations below, or extract features."),
             *(dropdown_update(ctx.store.list("saes"), m["id"]) for _ in range(3)))  # Gradio edits updates in place

@@ -11,24 +11,18 @@ from . import stderr_progress as _progress
 from .. import spec as front_door
 from ..interop import catalog
 from ..interop.compare import compare_saes
-from ..interop.hub import import_from_hub, upload_bundle
-from ..interop.importers import import_sae
+from ..interop.hub import upload_bundle
+from ..interop.import_spec import run_import
 from ..interop.job import FORMATS, run_export
 from ..interop.np_explanations import import_explanations, import_explanations_hub
 
 
 def cmd_import(args):
-    if args.catalog:
-        token = args.token or os.environ.get("HF_TOKEN")
-        if args.register_model:
-            catalog.register_model(args.store, args.catalog, token=token, progress=_progress)
-        return catalog.import_entry(args.store, args.catalog, snapshot=args.snapshot or args.path, token=token,
-                                    model_id=args.model, name=args.name)
-    if args.hub:
-        return import_from_hub(args.store, args.hub, args.path or "", token=args.token or os.environ.get("HF_TOKEN"),
-                               model_id=args.model, name=args.name, hook_name=args.hook)
-    return import_sae(args.store, Path(args.path), model_id=args.model, name=args.name, hook_name=args.hook,
-                      repo_id=args.repo_id or "", path_in_repo=args.path_in_repo or "")
+    spec = front_door.build("import", store=args.store, path=(args.snapshot or args.path) if args.catalog else
+                            args.path, hub=args.hub, catalog=args.catalog, model_id=args.model, name=args.name,
+                            hook_name=args.hook, repo_id=args.repo_id, path_in_repo=args.path_in_repo,
+                            register_model=args.register_model)
+    return run_import(args.store, spec, token=args.token or os.environ.get("HF_TOKEN"), progress=_progress)
 
 
 def cmd_catalog(args):
