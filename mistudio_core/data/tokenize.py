@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +38,7 @@ import numpy as np
 
 from .tokenstore import TokenWriter, mmap_tokens
 from ..platform.errors import NotFoundError, ValidationError
+from ..platform.records import from_dict
 from ..platform.store import Store, atomic_dir, read_json, write_json_atomic
 
 BATCH_DOCS = 1024
@@ -89,8 +90,18 @@ class TokenizeConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TokenizeConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """User input (a form, flags, the API), strictly: an unknown key is refused naming the nearest field."""
+        return from_dict(cls, d, "tokenization setting")
+
+    @classmethod
+    def from_record(cls, config: dict) -> "TokenizeConfig":
+        """The settings of a stored tokenization's `config.json`, which adds what tokenizing found
+        (`RECORD_KEYS`) to them; anything else unknown is still refused."""
+        return cls.from_dict({k: v for k, v in config.items() if k not in RECORD_KEYS})
+
+
+# What `tokenize_dataset` writes into config.json beside the TokenizeConfig fields (the one list of them).
+RECORD_KEYS = ("bos_token_id", "separator_token_id", "tokenizer", "dataset_id", "model_id", "created", "heldout")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..platform.errors import ValidationError
+from ..platform.records import from_dict
 from .methods import Steerer, SteeringConfig
 from .score import score_continuation, strip_eos
 
@@ -54,7 +55,9 @@ class SamplingConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SamplingConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """Input and saved records alike (records hold only these fields), strictly: an unknown key is refused
+        naming the nearest field; renamed keys of older records go through `records.MIGRATIONS`."""
+        return from_dict(cls, d, "sampling setting")
 
 
 def encode_prompt(tokenizer, prompt: str, chat: bool = False) -> list[int]:

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..platform.errors import ValidationError
+from ..platform.records import from_dict
 
 METHODS = ("additive", "orthogonal", "projection_cap", "clamp", "clamp_exact")
 POSITIONS = ("all", "generated")
@@ -120,8 +121,10 @@ class SteeringConfig:
     """Extra directions added after the features (always additive), e.g. a concept vector."""
 
     def __post_init__(self):
-        self.features = [f if isinstance(f, SteerFeature) else SteerFeature(**f) for f in self.features]
-        self.vectors = [v if isinstance(v, SteerVector) else SteerVector(**v) for v in self.vectors]
+        self.features = [f if isinstance(f, SteerFeature) else from_dict(SteerFeature, f, "steered feature")
+                         for f in self.features]
+        self.vectors = [v if isinstance(v, SteerVector) else from_dict(SteerVector, v, "steering vector")
+                        for v in self.vectors]
         if self.method not in METHODS:
             raise ValidationError(f"Unknown steering method {self.method!r}; choose one of {', '.join(METHODS)}.")
         if self.positions not in POSITIONS:
@@ -132,7 +135,9 @@ class SteeringConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SteeringConfig":
-        return cls(**{k: d[k] for k in ("features", "method", "normalize", "positions", "vectors") if k in d})
+        """Input and saved records alike (records hold only these fields), strictly: an unknown key is refused
+        naming the nearest field; renamed keys of older records go through `records.MIGRATIONS`."""
+        return from_dict(cls, d, "steering setting")
 
 
 def check_features(cfg: SteeringConfig, d_sae: int) -> None:
