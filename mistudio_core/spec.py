@@ -23,6 +23,7 @@ SPEC_MODULES = {
     "label": "mistudio_core.labeling.job",
     "export": "mistudio_core.interop.job",
     "import": "mistudio_core.interop.import_spec",
+    "sweep": "mistudio_core.steering.sweep_spec",
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import gradio as gr
 
+from mistudio_core import spec as front_door
 from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.steering import sessions as ss
 from mistudio_core.steering.auto import feature_auto_sweep
@@ -26,7 +27,8 @@ from mistudio_core.steering.loader import (check_steerable, effect_tokens_for, f
                                            search_features, stats_for)
 from mistudio_core.steering.methods import SteerFeature, SteeringConfig
 from mistudio_core.steering.score import READ_LABEL, STEERED_LABEL
-from mistudio_core.steering.sweep import parse_strengths, sweep
+from mistudio_core.steering import sweep_spec
+from mistudio_core.steering.sweep import parse_strengths
 
 from .common import dropdown_update, failed, guarded, ok, on_show, progress_adapter, require_writable, table
 from .context import AppContext
@@ -192,11 +194,13 @@ def run_sweep(ctx: AppContext, sae_id, prompt, strengths, seeds, method, positio
               temperature, top_p, seed, chat, *slots, progress=gr.Progress()) -> tuple:
     """(status, table, chart, suggestion Markdown, suggested strength as text ('' when none))."""
     steering, sampling = _configs(method, positions, normalize, max_new, temperature, top_p, seed, chat, slots)
-    t = _target(ctx, sae_id, steering)
+    spec = front_door.build("sweep", store=ctx.store, sae_id=sae_id, prompt=prompt,  # checked before a model loads
+                            strengths=parse_strengths(strengths), seeds=int(seeds or 1), steering=steering.to_dict(),
+                            sampling=sampling.to_dict())
+    t = load_target(ctx.store, sae_id)
     with GENERATE_LOCK:
         tokens = effect_tokens_for(ctx.store, t, sae_id, [f.index for f in steering.features])
-        res = sweep(t.model, t.tokenizer, t.sae, t.hook_name, prompt, steering, parse_strengths(strengths),
-                    sampling, progress=progress_adapter(progress), seeds=int(seeds or 1), effect_tokens=tokens)
+        res = sweep_spec.run(t, spec, progress=progress_adapter(progress), effect_tokens=tokens)
     best, mx = res["suggested_strength"], stats_for(ctx.store, sae_id).get("max_activation")
     unit = float(mx[steering.features[0].index]) if mx is not None else None
     return (ok(f"Swept {len(res['rows'])} strengths × {res['seeds']} seed(s) in {res['seconds']:.1f} s."),

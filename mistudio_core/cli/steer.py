@@ -23,12 +23,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import spec as front_door
 from ..platform.errors import ValidationError
 from ..steering.generate import SamplingConfig, compare, run_prompt_set
 from ..steering.loader import effect_tokens_for, load_target
 from ..steering.methods import METHODS, POSITIONS, SteerFeature, SteeringConfig
 from ..steering.score import READ_LABEL, STEERED_LABEL
-from ..steering.sweep import parse_strengths, sweep
+from ..steering.sweep import parse_strengths
+from ..steering.sweep_spec import run as run_sweep
 
 
 def parse_feature(text: str) -> SteerFeature:
@@ -110,6 +112,13 @@ def _group_steering(args) -> SteeringConfig | None:
     return None
 
 
+def sweep_spec(args, steering: SteeringConfig, sampling: SamplingConfig) -> dict:
+    """`--sweep`'s "sweep" spec, built through the front door (checked before a model loads)."""
+    return front_door.build("sweep", store=args.store, sae_id=args.sae, prompt=args.prompt,
+                            strengths=parse_strengths(args.sweep), seeds=args.seeds, steering=steering.to_dict(),
+                            sampling=sampling.to_dict())
+
+
 def cmd_steer(args):
     from ..steering import groups as G
     from ..steering.loader import check_steerable, stats_for
@@ -122,6 +131,7 @@ def cmd_steer(args):
     if args.save_group:
         rec = G.save_group(args.store, args.save_group, args.sae, steering, stats=stats_for(args.store, args.sae))
         return {"group": rec, "export": str(G.export_group(args.store, rec["id"]))}
+    planned = sweep_spec(args, steering, sampling) if args.sweep and not args.auto else None  # before the load
     t = load_target(args.store, args.sae, device=args.device)
     common = (t.model, t.tokenizer, t.sae, t.hook_name)
     if args.auto:
@@ -131,10 +141,9 @@ def cmd_steer(args):
         tokens = effect_tokens_for(args.store, t, args.sae, [f.index for f in steering.features])
         unit = float(mx[steering.features[0].index]) if mx is not None else None
         return feature_auto_sweep(*common, steering, unit, effect_tokens=tokens)
-    if args.sweep:
+    if planned is not None:
         tokens = effect_tokens_for(args.store, t, args.sae, [f.index for f in steering.features])
-        return sweep(*common, args.prompt, steering, parse_strengths(args.sweep), sampling, seeds=args.seeds,
-                     effect_tokens=tokens)
+        return run_sweep(t, planned, effect_tokens=tokens)
     if args.prompts_file:
         with open(args.prompts_file, encoding="utf-8") as f:
             prompts = f.read().splitlines()

@@ -32,7 +32,7 @@ from .generate import SamplingConfig, _eos_ids, decode, encode_prompt, iter_rows
 from .methods import Steerer, SteerFeature, SteeringConfig, SteerVector
 from .score import CAPABILITY_TEXT, score_continuation, steered_text_perplexity, strip_eos
 
-__all__ = ["sweep", "score_continuation", "parse_strengths", "MAX_PPL_RATIO"]
+__all__ = ["sweep", "check_sweep", "score_continuation", "parse_strengths", "MAX_PPL_RATIO"]
 MAX_PPL_RATIO = 1.5
 
 
@@ -107,6 +107,19 @@ def unit_config(steering: SteeringConfig) -> SteeringConfig:
                           vectors=[SteerVector(v.name, v.values, 1.0) for v in steering.vectors])
 
 
+def check_sweep(steering: SteeringConfig, strengths, seeds) -> list[float]:
+    """The sweep's own limits (the "sweep" spec checks them too, before a model loads); returns the strengths as
+    floats."""
+    if not steering.features and not steering.vectors:
+        raise ValidationError("Add at least one feature (or a concept vector) to sweep its strength.")
+    strengths = [float(s) for s in strengths]
+    if not 1 <= len(strengths) <= 16:
+        raise ValidationError(f"Give between 1 and 16 strengths (got {len(strengths)}).")
+    if not 1 <= int(seeds) <= 32:
+        raise ValidationError(f"seeds={seeds} must be between 1 and 32.")
+    return strengths
+
+
 def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: SteeringConfig, strengths: list[float],
           sampling: SamplingConfig, progress=None, seeds: int = 1, effect_tokens: dict | None = None,
           max_ppl_ratio: float = MAX_PPL_RATIO, capability: bool = True, text_effect=None) -> dict:
@@ -117,13 +130,7 @@ def sweep(model, tokenizer, sae, hook_name: str, prompt: str, steering: Steering
     `effect_tokens` is `effect.effect_tokens(...)`; without it there is no effect share. `capability` adds
     `capability_ppl` to every row and the baseline; `text_effect` = (name, fn(text) → float) adds `text_effect`
     (result: `text_effect_name`)."""
-    if not steering.features and not steering.vectors:
-        raise ValidationError("Add at least one feature (or a concept vector) to sweep its strength.")
-    strengths = [float(s) for s in strengths]
-    if not 1 <= len(strengths) <= 16:
-        raise ValidationError(f"Give between 1 and 16 strengths (got {len(strengths)}).")
-    if not 1 <= int(seeds) <= 32:
-        raise ValidationError(f"seeds={seeds} must be between 1 and 32.")
+    strengths = check_sweep(steering, strengths, seeds)
     unit = unit_config(steering)
     prompt_ids = encode_prompt(tokenizer, prompt, sampling.chat)
     eos = _eos_ids(tokenizer, model)
