@@ -113,7 +113,7 @@ def train(store, dataset_id: str, steps: int) -> dict:
     import transformers as tf
 
     from mistudio_core.model.activations import ActivationStream
-    from mistudio_core.sae.config import TrainConfig
+    from mistudio_core.sae.train_config import TrainConfig
     from mistudio_core.sae.trainer import train_saes
     from mistudio_core.data.tokenize import load_tokenized
 
@@ -125,7 +125,7 @@ def train(store, dataset_id: str, steps: int) -> dict:
     train_ids, _ = tok.split_ids()
     hook = "blocks.1.hook_resid_post"
     stream = ActivationStream(model, tok, [hook], batch_tokens=2048, context_ids=train_ids)
-    tcfg = TrainConfig(architecture="topk", k=16, d_sae=512, batch_tokens=2048, steps=steps)
+    tcfg = TrainConfig.of(architecture="topk", k=16, d_sae=512, batch_tokens=2048, steps=steps)
     sae_cfg = tcfg.sae_config(64, hook)
     train_saes(stream, [sae_cfg], tcfg)
     return {"steps": steps, "train_contexts": int(len(train_ids))}

@@ -68,10 +68,10 @@ def plain(arch, batches, steps, l1, clock):
 
 
 def mistudio(arch, batches, steps, l1, clock):
-    from mistudio_core.sae.config import TrainConfig
+    from mistudio_core.sae.train_config import TrainConfig
     from mistudio_core.sae.trainer import train_saes
 
-    cfg = TrainConfig(architecture=arch, d_sae=WIDTH, k=K, steps=steps, batch_tokens=BATCH, lr=LR,
+    cfg = TrainConfig.of(architecture=arch, d_sae=WIDTH, k=K, steps=steps, batch_tokens=BATCH, lr=LR,
                       l1_coefficient=l1, metrics_every=10**6, dead_feature_window=DEAD_STEPS * BATCH)
     feed = _feed(batches, clock)
     sae = train_saes(lambda start: ({HOOK: x} for x in feed), [cfg.sae_config(D_IN, HOOK)], cfg)[0]

@@ -97,14 +97,14 @@ def bench_capture(loaded, tokens, hook, device, n_ctx: int, batch: int) -> tuple
 
 
 def bench_train(x: torch.Tensor, width: int, k: int, batch: int, steps: int, device) -> dict:
-    from mistudio_core.sae.config import TrainConfig
+    from mistudio_core.sae.train_config import TrainConfig
     from mistudio_core.sae.trainer import train_saes
 
-    cfg = TrainConfig(architecture="topk", d_sae=width, k=k, batch_tokens=batch, steps=steps, lr=2e-4,
+    cfg = TrainConfig.of(architecture="topk", d_sae=width, k=k, batch_tokens=batch, steps=steps, lr=2e-4,
                       metrics_every=10**6, device=str(device))
     n = x.shape[0] // batch
     feed = lambda start: ({"h": x[(i % n) * batch:(i % n + 1) * batch]} for i in range(start, 10**9))  # noqa: E731
-    train_saes(feed, [cfg.sae_config(x.shape[1], "h")], TrainConfig(**{**cfg.to_dict(), "steps": 2}))  # warm-up
+    train_saes(feed, [cfg.sae_config(x.shape[1], "h")], TrainConfig.of(**{**cfg.to_dict(), "steps": 2}))  # warm-up
     sec = timed(lambda: train_saes(feed, [cfg.sae_config(x.shape[1], "h")], cfg), device)
     return {"tokens_per_s": round(steps * batch / sec), "steps": steps, "batch_tokens": batch, "seconds": round(sec, 3)}
 

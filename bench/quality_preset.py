@@ -34,7 +34,7 @@ from mistudio_core.model.compute import resolve_model_dtype  # noqa: E402
 from mistudio_core.data.defaults import ensure_builtins  # noqa: E402
 from mistudio_core.model.models import load_model  # noqa: E402
 from mistudio_core.sae.evaluate import evaluate_sae  # noqa: E402
-from mistudio_core.sae.config import TrainConfig  # noqa: E402
+from mistudio_core.sae.train_config import TrainConfig  # noqa: E402
 from mistudio_core.sae.presets import get_preset  # noqa: E402
 from mistudio_core.sae.train_spec import resolve  # noqa: E402
 from mistudio_core.sae.trainer import train_saes  # noqa: E402
@@ -171,8 +171,8 @@ def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
         identity["model_dtype"] = dtype
     noise = noise_options(tcfg, loaded)
     if noise:
-        identity["token_noise"] = list(tcfg.token_noise)
-    n_cache = cache_opts.get("tokens") or tcfg.total_steps * tcfg.batch_tokens
+        identity["token_noise"] = list(tcfg.data.token_noise)
+    n_cache = cache_opts.get("tokens") or tcfg.optim.total_steps * tcfg.optim.batch_tokens
     if args.fresh:
         for m in actcache.list_caches(store):
             if m["identity"] == identity:
@@ -184,7 +184,7 @@ def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
                           context_size=tok.config.get("context_size"))
 
     def stream(start):
-        return actcache.CacheStream(store, cache["id"], [preset.hook], batch_tokens=tcfg.batch_tokens,
+        return actcache.CacheStream(store, cache["id"], [preset.hook], batch_tokens=tcfg.optim.batch_tokens,
                                     seed=0, start_batch=start)
 
     def show(row):
@@ -216,9 +216,9 @@ def run(args, store, preset, tcfg, cache_opts) -> tuple[Clock, dict, dict]:
 def report(args, tcfg, clock: Clock, results: dict, cache: dict) -> None:
     job = [r for r in clock.rows if not r[0].startswith("extra")]  # what `train --preset` itself runs
     wall, cpu = sum(r[1] for r in job), sum(r[2] for r in job)
-    print(f"\npreset {args.preset}: {tcfg.total_steps} steps x {tcfg.batch_tokens} = "
-          f"{tcfg.total_steps * tcfg.batch_tokens:,} tokens over a cache of {cache['n_tokens']:,} "
-          f"({tcfg.total_steps * tcfg.batch_tokens / cache['n_tokens']:.1f} epochs)")
+    print(f"\npreset {args.preset}: {tcfg.optim.total_steps} steps x {tcfg.optim.batch_tokens} = "
+          f"{tcfg.optim.total_steps * tcfg.optim.batch_tokens:,} tokens over a cache of {cache['n_tokens']:,} "
+          f"({tcfg.optim.total_steps * tcfg.optim.batch_tokens / cache['n_tokens']:.1f} epochs)")
     print(f"{'phase':<22}{'wall s':>9}{'cpu s':>9}{'idle-est s':>12}")
     for name, w, c in clock.rows:
         print(f"{name:<22}{w:>9.1f}{c:>9.1f}{c / args.threads:>12.1f}")

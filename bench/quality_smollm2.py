@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from mistudio_core.model.activations import ActivationStream  # noqa: E402
 from mistudio_core.data.defaults import ensure_builtins  # noqa: E402
 from mistudio_core.model.models import load_model  # noqa: E402
-from mistudio_core.sae.config import TrainConfig  # noqa: E402
+from mistudio_core.sae.train_config import TrainConfig  # noqa: E402
 from mistudio_core.sae.evaluate import evaluate_sae  # noqa: E402
 from mistudio_core.sae.library import register_sae  # noqa: E402
 from mistudio_core.sae.trainer import train_saes  # noqa: E402
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--hook", default="blocks.8.hook_resid_post")
     ap.add_argument("--eval-contexts", type=int, default=128)
-    ap.add_argument("--l1", type=float, default=TrainConfig().l1_coefficient)
+    ap.add_argument("--l1", type=float, default=TrainConfig().optim.l1_coefficient)
     ap.add_argument("--home", default=os.environ.get("MISTUDIO_TEST_HOME",
                                                      str(Path.home() / ".cache" / "mistudio-test-home")))
     args = ap.parse_args()
@@ -49,8 +49,8 @@ def main() -> None:
     tok = load_tokenized(store, DATASET, MODEL)
     train_tokens, held_out = tok.tokens[:-HELD_OUT], tok.tokens[-HELD_OUT:]
     base = dict(steps=args.steps, batch_tokens=4096, lr=3e-4, expansion_factor=8, metrics_every=25, seed=0)
-    tcfgs = [TrainConfig(architecture="topk", k=32, **base),
-             TrainConfig(architecture="standard", l1_coefficient=args.l1, **base)]
+    tcfgs = [TrainConfig.of(architecture="topk", k=32, **base),
+             TrainConfig.of(architecture="standard", l1_coefficient=args.l1, **base)]
     meta = dict(model_name=MODEL, dataset_path=DATASET, context_size=tok.config.get("context_size"))
     configs = [t.sae_config(576, args.hook, **meta) for t in tcfgs]
 
@@ -71,10 +71,10 @@ def main() -> None:
     for t, sae in zip(tcfgs, saes):
         metrics = evaluate_sae(loaded, sae.folded(), args.hook, held_out, n_contexts=args.eval_contexts)
         flat = {k: v["value"] for k, v in metrics.items()}
-        m = register_sae(store, sae, f"smollm2-l8-{t.architecture}",
+        m = register_sae(store, sae, f"smollm2-l8-{t.sae.architecture}",
                          {"model_id": MODEL, "hook_name": args.hook, "dataset_id": DATASET, "tokens_seen": tokens},
                          metrics, {"train_config": t.to_dict()})
-        rows.append((t.architecture, flat, m["id"], metrics))
+        rows.append((t.sae.architecture, flat, m["id"], metrics))
     print(f"\n{args.steps} steps × 4096 tokens = {tokens:,} tokens, both SAEs from one pass, {train_s:.0f} s "
           f"({tokens / train_s:,.0f} tokens/s incl. the model forward); held-out: {args.eval_contexts} contexts")
     keys = ["explained_variance", "fvu", "normalized_mse", "l0", "dead_fraction", "dense_fraction", "shrinkage",

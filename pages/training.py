@@ -19,6 +19,7 @@ from mistudio_core.platform.errors import MistudioError, ValidationError
 from mistudio_core.sae.evals import headline_lines
 from mistudio_core.sae.plan import training_warnings
 from mistudio_core.sae.presets import BUILTIN_HOOK, PRESETS
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.train_spec import TRAIN_FIELDS, resolve
 from mistudio_core.spec import build as build_spec, estimate
 from mistudio_core.sae.templates import import_template, list_templates, save_template
@@ -105,15 +106,15 @@ def card(ctx: AppContext, job_id: str | None) -> tuple[str, Any]:
         lines.append(f"Estimated at Start (as Validate said): {r['estimate']['summary']}")
     if r.get("queue_position"):
         lines.append(f"Waiting in the queue at position {r['queue_position']}.")
-    d_sae = (r["spec"].get("train") or {}).get("d_sae")
+    train = r["spec"].get("train") or {}
+    train = TrainConfig.flatten(train[0] if isinstance(train, list) else train)
+    d_sae = train.get("d_sae")
     lines += [f"⚠ {w}" for w in training_warnings(history, d_sae)]
     if r.get("error"):
         lines.append(f"✗ {r['error']}")
     if (r.get("result") or {}).get("sae_ids"):
         lines.append("✓ In the SAE library: " + ", ".join(f"`{s}`" for s in r["result"]["sae_ids"]))
         lines += headline_lines(ctx.store, r["result"]["sae_ids"])  # held-out CE loss recovered, with its dataset
-    train = r["spec"].get("train") or {}
-    train = train[0] if isinstance(train, list) else train
     return "\n\n".join(lines), metrics_figure(history, job_id, train.get("architecture"), train.get("k"))
 
 

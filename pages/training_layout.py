@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from mistudio_core.sae.config import TRAINABLE, TrainConfig
+from mistudio_core.sae.config import TRAINABLE
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.distributed_launch import launch_note
 
 from .context import AppContext
@@ -17,7 +18,7 @@ TARGET_INFO = ("Standard: λ is adjusted every step to reach this L0 (0 = use λ
                "penalty pulls toward (0 = k).")
 
 
-def _recipe(ui: dict, d: TrainConfig) -> None:
+def _recipe(ui: dict, d: dict) -> None:
     with gr.Row():
         ui["template"] = gr.Dropdown(label="Preset / template (quick: a short demo; quality: research-grade — "
                                            "Validate gives the time on this machine)",
@@ -26,16 +27,16 @@ def _recipe(ui: dict, d: TrainConfig) -> None:
         ui["preset"] = ui["template"]  # the spec's name for it
         ui["name"] = gr.Textbox(label="Name", placeholder="e.g. l8-topk32")
     with gr.Row():
-        ui["architecture"] = gr.Radio(list(TRAINABLE), value=d.architecture, label="Architecture")
-        ui["expansion_factor"] = gr.Number(d.expansion_factor, label="Expansion factor", precision=0)
+        ui["architecture"] = gr.Radio(list(TRAINABLE), value=d["architecture"], label="Architecture")
+        ui["expansion_factor"] = gr.Number(d["expansion_factor"], label="Expansion factor", precision=0)
         ui["d_sae"] = gr.Number(0, label="Width d_sae (0 = expansion × d_model)", precision=0)
-        ui["k"] = gr.Number(d.k, label="k (topk: active latents per token)", precision=0)
+        ui["k"] = gr.Number(d["k"], label="k (topk: active latents per token)", precision=0)
     with gr.Row():
-        ui["l1_coefficient"] = gr.Number(d.l1_coefficient, label="L1 coefficient λ (standard)", info=L1_INFO)
+        ui["l1_coefficient"] = gr.Number(d["l1_coefficient"], label="L1 coefficient λ (standard)", info=L1_INFO)
         ui["target_l0"] = gr.Number(0, label="Target L0 (standard, jumprelu; 0 = off)", info=TARGET_INFO)
     with gr.Row():
-        ui["lr"] = gr.Number(d.lr, label="Learning rate")
-        ui["batch_tokens"] = gr.Number(d.batch_tokens, label="Batch (tokens)", precision=0)
+        ui["lr"] = gr.Number(d["lr"], label="Learning rate")
+        ui["batch_tokens"] = gr.Number(d["batch_tokens"], label="Batch (tokens)", precision=0)
         ui["steps"] = gr.Number(200, label="Steps", precision=0)
         ui["lr_warmup_steps"] = gr.Number(0, label="LR warm-up steps", precision=0)
         ui["lr_decay_steps"] = gr.Number(0, label="LR decay steps (at the end)", precision=0)
@@ -49,16 +50,16 @@ def _recipe(ui: dict, d: TrainConfig) -> None:
     with gr.Accordion("Advanced: every other field of the spec (as on the CLI)", open=False,
                       elem_id="training-advanced"):
         with gr.Row():
-            ui["autocast"] = gr.Radio(["off", "bf16", "fp16"], value=d.autocast, label="Mixed precision (autocast)",
+            ui["autocast"] = gr.Radio(["off", "bf16", "fp16"], value=d["autocast"], label="Mixed precision (autocast)",
                                       info="bf16/fp16: the encoder's big product in low precision (GPUs); weights, "
                                            "optimizer and loss stay float32")
-            ui["tf32"] = gr.Checkbox(d.tf32, label="TF32 matmuls (CUDA)")
+            ui["tf32"] = gr.Checkbox(d["tf32"], label="TF32 matmuls (CUDA)")
         gr.Markdown(launch_note(), elem_id="training-gpus")
         advanced_widgets(ui)
 
 
 def layout(ctx: AppContext) -> dict:
-    d = TrainConfig()
+    d = TrainConfig().flat()
     ui: dict = {}
     gr.Markdown("Train a sparse autoencoder on a hook point's activations. **TopK** fixes the number of active "
                 "latents per token (k) and needs no coefficient; **standard** is ReLU + L1 (set λ or a target L0). "

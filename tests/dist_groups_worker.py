@@ -14,7 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mistudio_core.sae import distributed as dist  # noqa: E402
-from mistudio_core.sae.config import TrainConfig  # noqa: E402
+from mistudio_core.sae.train_config import TrainConfig  # noqa: E402
 from mistudio_core.sae.distributed_job import PerSAECheckpoints, load_per_sae  # noqa: E402
 from mistudio_core.sae.trainer import train_saes  # noqa: E402
 from tests.dist_worker import D_IN, global_batch  # noqa: E402
@@ -23,7 +23,7 @@ HOOKS = ("a", "b")
 
 
 def train_config() -> TrainConfig:
-    return TrainConfig(architecture="topk", k=4, d_sae=64, batch_tokens=256, steps=30, lr=1e-3, checkpoint_every=10,
+    return TrainConfig.of(architecture="topk", k=4, d_sae=64, batch_tokens=256, steps=30, lr=1e-3, checkpoint_every=10,
                        dead_feature_window=10**7, distribute_saes=True)
 
 

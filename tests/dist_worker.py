@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mistudio_core.platform.errors import MistudioError  # noqa: E402
 from mistudio_core.sae import distributed as dist  # noqa: E402
-from mistudio_core.sae.config import TrainConfig  # noqa: E402
+from mistudio_core.sae.train_config import TrainConfig  # noqa: E402
 from mistudio_core.sae.trainer import train_saes  # noqa: E402
 
 D_IN, BATCH = 16, 256
@@ -26,7 +26,7 @@ STEPS = int(os.environ.get("DIST_STEPS", "40"))
 
 
 def train_config(lr: float = 1e-3) -> TrainConfig:
-    return TrainConfig(architecture="topk", k=4, d_sae=64, batch_tokens=BATCH, steps=STEPS, lr=lr, metrics_every=10,
+    return TrainConfig.of(architecture="topk", k=4, d_sae=64, batch_tokens=BATCH, steps=STEPS, lr=lr, metrics_every=10,
                        dead_feature_window=10**7)  # no dead latents: AuxK normalises per rank
 
 

@@ -55,9 +55,9 @@ def prepare(ctx, spec, loaded, tok, tcfg) -> dict | None:
     stream_opts = dict(spec.stream or {})
     train_ids, _ = tok.split_ids()
     identity = job_identity(ctx.store, spec, tcfg, train_ids, tok.config.get("bos_token_id"), loaded.dtype)
-    if tcfg.token_noise:
+    if tcfg.data.token_noise:
         stream_opts.update(noise_options(tcfg, loaded))
-    n_tokens = opts["tokens"] or tcfg.total_steps * tcfg.batch_tokens
+    n_tokens = opts["tokens"] or tcfg.optim.total_steps * tcfg.optim.batch_tokens
     last = [0.0]
 
     def progress(frac: float, msg: str) -> None:
@@ -71,7 +71,7 @@ def prepare(ctx, spec, loaded, tok, tcfg) -> dict | None:
                                      should_stop=ctx.should_stop, **stream_opts)
     if manifest is None:
         raise Stopped()
-    epochs = tcfg.total_steps * tcfg.batch_tokens / manifest["n_tokens"]
+    epochs = tcfg.optim.total_steps * tcfg.optim.batch_tokens / manifest["n_tokens"]
     say(ctx, f"training on cached activations {manifest['id']} ({manifest['n_tokens']:,} tokens, "
              f"{epochs:.1f} epochs)")
     return manifest
@@ -86,8 +86,8 @@ def job_identity(store, spec, tcfg, train_ids, bos_token_id: int | None, model_d
                                        pad_token_id=stream_opts.get("pad_token_id"))
     if model_dtype != "float32":  # a bf16 model's activations are not an fp32 model's: never mix the two
         identity["model_dtype"] = model_dtype
-    if tcfg.token_noise:  # noised contexts are other activations too
-        identity["token_noise"] = list(tcfg.token_noise)
+    if tcfg.data.token_noise:  # noised contexts are other activations too
+        identity["token_noise"] = list(tcfg.data.token_noise)
     return identity
 
 
@@ -100,10 +100,10 @@ def stream(ctx, spec, manifest: dict, loaded, start_batch: int, batch_tokens: in
 
 def noise_options(tcfg, loaded) -> dict:
     """ActivationStream kwargs for the train config's token noise ({} when off)."""
-    if not tcfg.token_noise:
+    if not tcfg.data.token_noise:
         return {}
     from ..model.activations import noise_pool
-    return {"token_noise": tcfg.token_noise,
+    return {"token_noise": tcfg.data.token_noise,
             "noise_pool": noise_pool(loaded.tokenizer, loaded.model.config.vocab_size)}
 
 

@@ -20,22 +20,27 @@ import functools
 from ..platform.errors import ValidationError
 from ..jobs.resume import resume_target
 from ..platform.records import coerce, field_docs
-from ..sae.config import TrainConfig
+from ..sae.train_config import FLAT_FIELDS, PARTS
 from .foreground import outcome as _outcome
 from .foreground import run_foreground
 
 _SKIP = {"device", "adam_betas"}
 
 
+_GROUPS = {"sae": "the SAE", "optim": "optimiser", "data": "data: token noise", "runtime": "runtime"}
+
+
 def _add_train_flags(p) -> None:
-    docs = field_docs(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _SKIP:
-            continue
-        doc = docs.get(f.name, "").replace("%", "%%")
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
-                       type=functools.partial(coerce, TrainConfig, f.name),
-                       help=doc or f"TrainConfig.{f.name} (default {f.default})")
+    """One flag per TrainConfig field, grouped by its part, with the field's doc as help."""
+    for part, cls in PARTS.items():
+        group, docs = p.add_argument_group(f"training settings: {_GROUPS[part]}"), field_docs(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in _SKIP:
+                continue
+            doc = docs.get(f.name, "").replace("%", "%%")
+            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                               type=functools.partial(coerce, cls, f.name),
+                               help=doc or f"{part}.{f.name} (default {f.default})")
 
 
 def train_spec(args) -> dict:
@@ -43,7 +48,7 @@ def train_spec(args) -> dict:
     Training tab, the API and templates use too: the preset (if any), then the flags given on top."""
     from ..spec import build
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in _SKIP}
+    given = {name: getattr(args, name) for name in FLAT_FIELDS if name not in _SKIP}
     given.update(model_id=args.model, dataset_id=args.dataset, hook_names=args.hook, name=args.name,
                  device=args.device, eval_contexts=args.eval_contexts, eval_datasets=args.eval_dataset,
                  eval_downstream=None if args.downstream else False, model_dtype=getattr(args, "model_dtype", None),

@@ -182,7 +182,7 @@ class ActivationStream(_Batcher):
         self._perms: dict[int, torch.Tensor] = {}
         self.token_noise = _noise_setting(token_noise)
         """(share of contexts, share of their tokens, rank offset) replaced by random vocabulary ids
-        (`TrainConfig.token_noise`; offset 0: uniform draws)."""
+        (`TrainConfig.data.token_noise`; offset 0: uniform draws)."""
         self.noise_pool = self._pool(noise_pool) if self.token_noise else None
         self._noise_weights = _rank_weights(len(self.noise_pool), self.token_noise[2]) if self.token_noise else None
         super().__init__(batch_tokens, start_batch)

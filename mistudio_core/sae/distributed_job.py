@@ -172,7 +172,7 @@ class SAEGroups:
     @staticmethod
     def plan(ctx, configs, first) -> "SAEGroups | None":
         """The groups of this job on this rank, or None (single process, or data parallel)."""
-        if dist.current() is None or not first.distribute_saes:
+        if dist.current() is None or not first.runtime.distribute_saes:
             return None
         return SAEGroups(ctx, configs)
 

@@ -81,10 +81,15 @@ def evaluate_sae(loaded_model, sae: SAE, hook_name: str, tokens: torch.Tensor, n
     return out
 
 
-def _next_token_logprobs(model, batch: torch.Tensor) -> torch.Tensor:
+def next_token_logprobs(model, batch: torch.Tensor) -> torch.Tensor:
     device = next(model.parameters()).device
     logits = model(input_ids=batch.to(device), use_cache=False).logits[:, :-1].float()
     return F.log_softmax(logits, dim=-1)
+
+
+def kl_sum(clean: torch.Tensor, spliced: torch.Tensor) -> float:
+    """Σ KL(clean ‖ spliced) over the positions of two next-token log-probability tensors."""
+    return float((clean.exp() * (clean - spliced)).sum())
 
 
 def _ce(logprobs: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
@@ -110,16 +115,16 @@ def _downstream(model, sae: SAE, hook_name: str, batch: torch.Tensor, start: int
         out[:, start:] = 0
         return out
 
-    clean = _next_token_logprobs(model, batch)
+    clean = next_token_logprobs(model, batch)
     with contextlib.ExitStack() as stack:
         if out_hook != hook_name:
             stack.enter_context(hooks.intervene(model, hook_name, record))
         stack.enter_context(hooks.intervene(model, out_hook, splice))
-        spliced = _next_token_logprobs(model, batch)
+        spliced = next_token_logprobs(model, batch)
     with hooks.intervene(model, out_hook, zero):
-        zeroed = _next_token_logprobs(model, batch)
+        zeroed = next_token_logprobs(model, batch)
     acc["clean"] += float(_ce(clean, batch))
     acc["spliced"] += float(_ce(spliced, batch))
     acc["zero"] += float(_ce(zeroed, batch))
-    acc["kl"] += float((clean.exp() * (clean - spliced)).sum())
+    acc["kl"] += kl_sum(clean, spliced)
     acc["n"] += clean.shape[0] * clean.shape[1]

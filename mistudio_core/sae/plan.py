@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..platform.errors import MistudioError, ValidationError
 from ..platform.store import Store, read_json
-from .config import TrainConfig
+from .train_config import TrainConfig
 
 ASSUMED_FLOPS = {"cpu": 1.5e11, "cuda": 5e13}
 EVAL_CONTEXTS = 64
@@ -83,18 +83,18 @@ def _layer(hook: str) -> int:
 
 def l1_advice(cfg: TrainConfig, d_in: int) -> str | None:
     """A warning when a standard SAE's λ is far from its useful range on this input scale (None if fine)."""
-    if cfg.architecture != "standard" or cfg.target_l0 is not None:
+    if cfg.sae.architecture != "standard" or cfg.sae.target_l0 is not None:
         return None
-    if cfg.normalize_activations != "expected_average_only_in":
+    if cfg.sae.normalize_activations != "expected_average_only_in":
         return ("λ's useful range depends on your activations' scale when normalize_activations is 'none'; "
                 "consider target L0 mode, which finds λ for you.")
     ref = 2.0 * math.sqrt(d_in / 576)
-    if 0.2 * ref <= cfg.l1_coefficient <= 10 * ref:
+    if 0.2 * ref <= cfg.optim.l1_coefficient <= 10 * ref:
         return None
-    side = "below" if cfg.l1_coefficient < ref else "above"
+    side = "below" if cfg.optim.l1_coefficient < ref else "above"
     effect = "the SAE will not be sparse (L0 in the hundreds or more)" if side == "below" else \
         "most latents will die (L0 near 0)"
-    return (f"L1 coefficient {cfg.l1_coefficient:g} is far {side} the useful range here (≈{0.2 * ref:.2g}–"
+    return (f"L1 coefficient {cfg.optim.l1_coefficient:g} is far {side} the useful range here (≈{0.2 * ref:.2g}–"
             f"{10 * ref:.2g}, typical {ref:.2g} for d_in {d_in}): {effect}. λ here weighs Σ z·‖W_dec‖ against the "
             "squared error summed over d_in on inputs scaled to mean norm √d_in, so values like 0.001 from other "
             "tools do not carry over. Use target L0 mode, or λ ≈ " + f"{ref:.2g}.")
@@ -136,21 +136,21 @@ def check_library(store: Store, s, cfg: TrainConfig) -> None:
     model = store.manifest("models", s.model_id)
     valid = model.get("hook_points") or []
     wanted = list(s.hook_names)
-    if cfg.hook_out:  # a transcoder also captures the hook it reconstructs: refuse a wrong one now, not at start
-        wanted += [resolve_hook_out(h, cfg.hook_out) for h in s.hook_names]
+    if cfg.sae.hook_out:  # a transcoder also captures the hook it reconstructs: refuse a wrong one now, not at start
+        wanted += [resolve_hook_out(h, cfg.sae.hook_out) for h in s.hook_names]
     bad = [h for h in dict.fromkeys(wanted) if valid and h not in valid
            and not is_extra_hook(h, model.get("n_layers", 0))]
     if bad:
         raise ValidationError(f"Hook point(s) {bad} do not exist on {s.model_id}. Valid: {', '.join(valid[:8])} … "
                               f"({len(valid)} in all, blocks.0 to blocks.{model.get('n_layers', 1) - 1}).")
     d_in = int(model["d_model"])
-    d_sae = cfg.d_sae or cfg.expansion_factor * d_in
-    if cfg.architecture in ("topk", "batchtopk", "matryoshka_batchtopk") and cfg.k > d_sae:
-        raise ValidationError(f"k={cfg.k} is larger than the SAE width d_sae={d_sae}; lower k or widen the SAE.")
+    d_sae = cfg.sae.d_sae or cfg.sae.expansion_factor * d_in
+    if cfg.sae.architecture in ("topk", "batchtopk", "matryoshka_batchtopk") and cfg.sae.k > d_sae:
+        raise ValidationError(f"k={cfg.sae.k} is larger than the SAE width d_sae={d_sae}; lower k or widen the SAE.")
     config, ctx_size, n_contexts, train_contexts, usable = _split(store, s)
-    if usable < cfg.batch_tokens:
+    if usable < cfg.optim.batch_tokens:
         raise ValidationError(f"Dataset {s.dataset_id!r} has {usable:,} usable training tokens, fewer than one batch "
-                              f"of {cfg.batch_tokens:,}. Lower batch_tokens or add text.")
+                              f"of {cfg.optim.batch_tokens:,}. Lower batch_tokens or add text.")
     for dataset_id in s.eval_datasets:
         _tokenization(store, dataset_id, s.model_id, role="also evaluated on")
     held = n_contexts - train_contexts
@@ -166,7 +166,7 @@ def estimate_plan(store: Store, s, cfg: TrainConfig, probe: bool = True) -> Plan
     model = store.manifest("models", s.model_id)
     config, ctx_size, n_contexts, train_contexts, usable = _split(store, s)
     d_in = int(model["d_model"])
-    d_sae = cfg.d_sae or cfg.expansion_factor * d_in
+    d_sae = cfg.sae.d_sae or cfg.sae.expansion_factor * d_in
     device = s.device or "cpu"
     dtype = resolve_model_dtype(s.model_dtype, device)
     work = _work(store, s, cfg, usable, train_contexts, config.get("bos_token_id"), dtype)
@@ -184,7 +184,7 @@ def _work(store, s, cfg, usable: int, train_contexts: int, bos: int | None, mode
     from ..actcache import cache as actcache
     from ..actcache.job import cache_options, job_identity
 
-    tokens = cfg.total_steps * cfg.batch_tokens
+    tokens = cfg.optim.total_steps * cfg.optim.batch_tokens
     cache = cache_options(s.cache)
     if cache["mode"] == "off":
         return {"capture": tokens, "epochs": tokens / usable, "note": "", "cache_bytes": 0}
@@ -205,10 +205,10 @@ def _work(store, s, cfg, usable: int, train_contexts: int, bos: int | None, mode
 def _estimate(store, model: dict, d_in: int, d_sae: int, hook_names: list[str], cfg: TrainConfig, device: str,
               ctx_size: int, work: dict, probe: bool, eval_contexts: int, model_dtype: str = "float32",
               downstream: bool = True) -> Plan:
-    n_saes, tokens = len(hook_names), cfg.total_steps * cfg.batch_tokens
+    n_saes, tokens = len(hook_names), cfg.optim.total_steps * cfg.optim.batch_tokens
     sae_params = 2 * d_in * d_sae + d_sae + d_in
     # params + grads + 2 Adam moments, plus the step's dense pre-activations (x2 for the top-k selection)
-    sae_bytes = n_saes * (4 * sae_params * 4 + 2 * cfg.batch_tokens * d_sae * 4)
+    sae_bytes = n_saes * (4 * sae_params * 4 + 2 * cfg.optim.batch_tokens * d_sae * 4)
     model_bytes = int(model.get("n_params") or 0) * 4
     disk = work["cache_bytes"] + n_saes * sae_params * 4 * 5  # checkpoint (params + 2 moments + ...) + saved SAE
     eval_tokens = eval_contexts * ctx_size * n_saes
@@ -221,7 +221,7 @@ def _estimate(store, model: dict, d_in: int, d_sae: int, hook_names: list[str], 
         flops = ASSUMED_FLOPS.get(device, ASSUMED_FLOPS["cpu"])
         layer = max(_layer(h) for h in hook_names)
         per_token_model = 2 * int(model.get("n_params") or 0) / max(int(model.get("n_layers") or 1), 1)
-        sae_flop = (6 if cfg.architecture == "standard" else 3) * 2 * d_in * d_sae
+        sae_flop = (6 if cfg.sae.architecture == "standard" else 3) * 2 * d_in * d_sae
         breakdown = {"capture": work["capture"] * per_token_model * (layer + 1) / flops,
                      "training": tokens * n_saes * sae_flop / flops}
     return Plan(d_in, d_sae, n_saes, tokens, sae_bytes + model_bytes, sum(breakdown.values()), disk,

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from .config import TrainConfig
+from .train_config import TrainConfig
 
 _CACHE: dict[tuple, dict] = {}
 PROBE_CONTEXTS = 8
@@ -25,6 +25,15 @@ def _timed(fn, repeat: int = 1) -> float:
     for _ in range(repeat):
         fn()
     return (time.perf_counter() - start) / repeat
+
+
+def _evaluation_forward(model, ids: torch.Tensor) -> None:
+    """What the final evaluation does per forward: the full-vocabulary log-softmax in float32 and, once every
+    three forwards, the KL between two of them (a plain forward misses both)."""
+    from .evaluate import kl_sum, next_token_logprobs
+
+    logprobs = next_token_logprobs(model, ids)
+    kl_sum(logprobs[:, : max(1, logprobs.shape[1] // 3)], logprobs[:, : max(1, logprobs.shape[1] // 3)])
 
 
 def model_rates(store, model_id: str, hook_names: list[str], context_size: int, device: str | None = None,
@@ -50,7 +59,7 @@ def model_rates(store, model_id: str, hook_names: list[str], context_size: int, 
         capture(model, ids[:2], hook_names)  # warm-up: first-call allocations are not the steady state
         t_cap = _timed(lambda: capture(model, ids, hook_names))
         half = ids[:PROBE_CONTEXTS // 2]
-        t_full = _timed(lambda: model(half))
+        t_full = _timed(lambda: _evaluation_forward(model, half))
     rates = {"capture": ids.numel() / t_cap, "full": half.numel() / t_full}
     _CACHE[key] = rates
     return {**rates, "load_s": load_s}
@@ -60,8 +69,8 @@ def sae_rate(cfg: TrainConfig, d_in: int, device: str | None = None) -> float:
     """Training tokens/s of one SAE of this config (forward, backward, Adam, decoder renorm) here."""
     from .trainer import _Run
 
-    d_sae = cfg.d_sae or cfg.expansion_factor * d_in
-    key = ("sae", cfg.architecture, d_in, d_sae, cfg.k, device, torch.get_num_threads())
+    d_sae = cfg.sae.d_sae or cfg.sae.expansion_factor * d_in
+    key = ("sae", cfg.sae.architecture, d_in, d_sae, cfg.sae.k, device, torch.get_num_threads())
     if key in _CACHE:
         return _CACHE[key]["rate"]
     probe_cfg = TrainConfig.from_dict({**cfg.to_dict(), "batch_tokens": SAE_PROBE_TOKENS, "steps": 1000,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ..platform.errors import NotFoundError, ValidationError
-from .config import TrainConfig
+from .train_config import TrainConfig
 from ..platform.store import Store, read_json, slugify, write_json_atomic
 
 

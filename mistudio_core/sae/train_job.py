@@ -110,13 +110,13 @@ def train_and_register(s: TrainJobSpec, ctx) -> dict:
     groups = SAEGroups.plan(ctx, configs, first)  # torchrun + distribute_saes: this rank's own SAEs
     resume = _resume_state(ctx)
     start = int(resume[1]["step"]) if resume else 0
-    ctx.log(f"training {len(configs)} SAE(s) for {first.total_steps} steps from step {start}")
+    ctx.log(f"training {len(configs)} SAE(s) for {first.optim.total_steps} steps from step {start}")
     t0 = time.perf_counter()
-    noise = noise_options(first, loaded)  # TrainConfig.token_noise: the live stream's share (a cache has its own)
-    saes = train_saes(lambda b: _make_stream(s, loaded, tok, b, first.batch_tokens, cache, ctx, groups, noise),
+    noise = noise_options(first, loaded)  # TrainConfig.data.token_noise: the live stream's share (a cache has its own)
+    saes = train_saes(lambda b: _make_stream(s, loaded, tok, b, first.optim.batch_tokens, cache, ctx, groups, noise),
                       configs, tcfgs, on_metrics=_Reporter(ctx, len(groups.owned) if groups else len(configs)),
                       should_stop=ctx.should_stop, resume_from=resume, sync=groups.sync if groups else _sync(),
-                      checkpoint=groups.checkpoint if groups else _Checkpointer(ctx, s, first.total_steps),
+                      checkpoint=groups.checkpoint if groups else _Checkpointer(ctx, s, first.optim.total_steps),
                       owned=groups.owned if groups else None)
     train_seconds = time.perf_counter() - t0
     if _dist() is not None and not _dist().is_main:
@@ -125,15 +125,15 @@ def train_and_register(s: TrainJobSpec, ctx) -> dict:
         return {"stopped": True}
     if groups is not None:
         saes = saes_from_checkpoint(*groups.final())  # every rank's SAEs, from their owners' final checkpoints
-    if not saes and resume and start >= first.total_steps:
+    if not saes and resume and start >= first.optim.total_steps:
         saes = saes_from_checkpoint(*resume)  # killed after the final checkpoint, before registering
     t1 = time.perf_counter()
     say(ctx, "evaluating on held-out text and registering the SAEs")
     sae_ids = finish(ctx, s, saes, loaded, plan)
     if sae_ids is None:
         return {"stopped": True}
-    tokens = (first.total_steps - start) * first.batch_tokens
-    return {"sae_ids": sae_ids, "steps": first.total_steps, "tokens_trained": tokens,
+    tokens = (first.optim.total_steps - start) * first.optim.batch_tokens
+    return {"sae_ids": sae_ids, "steps": first.optim.total_steps, "tokens_trained": tokens,
             "train_seconds": round(train_seconds, 2), "tokens_per_s": round(tokens / max(train_seconds, 1e-9)),
             "eval_seconds": round(time.perf_counter() - t1, 2)}
 
@@ -155,7 +155,8 @@ def _resume_state(ctx):
 
 
 def _configs(s: TrainJobSpec, width: int, tok_config: dict):
-    from .config import SAEConfig, TrainConfig
+    from .config import SAEConfig
+    from .train_config import TrainConfig
 
     raw = s.train if isinstance(s.train, list) else [s.train]
     tcfgs = [TrainConfig.from_dict(t) for t in raw]
@@ -170,8 +171,8 @@ def _configs(s: TrainJobSpec, width: int, tok_config: dict):
     if len(tcfgs) == 1:
         tcfgs = tcfgs * len(configs)
     for t in tcfgs:  # a job must survive kills: make sure the trainer offers periodic checkpoints
-        if not t.checkpoint_every:
-            t.checkpoint_every = max(1, min(100, t.total_steps // 20))
+        if not t.runtime.checkpoint_every:
+            t.runtime.checkpoint_every = max(1, min(100, t.optim.total_steps // 20))
     return configs, tcfgs
 
 

@@ -18,7 +18,8 @@ from ..actcache.job import cache_options
 from ..model.compute import CHOICES
 from ..platform.errors import NotFoundError, ValidationError
 from ..platform.records import check_keys, from_dict, unknown_keys_message
-from .config import AUTOCASTS, B_DEC_INITS, DTYPES, NORMALIZATIONS, TRAINABLE, TrainConfig
+from .config import AUTOCASTS, B_DEC_INITS, DTYPES, NORMALIZATIONS, TRAINABLE
+from .train_config import FLAT_FIELDS, TrainConfig
 
 CACHE_KEYS = {"cache_mode": "mode", "cache_dtype": "dtype", "cache_tokens": "tokens"}
 DEFAULT_DATASET = "sotu"
@@ -36,7 +37,8 @@ class TrainJobSpec:
     hook_names: list[str]
     """Hook points (TransformerLens names) captured in one pass; one SAE each unless `sae_configs` is given."""
     train: dict | list = field(default_factory=dict)
-    """A `TrainConfig` dict shared by all SAEs, or one per SAE."""
+    """A `TrainConfig` record (nested parts; flat names are routed to their part) shared by all SAEs, or one per
+    SAE."""
     sae_configs: list[dict] | None = None
     """`SAEConfig` dicts (one per SAE; `d_in` defaults to the model's width, `metadata.hook_name` must be set)."""
     name: str = "sae"
@@ -92,11 +94,11 @@ class TrainJobSpec:
 
     def train_configs(self) -> list[TrainConfig]:
         raw = self.train if isinstance(self.train, list) else [self.train]
-        return [from_dict(TrainConfig, t, "train settings") for t in raw]
+        return [TrainConfig.from_dict(t, "train settings") for t in raw]
 
 
 JOB_FIELDS = [f.name for f in fields(TrainJobSpec) if f.name not in ("train", "preset", "overrides")]
-TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
+TRAIN_FIELDS = FLAT_FIELDS
 GIVEN_FIELDS = list(dict.fromkeys(JOB_FIELDS + TRAIN_FIELDS + list(CACHE_KEYS)))
 
 
@@ -104,7 +106,7 @@ def buffer_contexts(tcfg: TrainConfig) -> int:
     """Shuffle buffer (contexts per refill) no bigger than the run needs: the default 512 contexts (65k tokens
     through the model before step 1) would keep a short run at step 0 for minutes on a CPU (~96 tokens a
     context kept is a safe guess)."""
-    return max(32, min(512, -(-tcfg.total_steps * tcfg.batch_tokens // 96)))
+    return max(32, min(512, -(-tcfg.optim.total_steps * tcfg.optim.batch_tokens // 96)))
 
 
 def preset_base(preset: str | None, store=None) -> dict:
@@ -144,13 +146,13 @@ def resolve(preset: str | None = None, store=None, **given) -> dict:
     if unknown:
         raise ValidationError(unknown_keys_message(unknown, GIVEN_FIELDS, "training"))
     base = preset_base(preset, store)
-    train = {**TrainConfig().to_dict(), **base["train"], **{k: given[k] for k in TRAIN_FIELDS if k in given}}
+    train = {**TrainConfig.flatten(base["train"]), **{k: given[k] for k in TRAIN_FIELDS if k in given}}
     out = {k: v for k, v in _job_defaults().items() if k not in ("model_id", "dataset_id", "hook_names")}
     out.update({k: base[k] for k in JOB_FIELDS if k in base and k != "cache"})
     out.update({k: given[k] for k in JOB_FIELDS if k in given and k not in ("cache", "stream")})
     out["cache"] = cache_options({**base.get("cache", {}), **(given.get("cache") or {}),
                                   **{CACHE_KEYS[k]: given[k] for k in CACHE_KEYS if k in given}})
-    out["train"] = from_dict(TrainConfig, train).to_dict()  # refuses a bad value now, naming the field
+    out["train"] = TrainConfig.from_dict(train).to_dict()  # refuses a bad value now, naming the field
     out["preset"] = preset or None
     out["overrides"] = _overrides(given, base)
     return out
@@ -160,10 +162,10 @@ def build(preset: str | None = None, store=None, **given) -> dict:
     """The "train" spec a preset plus the given fields describe (see the module doc), as a dict: its fields
     checked, and with a store the library too (`validate`)."""
     job = resolve(preset, store, **given)
-    tcfg = from_dict(TrainConfig, job["train"])
+    tcfg = TrainConfig.from_dict(job["train"])
     if not given.get("name"):
-        job["name"] = f"{preset or tcfg.architecture}-{job.get('dataset_id') or 'data'}"
-    job["stream"] = {"seed": tcfg.seed, "buffer_contexts": buffer_contexts(tcfg), **(given.get("stream") or {})}
+        job["name"] = f"{preset or tcfg.sae.architecture}-{job.get('dataset_id') or 'data'}"
+    job["stream"] = {"seed": tcfg.optim.seed, "buffer_contexts": buffer_contexts(tcfg), **(given.get("stream") or {})}
     if given.get("eval_contexts") is None and job.get("eval_contexts") and store is not None:
         job["eval_contexts"] = _cap_to_heldout(store, job, job["eval_contexts"])  # a preset's size is "up to"
     spec = TrainJobSpec(**job).to_dict()
@@ -180,11 +182,12 @@ def _job_defaults() -> dict:
 
 def _overrides(given: dict, base: dict) -> dict:
     """The given fields whose value differs from the preset's (or the default)."""
-    defaults, job_defaults = TrainConfig().to_dict(), _job_defaults()
+    defaults, job_defaults = TrainConfig().flat(), _job_defaults()
+    preset_train = TrainConfig.flatten(base["train"])
     out = {}
     for key, value in given.items():
         if key in TRAIN_FIELDS:
-            before = base["train"].get(key, defaults[key])
+            before = preset_train.get(key, defaults[key])
         elif key in CACHE_KEYS:
             before = cache_options(base.get("cache"))[CACHE_KEYS[key]]
         else:

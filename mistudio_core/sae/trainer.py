@@ -19,7 +19,8 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from ..platform.errors import ValidationError
-from .config import SAEConfig, TrainConfig
+from .config import SAEConfig
+from .train_config import TrainConfig
 from .metrics import explained_variance
 from .model import SAE, torch_dtype
 
@@ -38,11 +39,11 @@ class _Run:
 
     def __init__(self, index: int, cfg: SAEConfig, tcfg: TrainConfig, device):
         self.index, self.cfg, self.tcfg = index, cfg, tcfg
-        self.sae = SAE(cfg, device=device, seed=tcfg.seed + index)
-        self.sae.threshold_lr = tcfg.batchtopk_threshold_lr
+        self.sae = SAE(cfg, device=device, seed=tcfg.optim.seed + index)
+        self.sae.threshold_lr = tcfg.optim.batchtopk_threshold_lr
         # fused: one pass per tensor instead of ~8 on CPU (a third of a TopK step); CPU only, where Adam's `step`
         # stays a CPU tensor as checkpoints expect
-        self.opt = torch.optim.Adam(self._param_groups(tcfg), lr=tcfg.lr, betas=tcfg.adam_betas,
+        self.opt = torch.optim.Adam(self._param_groups(tcfg), lr=tcfg.optim.lr, betas=tcfg.optim.adam_betas,
                                     fused=self.sae.W_dec.device.type == "cpu")
         self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
         self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
@@ -50,7 +51,7 @@ class _Run:
         self.arch = self.sae.arch  # the registry entry: losses, decoder constraint, threshold, init
         self.options = self.arch.options(tcfg)
         self.unit_decoder = self.arch.unit_decoder
-        self.l1 = tcfg.l1_coefficient  # the live λ: moved by target_l0 during its warm-up, else fixed
+        self.l1 = tcfg.optim.l1_coefficient  # the live λ: moved by target_l0 during its warm-up, else fixed
         self.l0_error = math.nan  # log(L0 / target) at the previous step (the controller's damping term)
         self.last: dict = {}
 
@@ -60,7 +61,7 @@ class _Run:
         rest = [p for p in self.sae.parameters() if p is not theta]
         groups = [dict(params=rest, lr_scale=1.0)]
         if theta is not None:
-            groups.append(dict(params=[theta], lr_scale=tcfg.jumprelu_threshold_lr_scale))
+            groups.append(dict(params=[theta], lr_scale=tcfg.optim.jumprelu_threshold_lr_scale))
         return groups
 
     @torch.no_grad()
@@ -74,27 +75,27 @@ class _Run:
                 self.sae.norm_scale_out.fill_(y.shape[1] ** 0.5 / mean(y.float().norm(dim=1).mean()).clamp_min(1e-12))
         x = x * self.sae.norm_scale.to(x.dtype)
         t = x if y is None else y * self.sae.out_scale.to(y.dtype)
-        if self.tcfg.b_dec_init == "mean":
+        if self.tcfg.sae.b_dec_init == "mean":
             self.sae.b_dec.copy_(mean(t.mean(0)))
-        elif self.tcfg.b_dec_init == "geometric_median":
+        elif self.tcfg.sae.b_dec_init == "geometric_median":
             self.sae.b_dec.copy_(geometric_median(t))
         self.arch.initialise(self.sae, x, self.tcfg)
-        if self.sync and (self.tcfg.b_dec_init == "geometric_median" or self.arch.threshold == "parameter"):
+        if self.sync and (self.tcfg.sae.b_dec_init == "geometric_median" or self.arch.threshold == "parameter"):
             self.sync.broadcast(self.sae)  # rank 0's median / thresholds (a median of medians is not the median)
 
     def step(self, x: torch.Tensor, step: int, y: torch.Tensor | None = None) -> None:
         x = x.to(self.sae.W_dec.dtype) * self.sae.norm_scale.to(self.sae.W_dec.dtype)
         if y is not None:  # a transcoder's target, at its own scale
             y = y.to(self.sae.W_dec.dtype) * self.sae.out_scale.to(self.sae.W_dec.dtype)
-        lr = self.tcfg.lr_at(step)
+        lr = self.tcfg.optim.lr_at(step)
         for group in self.opt.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        dead = self.since_fired >= self.tcfg.dead_window
-        l1 = self.l1 if self.tcfg.target_l0 is not None else self.tcfg.l1_at(step)
-        low = _LOW.get(self.tcfg.autocast)
+        dead = self.since_fired >= self.tcfg.optim.dead_window
+        l1 = self.l1 if self.tcfg.sae.target_l0 is not None else self.tcfg.l1_at(step)
+        low = _LOW.get(self.tcfg.runtime.autocast)
         with torch.autocast(x.device.type, dtype=low, enabled=low is not None):
-            out = self.sae.training_losses(x, l1, dead, self.tcfg.aux_k or self.cfg.d_in // 2,
-                                           self.tcfg.aux_coefficient, target=y, **self.options)
+            out = self.sae.training_losses(x, l1, dead, self.tcfg.optim.aux_k or self.cfg.d_in // 2,
+                                           self.tcfg.optim.aux_coefficient, target=y, **self.options)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         if self.sync:
@@ -119,7 +120,7 @@ class _Run:
         tens of steps late, so a plain proportional step overshoots (measured: target 40 → L0 10); the damping
         term stops pushing while L0 is already moving toward the target."""
         if step < self.tcfg.l1_adapt_steps:
-            error = math.log(max(l0, 1e-3) / self.tcfg.target_l0)
+            error = math.log(max(l0, 1e-3) / self.tcfg.sae.target_l0)
             change = 0.0 if math.isnan(self.l0_error) else error - self.l0_error
             self.l1 *= math.exp(max(-0.05, min(0.05, 0.05 * error + 1.0 * change)))
             self.l0_error = error
@@ -127,14 +128,14 @@ class _Run:
     def _count(self, fired: torch.Tensor, n: int, step: int) -> None:
         self.since_fired += n
         self.since_fired[fired > 0] = 0
-        if step >= self.tcfg.total_steps // 2:  # feature frequencies from the trained half only
+        if step >= self.tcfg.optim.total_steps // 2:  # feature frequencies from the trained half only
             self.fire_count += fired
             self.fire_tokens += n
 
     def metrics(self, step: int, tokens_per_s: float) -> dict:
         o = self.last
         return dict(sae=self.index, hook_name=self.cfg.hook_name, step=step + 1,
-                    total_steps=self.tcfg.total_steps, tokens=(step + 1) * self.tcfg.batch_tokens,
+                    total_steps=self.tcfg.optim.total_steps, tokens=(step + 1) * self.tcfg.optim.batch_tokens,
                     loss=float(o["loss"].detach()), mse=float(o["mse"]), l1=float(o["l1"]), aux_loss=float(o["aux"]),
                     l0=float(o["l0"]), explained_variance=float(explained_variance(o["x"], o["x_hat"])),
                     dead_fraction=float(o["dead"].float().mean()), lr=o["lr"], tokens_per_s=tokens_per_s,
@@ -194,7 +195,7 @@ def _runs(configs, train_cfg, device, owned=None) -> list[_Run]:
     tcfgs = train_cfg if isinstance(train_cfg, (list, tuple)) else [train_cfg] * len(configs)
     if len(tcfgs) != len(configs) or not configs:
         raise ValidationError("Give one SAEConfig per SAE (at least one) and one TrainConfig or one per SAE.")
-    shared = {(t.batch_tokens, t.total_steps) for t in tcfgs}
+    shared = {(t.optim.batch_tokens, t.optim.total_steps) for t in tcfgs}
     if len(shared) > 1:
         raise ValidationError("SAEs trained together share the stream: give them equal batch_tokens and steps.")
     return [_Run(i, c, t, device) for i, (c, t) in enumerate(zip(configs, tcfgs)) if owned is None or i in owned]
@@ -250,7 +251,7 @@ def train_saes(stream: Stream, configs: list[SAEConfig], train_cfg: TrainConfig 
     `.feature_frequency` (firing rate over the second half of training) and `.train_summary`.
     """
     first_cfg = train_cfg[0] if isinstance(train_cfg, (list, tuple)) else train_cfg
-    with _tf32(first_cfg.tf32):
+    with _tf32(first_cfg.runtime.tf32):
         return _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, checkpoint, resume_from, sync,
                       owned)
 
@@ -268,18 +269,18 @@ def _tf32(enabled: bool):
 
 
 def _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, checkpoint, resume_from, sync, owned):
-    device = torch.device(first_cfg.device) if first_cfg.device else None
+    device = torch.device(first_cfg.runtime.device) if first_cfg.runtime.device else None
     runs: list[_Run] | None = None
     start = int(resume_from[1]["step"]) if resume_from else 0
     batches = iter(stream(start) if callable(stream) else stream)
-    total, step = first_cfg.total_steps, start - 1
+    total, step = first_cfg.optim.total_steps, start - 1
     report = _Pacer(on_metrics, first_cfg, start, getattr(batches, "tokens_per_epoch", None))
     for step in range(start, total):
         stop = should_stop is not None and should_stop()
         if sync is not None:
             stop = sync.any(stop)  # every rank stops at the same step, or one would wait in a collective forever
         if stop:
-            _save(runs, step, checkpoint, step * first_cfg.batch_tokens) if runs else None
+            _save(runs, step, checkpoint, step * first_cfg.optim.batch_tokens) if runs else None
             return _finish(runs, step, first_cfg)
         batch = next(batches)
         if runs is None:
@@ -297,9 +298,9 @@ def _train(stream, configs, train_cfg, first_cfg, on_metrics, should_stop, check
             r.step(x, step, y)
         last = step == total - 1
         report(runs, step, last)
-        every = first_cfg.checkpoint_every
+        every = first_cfg.runtime.checkpoint_every
         if last or (every and (step + 1) % every == 0):
-            _save(runs, step + 1, checkpoint, (step + 1) * first_cfg.batch_tokens)
+            _save(runs, step + 1, checkpoint, (step + 1) * first_cfg.optim.batch_tokens)
     return _finish(runs, step + 1, first_cfg)
 
 
@@ -314,10 +315,10 @@ class _Pacer:
 
     def __call__(self, runs: list[_Run], step: int, last: bool) -> None:
         now = time.perf_counter()
-        due = (step + 1) % self.tcfg.metrics_every == 0 or last or step == self.start
+        due = (step + 1) % self.tcfg.runtime.metrics_every == 0 or last or step == self.start
         if self.on_metrics is None or not (due or now - self.tick >= REPORT_SECONDS):
             return
-        rate = (step + 1 - self.tick_step) * self.tcfg.batch_tokens / max(now - self.tick, 1e-9)
+        rate = (step + 1 - self.tick_step) * self.tcfg.optim.batch_tokens / max(now - self.tick, 1e-9)
         for r in runs:
             row = r.metrics(step, rate)
             if self.epoch_tokens:
@@ -333,7 +334,7 @@ def _finish(runs: list[_Run] | None, steps_done: int, tcfg: TrainConfig) -> list
     for r in runs:
         sae = r.sae
         sae.feature_frequency = r.fire_count.double() / max(r.fire_tokens, 1)
-        sae.train_summary = dict(steps=steps_done, tokens_seen=steps_done * tcfg.batch_tokens,
+        sae.train_summary = dict(steps=steps_done, tokens_seen=steps_done * tcfg.optim.batch_tokens,
                                  train_config=r.tcfg.to_dict(),
                                  final_metrics=r.metrics(steps_done - 1, 0.0) if r.last else {})
         out.append(sae)

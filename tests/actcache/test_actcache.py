@@ -9,7 +9,7 @@ import torch
 
 from mistudio_core.actcache import cache as ac
 from mistudio_core.platform.errors import UnsupportedError
-from mistudio_core.sae.config import TrainConfig
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.trainer import train_saes
 from mistudio_core.platform.store import write_json_atomic
 from tiny_models import random_tokens, tiny_model
@@ -137,7 +137,7 @@ def test_pinned_cache_is_replayed_on_resume_and_training_is_bit_identical(store,
     m = ac.ensure_cache(store, MODEL, TOKENS, HOOKS, 150, identity, run_dir=run, **SMALL)
     _build(store, identity, n=192)  # a bigger cache appears later: the pinned one is still used
     assert ac.ensure_cache(store, MODEL, TOKENS, HOOKS, 150, identity, run_dir=run, **SMALL)["id"] == m["id"]
-    tcfg = TrainConfig(d_sae=64, k=4, steps=12, batch_tokens=40, lr=1e-3, metrics_every=1)
+    tcfg = TrainConfig.of(d_sae=64, k=4, steps=12, batch_tokens=40, lr=1e-3, metrics_every=1)
     cfg = tcfg.sae_config(32, HOOKS[1])
 
     def stream(start):

@@ -17,7 +17,7 @@ import os, sys, torch
 sys.path.insert(0, os.environ["ROOT"])
 from safetensors.torch import save_file
 from mistudio_core.sae import distributed as dist
-from mistudio_core.sae.config import TrainConfig
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.trainer import train_saes
 from tests.sae_synthetic import PlantedDictionary
 
@@ -37,7 +37,7 @@ def stream(start):
 
 out, rows = {}, []
 for name, kw in KINDS.items():
-    tcfg = TrainConfig(d_sae=64, batch_tokens=256, steps=25, lr=3e-3, metrics_every=5, **kw)
+    tcfg = TrainConfig.of(d_sae=64, batch_tokens=256, steps=25, lr=3e-3, metrics_every=5, **kw)
     sae = train_saes(stream, [tcfg.sae_config(16, "blocks.0.hook_mlp_in")], tcfg, on_metrics=rows.append,
                      sync=dist.TorchSync())[0]
     out.update({f"{name}.{k}": v.detach().contiguous() for k, v in sae.state_dict().items()})

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mistudio_core.sae.config import TrainConfig
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.io import load_sae, save_sae
 from mistudio_core.sae.model import SAE
 from tests.saelens_interop import interop_python
@@ -30,7 +30,7 @@ KINDS = {  # kind: (TrainConfig fields, the architecture cfg.json must say)
 
 def trained_like(kind: str, seed: int = 0) -> SAE:
     """An SAE of `kind` with every parameter, threshold and input/output scale away from its init."""
-    tcfg = TrainConfig(d_sae=64, k=6, **KINDS[kind][0])
+    tcfg = TrainConfig.of(d_sae=64, k=6, **KINDS[kind][0])
     sae = SAE(tcfg.sae_config(16, IN, model_name="tiny"), seed=seed)
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():

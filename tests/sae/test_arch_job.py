@@ -8,7 +8,7 @@ import torch
 from mistudio_core.model import hooks
 from mistudio_core.model import models as md
 from mistudio_core.jobs import Runner
-from mistudio_core.sae.config import TrainConfig
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.evaluate import evaluate_sae
 from mistudio_core.sae.library import load_library_sae
 from mistudio_core.sae.model import SAE
@@ -75,7 +75,7 @@ def test_transcoder_evaluation_splices_the_output_hook():
     """Scored against the MLP output, fed the MLP input of the same pass: a transcoder writing zeros splices like
     zero-ablating the MLP output; one copying its input (W_skip = I) has exactly ‖in − out‖² / ‖out‖² as NMSE."""
     model = tiny_model("llama")
-    tcfg = TrainConfig(architecture="topk", d_sae=32, k=4, hook_out="hook_mlp_out", skip_transcoder=True)
+    tcfg = TrainConfig.of(architecture="topk", d_sae=32, k=4, hook_out="hook_mlp_out", skip_transcoder=True)
     sae = SAE(tcfg.sae_config(32, IN), seed=0)
     with torch.no_grad():
         sae.W_dec.zero_()
@@ -104,7 +104,7 @@ def test_extraction_reads_the_input_hook_of_every_architecture(tmp_path, train):
 
     model = tiny_model("llama")
     loaded = SimpleNamespace(model=model, tokenizer=make_tiny_tokenizer(tmp_path), model_id="tiny-llama")
-    sae = SAE(TrainConfig(d_sae=64, k=4, **train).sae_config(32, IN), seed=1).eval()
+    sae = SAE(TrainConfig.of(d_sae=64, k=4, **train).sae_config(32, IN), seed=1).eval()
     with torch.no_grad():
         if sae.threshold is not None:
             sae.threshold.fill_(0.05)

@@ -6,7 +6,8 @@ import torch
 from mistudio_core.platform.errors import ValidationError
 from mistudio_core.sae.architectures import REGISTRY
 from mistudio_core.jobs.checkpoint import load_checkpoint, save_checkpoint
-from mistudio_core.sae.config import SAEConfig, TrainConfig
+from mistudio_core.sae.config import SAEConfig
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.trainer import train_saes
 from tests.sae_synthetic import PlantedDictionary
 from tests.sae_synthetic import one_thread  # noqa: F401
@@ -39,7 +40,7 @@ def stream(start: int = 0):
 
 def _cfg(kind: str, **kw) -> TrainConfig:
     base = dict(d_sae=128, k=4, steps=60, batch_tokens=256, lr=3e-3, metrics_every=5, lr_decay_steps=10)
-    return TrainConfig(**{**base, **KINDS[kind], **kw})
+    return TrainConfig.of(**{**base, **KINDS[kind], **kw})
 
 
 def test_registry_has_every_trainable_architecture():
@@ -53,7 +54,7 @@ def test_each_architecture_reduces_its_loss(kind):
     sae = train_saes(stream, [tcfg.sae_config(32, IN)], tcfg, on_metrics=rows.append)[0]
     first, last = rows[0], rows[-1]
     assert last["mse"] < 0.7 * first["mse"] and last["explained_variance"] > 0.3, (first, last)
-    if tcfg.hook_out:  # scored against the output hook, and it learnt the map rather than copying its input
+    if tcfg.sae.hook_out:  # scored against the output hook, and it learnt the map rather than copying its input
         assert sae.cfg.hook_name_out == OUT and sae.cfg.d_out == 32
         x = DATA.batch(999, 512)
         with torch.no_grad():
@@ -111,11 +112,11 @@ def test_matryoshka_first_prefix_reconstructs_on_its_own():
 ])
 def test_bad_train_configs_are_refused_with_the_fix(bad, match):
     with pytest.raises(ValidationError, match=match):
-        TrainConfig(**bad)
+        TrainConfig.of(**bad)
 
 
 def test_matryoshka_prefixes_past_a_derived_width_are_refused():
-    tcfg = TrainConfig(architecture="matryoshka_batchtopk", expansion_factor=2, matryoshka_prefixes=[16, 80])
+    tcfg = TrainConfig.of(architecture="matryoshka_batchtopk", expansion_factor=2, matryoshka_prefixes=[16, 80])
     with pytest.raises(ValidationError, match="below the width d_sae=64"):
         tcfg.sae_config(32, IN)
 

@@ -36,7 +36,7 @@ def test_extraction_on_cuda_matches_cpu(setup):
 
 
 def test_topk_training_on_cuda_matches_cpu():
-    from mistudio_core.sae.config import TrainConfig
+    from mistudio_core.sae.train_config import TrainConfig
     from mistudio_core.sae.trainer import train_saes
 
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -44,7 +44,7 @@ def test_topk_training_on_cuda_matches_cpu():
     batches = [torch.randn(256, 16, generator=g) + 0.5 for _ in range(10)]
     out = {}
     for device in ("cpu", "cuda"):
-        cfg = TrainConfig(architecture="topk", d_sae=64, k=4, batch_tokens=256, steps=10, lr=1e-3, device=device)
+        cfg = TrainConfig.of(architecture="topk", d_sae=64, k=4, batch_tokens=256, steps=10, lr=1e-3, device=device)
         stream = lambda start: ({"h": b.to(device)} for b in batches[start:])  # noqa: E731
         out[device] = train_saes(stream, [cfg.sae_config(16, "h")], cfg)[0].W_dec.detach().cpu()
     assert torch.allclose(out["cpu"], out["cuda"], atol=1e-4)

@@ -36,7 +36,7 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path):
     for name, ref in single.items():
         assert torch.equal(r0[name], r1[name]), f"ranks diverged on {name}"
         assert torch.allclose(r0[name], ref, atol=2e-5, rtol=1e-4), (name, (r0[name] - ref).abs().max())
-    init = SAE(tcfg.sae_config(w.D_IN, "h"), seed=tcfg.seed).state_dict()
+    init = SAE(tcfg.sae_config(w.D_IN, "h"), seed=tcfg.optim.seed).state_dict()
     assert (r0["W_enc"] - init["W_enc"]).abs().max() > 1e-3  # it trained: equal weights are not just equal inits
 
 
@@ -44,7 +44,7 @@ def test_mismatched_configs_fail_fast_naming_the_difference(tmp_path):
     t0 = time.time()
     res = torchrun("mismatch", tmp_path)
     assert res.returncode != 0 and time.time() - t0 < 90
-    assert "differ in train.lr: 0.001 vs 0.002" in res.stderr
+    assert "differ in train.optim.lr: 0.001 vs 0.002" in res.stderr
     assert not list(tmp_path.glob("rank*.safetensors"))
 
 

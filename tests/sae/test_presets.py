@@ -6,7 +6,7 @@ import time
 import pytest
 
 from mistudio_core.platform.errors import NotFoundError, ValidationError
-from mistudio_core.sae.config import TrainConfig
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.presets import BUILTIN_HOOK, PRESETS, get_preset
 from mistudio_core.sae.train_spec import resolve
 
@@ -18,21 +18,21 @@ def _config(name: str, **given) -> TrainConfig:
 def test_every_preset_is_a_valid_train_config_with_cache_options():
     for name, p in PRESETS.items():
         cfg = _config(name)
-        assert cfg.total_steps > 0 and resolve(name)["cache"]["mode"] in ("off", "use", "build")
-    assert get_preset("quality").hook == BUILTIN_HOOK and _config("quality").k == 32
+        assert cfg.optim.total_steps > 0 and resolve(name)["cache"]["mode"] in ("off", "use", "build")
+    assert get_preset("quality").hook == BUILTIN_HOOK and _config("quality").sae.k == 32
 
 
 def test_quick_and_quality_replay_their_cache_and_report_dead_latents():
     for name in ("quick", "quality"):
         p = get_preset(name)
         cfg = _config(name)
-        tokens = cfg.total_steps * cfg.batch_tokens
+        tokens = cfg.optim.total_steps * cfg.optim.batch_tokens
         assert tokens / p.cache["tokens"] >= 3, "several epochs over the cache"
-        assert cfg.dead_window < tokens, "the dead window fits in the run, so AuxK acts"
+        assert cfg.optim.dead_window < tokens, "the dead window fits in the run, so AuxK acts"
 
 
 def test_overrides_win_and_unknown_names_are_refused():
-    assert _config("quick", steps=70, lr=None).steps == 70
+    assert _config("quick", steps=70, lr=None).optim.steps == 70
     with pytest.raises(ValidationError, match="quick"):
         get_preset("fastest")
     with pytest.raises(NotFoundError, match="quick"):

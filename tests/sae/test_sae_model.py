@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from mistudio_core.platform.errors import ValidationError
-from mistudio_core.sae.config import SAEConfig, TrainConfig
+from mistudio_core.sae.config import SAEConfig
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.model import SAE
 from tests.sae_synthetic import one_thread  # noqa: F401
 
@@ -78,13 +79,13 @@ def test_configs_validate_with_fixes():
     with pytest.raises(ValidationError, match="k"):
         SAEConfig("topk", 8, 32)
     with pytest.raises(ValidationError, match="Cannot train"):
-        TrainConfig(architecture="gated")
+        TrainConfig.of(architecture="gated")
     with pytest.raises(ValidationError, match="steps or tokens"):
-        TrainConfig(steps=10, tokens=100)
+        TrainConfig.of(steps=10, tokens=100)
     with pytest.raises(ValidationError, match="exceed"):
-        TrainConfig(steps=10, lr_warmup_steps=8, lr_decay_steps=8)
-    t = TrainConfig(tokens=10_000, batch_tokens=4096, lr_warmup_steps=1, lr_decay_steps=1)
-    assert t.total_steps == 3 and t.lr_at(2) < t.lr and t.lr_at(1) == t.lr
+        TrainConfig.of(steps=10, lr_warmup_steps=8, lr_decay_steps=8)
+    t = TrainConfig.of(tokens=10_000, batch_tokens=4096, lr_warmup_steps=1, lr_decay_steps=1)
+    assert t.optim.total_steps == 3 and t.optim.lr_at(2) < t.optim.lr and t.optim.lr_at(1) == t.optim.lr
     assert TrainConfig.from_dict(t.to_dict()) == t
     assert t.sae_config(576, "blocks.8.hook_resid_post").d_sae == 8 * 576
 

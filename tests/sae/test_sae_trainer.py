@@ -6,7 +6,7 @@ import torch
 
 from mistudio_core.platform.errors import ValidationError
 from mistudio_core.jobs.checkpoint import load_checkpoint, save_checkpoint
-from mistudio_core.sae.config import TrainConfig
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.trainer import train_saes
 from tests.sae_synthetic import PlantedDictionary
 from tests.sae_synthetic import one_thread  # noqa: F401
@@ -19,7 +19,7 @@ HOOK = "blocks.0.hook_resid_post"
 def _cfg(**kw):
     base = dict(architecture="topk", d_sae=128, k=8, steps=40, batch_tokens=256, lr=1e-3, metrics_every=5,
                 dead_feature_window=512, lr_decay_steps=10)
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.of(**{**base, **kw})
 
 
 @pytest.mark.parametrize("arch", ["topk", "standard", "batchtopk"])
@@ -54,7 +54,7 @@ def test_two_hooks_two_configs_one_stream_with_metrics():
             i += 1
 
     tcfg = _cfg(steps=20)
-    configs = [tcfg.sae_config(32, "h.a"), TrainConfig(**{**tcfg.to_dict(), "architecture": "standard"})
+    configs = [tcfg.sae_config(32, "h.a"), TrainConfig.of(**{**tcfg.to_dict(), "architecture": "standard"})
                .sae_config(48, "h.b")]
     rows = []
     saes = train_saes(stream, configs, tcfg, on_metrics=rows.append)
@@ -80,7 +80,7 @@ def test_topk_recovers_planted_dictionary():
     """d_in 64, 256 planted unit directions, 4 active per sample: ≥ 90% recovered at decoder cosine ≥ 0.9."""
     torch.manual_seed(0)
     data = PlantedDictionary(d_in=64, n_features=256, active=4, noise=0.01)
-    tcfg = TrainConfig(architecture="topk", d_sae=512, k=4, steps=400, batch_tokens=1024, lr=4e-3,
+    tcfg = TrainConfig.of(architecture="topk", d_sae=512, k=4, steps=400, batch_tokens=1024, lr=4e-3,
                        lr_decay_steps=100, dead_feature_window=4096, metrics_every=100, b_dec_init="zeros",
                        normalize_activations="none")
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from mistudio_core import spec
 from mistudio_core.platform.errors import ValidationError
 from mistudio_core.jobs import JobRegistry
 from mistudio_core.sae.presets import PRESETS
+from mistudio_core.sae.train_config import TrainConfig
 from pages import training
 from pages.context import AppContext
 from pages.training_form import INPUTS
@@ -52,7 +53,8 @@ def test_the_tab_and_the_cli_submit_the_same_spec_for_every_preset(real_store, t
         cli = _cli_spec(real_store, "--preset", preset)
         assert tab == cli, {k: (tab[k], cli.get(k)) for k in tab if tab[k] != cli.get(k)}
         assert tab["preset"] == preset and tab["overrides"] == {}
-        assert tab["train"] == {**tab["train"], **PRESETS[preset].train}  # token noise and all
+        flat = TrainConfig.flatten(tab["train"])
+        assert flat == {**flat, **PRESETS[preset].train}  # token noise and all
     finally:
         for r in jobs.list("train"):
             if r["id"] not in before:
@@ -64,7 +66,8 @@ def test_overrides_are_recorded_and_misspelt_fields_are_refused_naming_the_neare
     built = spec.build("train", preset="quick", model_id="m", steps=100, lr=4e-3)
     assert built["preset"] == "quick"
     assert built["overrides"] == {"model_id": "m", "steps": 100}  # lr 4e-3 is the preset's own value
-    assert built["train"]["token_noise_rank_offset"] == 1000 and built["stream"]["seed"] == built["train"]["seed"]
+    assert built["train"]["data"]["token_noise_rank_offset"] == 1000
+    assert built["stream"]["seed"] == built["train"]["optim"]["seed"]
     with pytest.raises(ValidationError, match="'lr_warmup_step' \\(did you mean 'lr_warmup_steps'\\?\\)"):
         spec.build("train", preset="quick", lr_warmup_step=3)
     bad = dict(built, train=dict(built["train"], token_noise_rat=0.3))

@@ -8,7 +8,7 @@ import torch
 
 from mistudio_core.model.activations import ActivationStream
 from mistudio_core.platform.errors import ValidationError
-from mistudio_core.sae.config import TrainConfig
+from mistudio_core.sae.train_config import TrainConfig
 from tiny_models import BOS_ID, random_tokens, tiny_model
 
 MODEL = tiny_model("llama")
@@ -52,8 +52,9 @@ def test_share_of_contexts_leaves_the_others_clean():
 
 def test_bad_noise_settings_are_refused_with_the_valid_range():
     with pytest.raises(ValidationError, match="token_noise_contexts must be in"):
-        TrainConfig(token_noise_contexts=1.5)
-    assert TrainConfig().token_noise is None and TrainConfig(token_noise_contexts=0.3).token_noise == (0.3, 0.15)
+        TrainConfig.of(token_noise_contexts=1.5)
+    assert TrainConfig().data.token_noise is None
+    assert TrainConfig.of(token_noise_contexts=0.3).data.token_noise == (0.3, 0.15)
 
 
 def test_rank_prior_draws_early_vocabulary_ids_far_more_often_and_resumes_exactly():
@@ -70,9 +71,9 @@ def test_rank_prior_draws_early_vocabulary_ids_far_more_often_and_resumes_exactl
 
 
 def test_rank_offset_joins_the_noise_identity_only_when_set():
-    assert TrainConfig(token_noise_contexts=0.5, token_noise_rate=0.3).token_noise == (0.5, 0.3)
-    assert TrainConfig(token_noise_contexts=0.5, token_noise_rate=0.3,
-                       token_noise_rank_offset=1000).token_noise == (0.5, 0.3, 1000)
+    assert TrainConfig.of(token_noise_contexts=0.5, token_noise_rate=0.3).data.token_noise == (0.5, 0.3)
+    assert TrainConfig.of(token_noise_contexts=0.5, token_noise_rate=0.3,
+                       token_noise_rank_offset=1000).data.token_noise == (0.5, 0.3, 1000)
     for bad in (-1, float("inf"), float("nan")):
         with pytest.raises(ValidationError, match="token_noise_rank_offset must be a finite number >= 0"):
-            TrainConfig(token_noise_rank_offset=bad)
+            TrainConfig.of(token_noise_rank_offset=bad)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mistudio_core.platform.errors import ValidationError
-from mistudio_core.sae.config import TrainConfig
+from mistudio_core.sae.train_config import TrainConfig
 from mistudio_core.sae.metrics import explained_variance
 from mistudio_core.sae.trainer import train_saes
 from sae_synthetic import one_thread  # noqa: F401  (fixture)
@@ -28,7 +28,7 @@ def batch(step: int, device="cpu") -> torch.Tensor:
 
 
 def train(architecture="topk", device="cpu", steps=100, **kw):
-    tcfg = TrainConfig(architecture=architecture, k=6, d_sae=128, batch_tokens=BATCH, steps=steps, lr=3e-3,
+    tcfg = TrainConfig.of(architecture=architecture, k=6, d_sae=128, batch_tokens=BATCH, steps=steps, lr=3e-3,
                        l1_coefficient=0.5, metrics_every=10, **kw)
     rows = []
     stream = lambda start: ({"h": batch(s, device)} for s in range(start, 10**9))  # noqa: E731
@@ -49,12 +49,12 @@ def test_bf16_autocast_training_matches_fp32_on_cpu(architecture):
     assert abs(ev16 - ev32) < 0.03, (ev32, ev16)
     assert not torch.equal(sae.W_enc, ref.W_enc)  # bf16 products really ran: not bit-identical to fp32
     assert sae.cfg.metadata["train_autocast"] == "bf16"
-    assert sae.train_summary["train_config"]["autocast"] == "bf16"
+    assert sae.train_summary["train_config"]["runtime"]["autocast"] == "bf16"
 
 
 def test_tf32_is_on_during_training_and_restored_after():
     seen = []
-    tcfg = TrainConfig(architecture="topk", k=4, d_sae=64, batch_tokens=BATCH, steps=3, tf32=True)
+    tcfg = TrainConfig.of(architecture="topk", k=4, d_sae=64, batch_tokens=BATCH, steps=3, tf32=True)
     before = torch.backends.cuda.matmul.allow_tf32
     stream = lambda start: ({"h": batch(s)} for s in range(start, 10**9))  # noqa: E731
     train_saes(stream, [tcfg.sae_config(D_IN, "h")], tcfg,
@@ -65,9 +65,9 @@ def test_tf32_is_on_during_training_and_restored_after():
 
 def test_bad_autocast_settings_are_refused_naming_the_fix():
     with pytest.raises(ValidationError, match="use one of"):
-        TrainConfig(autocast="fp8")
+        TrainConfig.of(autocast="fp8")
     with pytest.raises(ValidationError, match="set dtype float32 or autocast off"):
-        TrainConfig(autocast="bf16", dtype="bfloat16")
+        TrainConfig.of(autocast="bf16", dtype="bfloat16")
     assert "train_autocast" not in TrainConfig().sae_config(16, "h").metadata  # default SAEs unchanged
 
 
@@ -79,7 +79,7 @@ def test_cli_flags_reach_the_train_config(real_store):
     args = parser.parse_args(["train", "--preset", "quick", "--autocast", "bf16", "--tf32", "true", "--steps", "50"])
     args.store = real_store
     tcfg = train_spec(args)["train"]
-    assert (tcfg["autocast"], tcfg["tf32"], tcfg["steps"]) == ("bf16", True, 50)
+    assert (tcfg["runtime"]["autocast"], tcfg["runtime"]["tf32"], tcfg["optim"]["steps"]) == ("bf16", True, 50)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16 autocast + TF32 on the device)")
@@ -108,5 +108,5 @@ def test_training_form_advanced_precision_reaches_the_job(tmp_path):
     assert training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "mixed", *values, [], "bf16", True)[0].startswith("✓")
     assert training.start(ctx, "tiny-ds", "tiny-llama", [HOOK], "older-caller", *values)[0].startswith("✓")
     specs = {r["name"]: r["spec"]["train"] for r in ctx.jobs.list("train")}
-    assert (specs["mixed"]["autocast"], specs["mixed"]["tf32"]) == ("bf16", True)
-    assert (specs["older-caller"]["autocast"], specs["older-caller"]["tf32"]) == ("off", False)
+    assert (specs["mixed"]["runtime"]["autocast"], specs["mixed"]["runtime"]["tf32"]) == ("bf16", True)
+    assert (specs["older-caller"]["runtime"]["autocast"], specs["older-caller"]["runtime"]["tf32"]) == ("off", False)

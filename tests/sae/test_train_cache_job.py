@@ -98,7 +98,7 @@ def test_cli_preset_with_overrides_trains_on_a_cache_then_lists_and_deletes_it(t
     assert spec["preset"] == "quick" and spec["cache"] == {"mode": "use", "dtype": "bfloat16", "tokens": 300}
     from mistudio_core.sae.presets import get_preset
     lr = get_preset("quick").train["lr"]
-    assert spec["train"]["steps"] == 8 and spec["train"]["lr"] == lr  # flag overrides, preset's lr kept
+    assert spec["train"]["optim"]["steps"] == 8 and spec["train"]["optim"]["lr"] == lr  # flag wins, preset's lr kept
     assert main(["--home", str(home.home), "--json", "cache", "list"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["n_tokens"] == 300 and row["bytes"] > 0 and row["hook_names"] == [HOOK]

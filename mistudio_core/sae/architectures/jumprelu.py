@@ -27,8 +27,8 @@ class JumpReLU(Architecture):
         return torch.relu(pre) * (pre > sae.threshold)
 
     def options(self, tcfg):
-        return dict(target_l0=float(tcfg.target_l0 or tcfg.k), l0_coefficient=tcfg.jumprelu_l0_coefficient,
-                    bandwidth=tcfg.jumprelu_bandwidth)
+        return dict(target_l0=float(tcfg.sae.target_l0 or tcfg.sae.k),
+                    l0_coefficient=tcfg.optim.jumprelu_l0_coefficient, bandwidth=tcfg.optim.jumprelu_bandwidth)
 
     def losses(self, sae, x, target, opts):
         n = x.shape[0]
@@ -67,15 +67,15 @@ class JumpReLU(Architecture):
 
     @torch.no_grad()
     def initialise(self, sae, x, tcfg):
-        """θ at tcfg.jumprelu_init_threshold, or per latent at the first batch's (1 − T/d_sae) quantile of its
+        """θ at tcfg.optim.jumprelu_init_threshold, or per latent at the first batch's (1 − T/d_sae) quantile of its
         pre-activations, so training starts at L0 ≈ T (a small uniform start leaves half of the latents on and the
         penalty needs thousands of steps to raise θ at Adam's ~lr per step). Under torchrun the trainer then
         broadcasts rank 0's θ (its share of the first batch)."""
-        if tcfg.jumprelu_init_threshold is not None:
-            sae.threshold.fill_(tcfg.jumprelu_init_threshold)
+        if tcfg.optim.jumprelu_init_threshold is not None:
+            sae.threshold.fill_(tcfg.optim.jumprelu_init_threshold)
             return
         pre = sae._centred(x) @ sae.W_enc + sae.b_enc  # x is already scaled
-        frac = min(1.0, float(tcfg.target_l0 or tcfg.k) / sae.cfg.d_sae)
+        frac = min(1.0, float(tcfg.sae.target_l0 or tcfg.sae.k) / sae.cfg.d_sae)
         k = max(1, min(pre.shape[0], round(pre.shape[0] * (1 - frac))))
         sae.threshold.copy_(pre.kthvalue(k, dim=0).values.clamp_min(0))
 
