@@ -2,7 +2,9 @@
 
 - `from_dict(cls, d)`: strict. A key the dataclass does not have is refused, naming it and the nearest valid
   field, whatever door the record came through (a misspelt `lr_warmup_step` never trains silently with the
-  default). Records written by older versions pass `migrate` first: the one place that knows renamed keys.
+  default). Records written by older versions pass `migrate` first: the one place that knows renamed keys. (One
+  structural change is read by its own class: `TrainConfig`, split into parts, routes a flat record's keys to
+  their parts in `TrainConfig.flatten`.)
 - `field_docs(cls)`: the one-line doc under each field, which the CLI's `--help`, the Training tab's generated
   "Advanced" section and the API schema all show.
 - `coerce(cls, name, raw)`: a raw value (a CLI string, a form number) as the field's declared type.
