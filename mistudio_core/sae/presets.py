@@ -51,12 +51,15 @@ class Preset:
     full model three times per context (clean, spliced, zero-ablated): on a CPU it is a real share of a short run."""
 
 
+QUICK_TRAIN = dict(architecture="topk", expansion_factor=8, k=32, lr=4e-3, batch_tokens=4096, steps=120,
+                   lr_warmup_steps=10, lr_decay_steps=36, metrics_every=5, seed=0, token_noise_contexts=0.5,
+                   token_noise_rate=0.7, token_noise_rank_offset=1000)
+"""The quick recipe's TrainConfig fields, shared by `quick` and `circuits` (one recipe, not two copies)."""
+QUICK_CACHE = dict(mode="use", dtype="bfloat16", tokens=131_072)
+
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("quick", "Workshop demo: 128k cached tokens × ~4 epochs, TopK 8× k=32.",
-           train=dict(architecture="topk", expansion_factor=8, k=32, lr=4e-3, batch_tokens=4096, steps=120,
-                      lr_warmup_steps=10, lr_decay_steps=36, metrics_every=5, seed=0, token_noise_contexts=0.5,
-                      token_noise_rate=0.7, token_noise_rank_offset=1000),
-           cache=dict(mode="use", dtype="bfloat16", tokens=131_072), eval_contexts=32),
+           train=QUICK_TRAIN, cache=QUICK_CACHE, eval_contexts=32),
     Preset("quality", "TopK 8× k=32 tuned for held-out text of other domains: 786k cached tokens, half of their "
            "contexts 70% token-noised with common tokens, ~6 epochs, lr 4.8e-3 with warm-up + decay.",
            train=dict(architecture="topk", expansion_factor=8, k=32, lr=4.8e-3, batch_tokens=4096, steps=1100,
@@ -69,10 +72,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            cache=dict(mode="use", dtype="bfloat16", tokens=524_288)),
     Preset("circuits", "Quick recipe at every third layer of the built-in model (blocks 2, 5, ..., 29) in one job: "
            "the SAEs an attribution graph needs (Circuits tab, `circuit`).",
-           train=dict(architecture="topk", expansion_factor=8, k=32, lr=4e-3, batch_tokens=4096, steps=120,
-                      lr_warmup_steps=10, lr_decay_steps=36, metrics_every=5, seed=0, token_noise_contexts=0.5,
-                      token_noise_rate=0.7, token_noise_rank_offset=1000),
-           cache=dict(mode="use", dtype="bfloat16", tokens=131_072), eval_contexts=16,
+           train=QUICK_TRAIN, cache=QUICK_CACHE, eval_contexts=16,
            hook=CIRCUIT_HOOKS[0], hooks=CIRCUIT_HOOKS),
     Preset("large", "Research run: TopK 16× k=64, 120M streamed tokens (hours on a CPU; meant for a GPU).",
            train=dict(architecture="topk", expansion_factor=16, k=64, lr=2e-4, batch_tokens=4096, steps=30_000,
