@@ -25,6 +25,7 @@ from mistudio_core.spec import build as build_spec, estimate
 from mistudio_core.sae.templates import import_template, list_templates, save_template
 
 from mistudio_core.data.defaults import BUILTIN_MODEL_ID
+from mistudio_core.model.hooks import with_transcoder_inputs
 
 from .common import fmt_metric, guarded, ok, on_show, require_writable, scrub, table
 from .context import AppContext
@@ -226,7 +227,7 @@ def choices(ctx: AppContext, dataset: str | None, model: str | None) -> tuple[An
 
 
 def hooks_for(ctx: AppContext, model: str | None) -> Any:
-    hooks = ctx.store.manifest("models", model).get("hook_points", []) if model else []
+    hooks = with_transcoder_inputs(ctx.store.manifest("models", model).get("hook_points", [])) if model else []
     default = [h for h in hooks if h.endswith(".hook_resid_post")]
     pick = default[len(default) // 4] if default else None  # an early-middle residual layer: a classic first SAE
     if model == BUILTIN_MODEL_ID and BUILTIN_HOOK in hooks:

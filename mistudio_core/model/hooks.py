@@ -20,7 +20,7 @@ branches to the same input, and its attn_out/mlp_out are again the added terms (
 transcoders call ``blocks.L.ln2.hook_normalized`` (Gemma Scope) or ``blocks.L.mlp.hook_in``; both names are accepted
 as aliases of it. (TransformerLens's own ``hook_mlp_in`` is the residual before that norm; an MLP is a function of
 its normalised input, so that is what a transcoder should read.) It is not listed by ``hook_points``: the Models
-tab lists the four residual/branch sites.
+tab lists the four residual/branch sites; hook pickers add it (``with_transcoder_inputs``).
 
 ``capture`` stops the forward pass right after the deepest requested hook by raising a private exception from
 a hook, so layers above it (and the LM head) are never computed: on a 30-layer model, capturing layer 8 costs
@@ -142,6 +142,18 @@ def hook_points(model) -> list[str]:
     sites = _sites(model)
     return [f"blocks.{layer}.hook_{site}" for layer in range(len(decoder_layers(model))) for site in SITES
             if site in sites]
+
+
+def with_transcoder_inputs(names: list[str]) -> list[str]:
+    """A stored `hook_points` list with `blocks.L.hook_mlp_in` (a transcoder's input, not stored there) just before
+    each `blocks.L.hook_mlp_out`: the list hook pickers offer."""
+    out = []
+    for name in names:
+        m = _NAME_RE.match(name)
+        if m and m.group(2) == "mlp_out":
+            out.append(f"blocks.{m.group(1)}.hook_mlp_in")
+        out.append(name)
+    return out
 
 
 def parse_hook(model, name: str) -> HookPoint:
