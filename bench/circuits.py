@@ -133,16 +133,23 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     rng = random.Random(0)
     tops = [int(x) for x in args.top.split(",")]
-    rows = [one_prompt(store, loaded.model, sites, sae_ids, p, tops, args.draws, rng, settings)
-            for p in PROMPTS[:args.prompts]]
+    t = timing(store, sae_ids, loaded.tokenizer, settings)
+    print(f"graph for a {t['tokens']}-token prompt over {len(sites)} SAEs: {t['wall']:.1f} s wall, {t['cpu']:.1f} "
+          f"CPU-s ({t['tokens'] / t['cpu']:.2f} tokens per CPU-second), {t['nodes']} nodes, {t['edges']} edges",
+          flush=True)
     cols = " | ".join(f"top {n} / random {n}: layers, layers+positions / predicted" for n in tops)
-    print(f"| prompt | target − runner-up | margin | graph nodes | {cols} | graph s |")
-    print("|---|---|---|---|" + "---|" * len(tops) + "---|")
-    for r in rows:
+    print(f"| prompt | target − runner-up | margin | graph nodes | {cols} | random {tops[0]}: mean abs. Δ, logits "
+          "| graph s |")
+    print("|---|---|---|---|" + "---|" * len(tops) + "---|---|")
+    rows = []
+    for p in PROMPTS[:args.prompts]:  # each row as soon as it is measured (a cut-short run keeps its rows)
+        r = one_prompt(store, loaded.model, sites, sae_ids, p, tops, args.draws, rng, settings)
+        rows.append(r)
         cells = " | ".join(f"{r['by_n'][n]['top']:.0%} / {r['by_n'][n]['layers']:.0%}, {r['by_n'][n]['positions']:.0%}"
                            f" / {r['predicted'][n]:.0%}" for n in tops)
+        moved = f"{r['by_n'][tops[0]]['layers_abs']:.2f}, {r['by_n'][tops[0]]['positions_abs']:.2f}"
         print(f"| {r['prompt']!r} | {r['target']!r} − {r['minus']!r} | {r['margin']:.2f} | {r['nodes']} | {cells} | "
-              f"{r['graph_s']:.1f} |")
+              f"{moved} | {r['graph_s']:.1f} |", flush=True)
     print()
     for n in tops:
         rem = [r["by_n"][n]["top"] for r in rows]
@@ -154,9 +161,6 @@ def main() -> None:
             line += (f" · {n} random ({ctrl}): median {statistics.median(rnd):.0%}, ≤10% on "
                      f"{sum(x <= 0.1 for x in rnd)}/{len(rnd)}, mean |Δ margin| {statistics.mean(moved):.2f} logits")
         print(line)
-    t = timing(store, sae_ids, loaded.tokenizer, settings)
-    print(f"graph for a {t['tokens']}-token prompt over {len(sites)} SAEs: {t['wall']:.1f} s wall, {t['cpu']:.1f} "
-          f"CPU-s ({t['tokens'] / t['cpu']:.2f} tokens per CPU-second), {t['nodes']} nodes, {t['edges']} edges")
 
 
 if __name__ == "__main__":
