@@ -82,6 +82,8 @@ def parse(argv=None):
     ap.add_argument("--suite", action="store_true", help="absorption and k=1 probing (the model reads ~230k "
                     "tokens to layer 8 once)")
     ap.add_argument("--register", metavar="PREFIX", help="add each SAE to the library as PREFIX-<arch>")
+    ap.add_argument("--eval-sae", metavar="ID,ID", help="first score these library SAEs (e.g. the one `train --preset "
+                    "quick` registered) on the same texts; training columns left empty (--archs '' scores only)")
     return ap.parse_args(argv)
 
 
@@ -145,8 +147,8 @@ class Bench:
         hooks = [hook] + ([cfg.hook_name_out] if cfg.d_out is not None else [])
 
         def stream(start):
-            return actcache.CacheStream(self.store, self.cache["id"], hooks, batch_tokens=tcfg.optim.batch_tokens, seed=0,
-                                        start_batch=start)
+            return actcache.CacheStream(self.store, self.cache["id"], hooks, batch_tokens=tcfg.optim.batch_tokens,
+                                        seed=0, start_batch=start)
 
         if not set(hooks) <= set(getattr(self, "cache", {}).get("hook_names", [])):
             self.capture(hooks)
@@ -166,6 +168,16 @@ class Bench:
             register_sae(self.store, sae, f"{self.args.register}-{name}",
                          provenance={"model_id": MODEL, "hook_name": hook, "dataset_id": DATASET, "source": "trained",
                                      "bench": "bench_arch"}, metrics=None)
+        self.rows.append(row)
+
+    def score_library(self, sae_id: str) -> None:
+        from mistudio_core.sae.library import load_library_sae
+
+        manifest = self.store.manifest("saes", sae_id)
+        hook = manifest["hook_name"]
+        sae = load_library_sae(self.store, sae_id, device="cpu")
+        row = dict(name=sae_id, hook=hook, train_wall=float("nan"), train_cpu=float("nan"), load=os.getloadavg()[0])
+        row.update(self.evaluate(sae_id, sae, hook, manifest.get("hook_name_out") or hook))
         self.rows.append(row)
 
     def report(self) -> None:
@@ -205,6 +217,10 @@ def _num(v) -> str:
 def main() -> None:
     args = parse()
     bench = Bench(args)
+    for sae_id in (args.eval_sae or "").split(","):
+        if sae_id:
+            bench.score_library(sae_id)
+            bench.report()
     runs = [(n, ARCHS[n], RESID) for n in args.archs.split(",") if n]
     runs += [(n, TRANSCODERS[n], MLP_IN) for n in args.transcoders.split(",") if n]
     for name, over, hook in runs:
