@@ -1,18 +1,20 @@
-"""Architectures compared on the quality preset's data and budget, at matched L0, on the built-in model:
+"""Architectures compared on a preset's data and budget (quality by default), at matched L0, on the built-in model:
 
-    flock /tmp/mistudio-heavy.lock .venv/bin/python bench/bench_arch.py [--steps N --cache-tokens N]
-        [--archs topk,batchtopk,...] [--transcoders transcoder,skip-transcoder] [--oods licenses,...]
-        [--eval-contexts 64 --ood-contexts 32] [--no-suite] [--register PREFIX]
+    flock /tmp/mistudio-heavy.lock .venv/bin/python bench/bench_arch.py [--preset quality|quick]
+        [--steps N --cache-tokens N] [--archs topk,batchtopk,...] [--transcoders transcoder,skip-transcoder]
+        [--oods licenses,stdlib-docstrings,python-reference] [--eval-contexts 64 --ce-contexts 32] [--suite]
+        [--eval-sae ID,...] [--register PREFIX]
 
-Every SAE trains on ONE activation cache of sotu's train contexts (the quality preset's: blocks.8 of SmolLM2-135M,
-token-noised as the preset does; the transcoders' blocks.8.hook_mlp_in / hook_mlp_out are captured in the same
-pass), for the preset's steps with its schedule (scaled when --steps is given); only the architecture changes,
+Every residual SAE trains on ONE activation cache of sotu's train contexts (the preset's: blocks.8 of SmolLM2-135M,
+token-noised as the preset does; the transcoders share a second one of blocks.8.hook_mlp_in / hook_mlp_out), for
+the preset's steps with its schedule (scaled when --steps is given); only the architecture changes,
 each at L0 ≈ 32: TopK k=32, BatchTopK and Matryoshka-BatchTopK k=32 (a batch average; Matryoshka's prefixes d/16,
 d/8, d/4, d/2), JumpReLU with target_l0=32, standard (ReLU + L1) with target_l0=32 at the standard preset's lr 4e-4
 (the quality lr 4.8e-3 is TopK's). Columns:
 - EV / CE recovered on sotu's held-out slice (model in the preset's dtype, as the job's final evaluation) and on
   out-of-domain text that ships offline (quality_preset.OODS: CPython's language reference, the standard library's
-  docstrings, Debian's licenses; model in float32, as an outside evaluator), L0 and dead share on sotu;
+  docstrings, Debian's licenses; model in float32, as an outside evaluator), L0 and dead share on sotu — EV, L0
+  and dead on --eval-contexts of each text, CE on --ce-contexts, the model's shared work done once (`arch_eval.py`);
 - absorption (SAEBench's first-letter absorption fraction, lower is better) and k=1 probing accuracy (mean over the
   shipped tasks) from the benchmark suite's own functions, the model read once for all SAEs (`arch_suite.py`);
   auto-interp is not run: with the built-in labeler it scores chance;
