@@ -17,11 +17,14 @@ Without --sae it takes, per hook of the `circuits` preset, the newest SAE of the
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import resource
 import statistics
 import sys
-from collections import Counter
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -115,6 +118,44 @@ def timing(store, sae_ids, tokenizer, settings) -> dict:
     return dict(tokens=len(g["token_ids"]), wall=wall, cpu=cpu, nodes=len(g["nodes"]), edges=len(g["edges"]))
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for children (all threads)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def train_preset(home: str, steps: int | None) -> list[str]:
+    """Train the `circuits` preset end to end (capture, ten SAEs, evaluation) in this process, as
+    `python -m mistudio_core train --preset circuits` does; print wall, CPU-s and the load average seen during
+    it (sampled every 30 s: the machine is shared). Returns the new SAEs' ids."""
+    from mistudio_core.cli import main as cli
+    from mistudio_core.data.defaults import ensure_builtins
+
+    store = Store(home)
+    ensure_builtins(store)  # model conversion and tokenization: not part of the measured run
+    loads, stop = [os.getloadavg()[0]], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(30):
+            loads.append(os.getloadavg()[0])
+    threading.Thread(target=sample, daemon=True).start()
+    before = {m["id"] for m in store.list("saes")}
+    argv = ["--home", home, "--json", "train", "--preset", "circuits", "--name", "circuits-bench"]
+    argv += ["--steps", str(steps)] if steps else []
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    rc = cli(argv)
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    stop.set()
+    if rc != 0:
+        sys.exit(f"training failed (exit {rc})")
+    new = [m["id"] for m in store.list("saes") if m["id"] not in before and m.get("hook_name") in CIRCUIT_HOOKS]
+    print(f"train --preset circuits{f' --steps {steps}' if steps else ''}: {len(new)} SAEs, {wall:.0f} s wall, "
+          f"{cpu:.0f} CPU-s (idle 2-core estimate CPU-s/2 = {cpu / 2:.0f} s), load average 1-min "
+          f"{min(loads):.1f}–{max(loads):.1f} (mean {sum(loads) / len(loads):.1f}) on {os.cpu_count()} CPUs",
+          flush=True)
+    return new
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", required=True)
@@ -123,10 +164,14 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=5, help="random draws per prompt")
     ap.add_argument("--max-nodes", type=int, default=80)
     ap.add_argument("--prompts", type=int, default=len(PROMPTS))
+    ap.add_argument("--train", action="store_true", help="first train the circuits preset here, timed (wall, CPU-s, "
+                    "load), and bench its SAEs")
+    ap.add_argument("--train-steps", type=int, help="with --train: override the preset's steps (a shorter run)")
     args = ap.parse_args()
     torch.manual_seed(0)
+    trained = train_preset(args.home, args.train_steps) if args.train else None
     store = Store(args.home)
-    sae_ids = args.sae or pick_saes(store)
+    sae_ids = args.sae or trained or pick_saes(store)
     settings = dict(max_nodes=args.max_nodes, node_share=0.8)
     loaded, sites, _ = service.load_sites(store, sae_ids)
     print(f"SAEs: {', '.join(s.hook.split('.')[1] for s in sites)} (layers) · top {args.top} · {args.draws} draws · "
