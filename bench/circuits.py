@@ -141,7 +141,12 @@ def train_preset(home: str, steps: int | None) -> list[str]:
     threading.Thread(target=sample, daemon=True).start()
     before = {m["id"] for m in store.list("saes")}
     argv = ["--home", home, "--json", "train", "--preset", "circuits", "--name", "circuits-bench"]
-    argv += ["--steps", str(steps)] if steps else []
+    if steps:  # a shorter run: the preset's warm-up and decay shrink in proportion
+        from mistudio_core.sae.presets import get_preset
+
+        t = get_preset("circuits").train
+        argv += ["--steps", str(steps), "--lr-warmup-steps", str(max(1, t["lr_warmup_steps"] * steps // t["steps"])),
+                 "--lr-decay-steps", str(t["lr_decay_steps"] * steps // t["steps"])]
     t0, c0 = time.perf_counter(), cpu_seconds()
     rc = cli(argv)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
