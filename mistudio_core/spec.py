@@ -24,6 +24,7 @@ SPEC_MODULES = {
     "export": "mistudio_core.interop.job",
     "import": "mistudio_core.interop.import_spec",
     "sweep": "mistudio_core.steering.sweep_spec",
+    "circuit": "mistudio_core.circuits.job",
 }
 
 

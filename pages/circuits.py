@@ -73,17 +73,15 @@ def start_build(ctx: AppContext, sae_ids: list[str] | None, prompt: str, target:
                 node_share: float, max_nodes: float) -> tuple[str, str | None]:
     """Queue a `circuit` job (checked first, so a bad SAE set or target is one message, not a failed job)."""
     require_writable(ctx)
-    spec = dict(sae_ids=list(sae_ids or []), prompt=prompt or "", target=(target or "").strip() or None,
-                minus=(minus or "").strip() or None,
-                settings=dict(node_share=float(node_share or 0.8), max_nodes=int(max_nodes or 80)))
-    from mistudio_core.circuits.job import validate
+    from mistudio_core.spec import build
 
-    validate({k: v for k, v in spec.items() if v is not None})
-    service.check_saes(ctx.store, spec["sae_ids"])
+    spec = build("circuit", store=ctx.store, sae_ids=list(sae_ids or []), prompt=prompt or "",
+                 target=(target or "").strip() or None, minus=(minus or "").strip() or None,
+                 settings=dict(node_share=float(node_share or 0.8), max_nodes=int(max_nodes or 80)))
     if ctx.jobs is None:
         raise ValidationError("The job runner is not running in this app; use the CLI: python -m mistudio_core "
                               "circuit build PROMPT --sae ID ...")
-    job_id = ctx.jobs.submit("circuit", {k: v for k, v in spec.items() if v is not None}, name="circuit")
+    job_id = ctx.jobs.submit("circuit", spec, name="circuit")
     return ok(f"Circuit job `{job_id}` queued."), job_id
 
 

@@ -49,9 +49,11 @@ def cmd_build(args):
     settings = {k: v for k, v in dict(node_share=args.node_share, edge_share=args.edge_share,
                                       max_nodes=args.max_nodes, start_features=args.start_features).items()
                 if v is not None}
-    spec = dict(sae_ids=args.sae or [], prompt=args.prompt, target=args.target, minus=args.minus,
-                settings=settings, device=args.device)
-    record = run_foreground(args.store, "circuit", {k: v for k, v in spec.items() if v not in (None, {})})
+    from ..spec import build
+
+    spec = build("circuit", store=args.store, sae_ids=args.sae or [], prompt=args.prompt, target=args.target,
+                 minus=args.minus, settings=settings, device=args.device)  # the tab's spec, checked the same way
+    record = run_foreground(args.store, "circuit", spec)
     if record["status"] != "done":
         raise ValidationError(record.get("error") or f"The circuit job ended {record['status']}.")
     from ..circuits.service import load_graph
