@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 
@@ -64,8 +65,10 @@ def from_dict(cls, d: dict, what: str | None = None):
     return cls(**d)
 
 
+@functools.lru_cache(maxsize=None)
 def field_docs(cls) -> dict[str, str]:
-    """`{field: docstring}` of a dataclass, read from the string literal under each field."""
+    """`{field: docstring}` of a dataclass, read from the string literal under each field (parsed once per class:
+    the form asks once per input). Treat the answer as read-only."""
     import ast
     import inspect
     import textwrap

@@ -255,12 +255,6 @@ class TrainConfig:
     runtime: Runtime = field(default_factory=Runtime)
     """Dtype, device, mixed precision, metrics and checkpoint cadence, torchrun."""
 
-    def __post_init__(self):
-        for part, cls in PARTS.items():  # parts given as dicts (from a record) become their dataclasses
-            value = getattr(self, part)
-            if isinstance(value, dict):
-                setattr(self, part, from_dict(cls, value, f"train {part}"))
-
     def __getattr__(self, name: str):
         if name in PART_OF:  # only reached when normal lookup fails: a flat name read from the nested config
             raise AttributeError(f"TrainConfig has no {name!r} at the top: read TrainConfig.{PART_OF[name]}.{name}.")
