@@ -83,17 +83,22 @@ def check_sets(positive, negative) -> tuple[list[str], list[str]]:
 
 @torch.no_grad()
 def prompt_means(model, tokenizer, sae, hook_name: str, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean activation [n, d], mean SAE code [n, d_sae]) per prompt, over its positions after the first."""
+    """(mean activation [n, d], mean SAE code [n, d_sae]) per prompt, over its positions after the first. The
+    activation is the one at `hook_name` (where steering writes); the codes encode the hook the SAE reads
+    (`transcoder.read_hook`: a transcoder's input hook, so its Δz and W_dec[f] both speak of its output)."""
     from ..model.hooks import capture
+    from .transcoder import read_hook
 
     acts, codes = [], []
     device = next(model.parameters()).device
+    hook_in = read_hook(sae, hook_name)
     for p in prompts:
         ids = torch.tensor([tokenizer(p)["input_ids"]], device=device)
-        h = capture(model, ids, [hook_name])[hook_name][0]
-        h = h[1:] if h.shape[0] > 1 else h
+        got = capture(model, ids, [hook_name, hook_in])
+        h, x = got[hook_name][0], got[hook_in][0]
+        h, x = (h[1:], x[1:]) if h.shape[0] > 1 else (h, x)
         acts.append(h.float().mean(0).cpu())
-        codes.append(sae.encode(h.to(sae.W_dec.dtype)).float().mean(0).cpu())
+        codes.append(sae.encode(x.to(sae.W_dec.dtype)).float().mean(0).cpu())
     return torch.stack(acts), torch.stack(codes)
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import torch
 
+from .transcoder import read_hook
+
 N_CANDIDATES = 48
 N_WRITERS = 6
 N_TEXTS = 8
@@ -60,6 +62,7 @@ def measure_pushes(model, tokenizer, sae, hook_name: str, vector, texts: list[st
                    n_candidates: int = N_CANDIDATES, scale: float = MEASURE_SCALE) -> dict:
     """Every candidate's push (module doc): `{candidates: [index], push: [float], cosine: [float]}`, best push
     first. `dead` (bool [d_sae]) are left out; `extra` are candidates measured whatever their cosine."""
+    read_hook(sae, hook_name)                      # a transcoder writes only at its output hook: refuse elsewhere
     v = torch.as_tensor(vector, dtype=torch.float32)
     W = sae.W_dec.detach().float().cpu()
     cos = W @ v / (W.norm(dim=-1) * v.norm()).clamp_min(1e-12)
@@ -87,6 +90,7 @@ def fit_strengths(model, tokenizer, sae, hook_name: str, vector, texts: list[str
                   scale: float = MEASURE_SCALE) -> list[float]:
     """Strengths c ≥ 0 of `features` whose summed effect best matches the vector's (module doc), in raw units for
     multiplier 1 (0 for a feature the fit drops)."""
+    read_hook(sae, hook_name)
     v = torch.as_tensor(vector, dtype=torch.float32)
     W = sae.W_dec.detach().float().cpu()[torch.tensor(features)]
     unit = W / W.norm(dim=-1, keepdim=True).clamp_min(1e-12) * v.norm()

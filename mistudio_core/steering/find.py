@@ -102,7 +102,9 @@ def push(model, tokenizer, sae, hook_name: str, features: list[int], token_ids: 
     """Per feature, log P(concept tokens) at the next position with scales[i] × W_dec[f] added at the prompt's
     last position, minus the unsteered log P: one batched forward, one row per feature (plus the baseline)."""
     from ..model.hooks import intervene
+    from .transcoder import read_hook
 
+    read_hook(sae, hook_name)                      # a transcoder writes only at its output hook: refuse elsewhere
     ids = list(tokenizer(prompt)["input_ids"])
     n = len(features)
     vecs = sae.W_dec[torch.tensor(features)].detach().float() * scales.float()[:, None]
@@ -187,6 +189,9 @@ def fmt_strength(strength: float, max_activation: float | None) -> str:
 def find_one(model, tokenizer, sae, hook_name: str, index: int, stats: dict | None = None,
              labels: dict | None = None) -> dict:
     """`find_features`' answer for one feature typed by index (no concept: push and z are 0)."""
+    from .transcoder import read_hook
+
+    read_hook(sae, hook_name)                      # a transcoder writes only at its output hook: refuse elsewhere
     stats, labels = stats or {}, labels or {}
     if not 0 <= index < sae.W_dec.shape[0]:
         raise ValidationError(f"Feature {index} does not exist: this SAE has features 0..{sae.W_dec.shape[0] - 1}.")

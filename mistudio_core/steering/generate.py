@@ -107,7 +107,7 @@ def iter_rows(model, prompt_ids: list[int], n_rows: int, sampling: SamplingConfi
     """Generate `n_rows` continuations of one prompt in one batch; yields every row's tokens after each step.
     A row stops growing after its EOS (which is kept); the loop ends when all rows stopped. `on_logits` gets each
     step's next-token logits [n_rows, vocab] (the distribution the step's tokens are drawn from)."""
-    from ..model.hooks import intervene
+    from .transcoder import steer
 
     g = torch.Generator().manual_seed(sampling.seed)
     ids = torch.tensor([prompt_ids] * n_rows, device=_device(model))
@@ -116,7 +116,7 @@ def iter_rows(model, prompt_ids: list[int], n_rows: int, sampling: SamplingConfi
     if steerer is not None:
         steerer.reset()
         steerer.prompt_len = len(prompt_ids)
-    hook = intervene(model, hook_name, steerer) if steerer is not None else contextlib.nullcontext()
+    hook = steer(model, hook_name, steerer) if steerer is not None else contextlib.nullcontext()
     with hook:
         out = model(input_ids=ids, use_cache=True)
         for _ in range(sampling.max_new_tokens):

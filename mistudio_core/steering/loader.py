@@ -7,6 +7,7 @@ from typing import Any
 
 from ..platform.errors import ValidationError
 from ..platform.store import Store
+from .transcoder import is_transcoder, read_hook
 
 
 @dataclass
@@ -16,13 +17,20 @@ class SteeringTarget:
     sae: Any
     """The `sae.model.SAE` (on the model's device)."""
     hook_name: str
-    """TransformerLens hook name the SAE reads and the steering writes (e.g. `blocks.8.hook_resid_post`)."""
+    """TransformerLens hook name the steering writes (e.g. `blocks.8.hook_resid_post`): the SAE's hook, or a
+    transcoder's output hook (`blocks.8.hook_mlp_out`)."""
     model: Any
     """The `AutoModelForCausalLM` (eval mode)."""
     tokenizer: Any
     """Its tokenizer."""
     manifest: dict
     """The SAE's library manifest."""
+    read_hook: str = ""
+    """The hook whose activation the SAE encodes (a transcoder's input hook, e.g. `blocks.8.hook_mlp_in`); empty
+    means `hook_name`. The steering functions derive it from the SAE (`transcoder.read_hook`); this says it."""
+
+    def __post_init__(self):
+        self.read_hook = self.read_hook or self.hook_name
 
 
 def load_target(store: Store, sae_id: str, device=None, quantization: str | None = None) -> SteeringTarget:
@@ -38,14 +46,16 @@ def load_target(store: Store, sae_id: str, device=None, quantization: str | None
     if not model_id or not hook:
         raise ValidationError(f"SAE {sae_id!r} does not say which model and hook point it belongs to "
                               "(model_id / hook_name missing from its manifest); re-import it with them.")
-    if manifest.get("hook_name_out"):  # steering reads and writes one hook; a transcoder spans two
-        raise ValidationError(f"SAE {sae_id!r} is a transcoder (reads {hook}, writes {manifest['hook_name_out']}); "
-                              "steering needs an SAE that reads and writes one hook: pick an SAE trained on "
-                              f"{manifest['hook_name_out']}.")
     loaded = load_model(store, model_id, device=device, quantization=quantization)
     sae = load_library_sae(store, sae_id, device=loaded.device)
-    return SteeringTarget(sae=sae.eval(), hook_name=hook, model=loaded.model, tokenizer=loaded.tokenizer,
-                          manifest=manifest)
+    write = hook
+    if is_transcoder(sae):  # reads `hook`, writes hook_name_out: steering writes where its features write
+        write = manifest.get("hook_name_out") or sae.cfg.hook_name_out
+        for key, value in (("hook_name", hook), ("hook_name_out", write)):
+            sae.cfg.metadata.setdefault(key, value)   # a cfg.json without them: the manifest says
+        read_hook(sae, write)                          # refuses a cfg whose output hook is not the manifest's
+    return SteeringTarget(sae=sae.eval(), hook_name=write, model=loaded.model, tokenizer=loaded.tokenizer,
+                          manifest=manifest, read_hook=hook)
 
 
 def feature_label(store: Store, sae_id: str, index: int) -> str:

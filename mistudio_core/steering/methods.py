@@ -32,6 +32,13 @@ at every steered position while the model generates, and keeps per row the runni
 the generated text, which asks whether the text itself came to carry the feature. Rows that have stopped
 (`live` False, set by the decoding loop) are not counted.
 
+Transcoders (`transcoder.py`): every write goes to the output hook (the `hook_name` given), and the activation a
+clamp sets or the readout reports is the encoding of the *input* hook's activation of the same forward pass, handed
+over by `transcoder.steer`'s capture (`see_input`). The write never reaches the hook the transcoder reads, so the
+readout is a_f(x_in) plus the code each feature's own step wrote (its change Δh along W_dec[f]: s_out·Δh·W_dec[f] /
+‖W_dec[f]‖², e.g. +c for additive, c − a_f for a clamp), the activation the transcoder's output now carries; and the
+plain clamp already lands on c, so clamp_exact is the clamp there.
+
 Limits: the clamp's re-encoded activation is exactly the clamped value only when the encoder's column for f and
 the decoder's row are dual (W_dec[f]·W_enc[:, f] = 1); on a trained SAE it does not (see clamp_exact), and the
 sweep reports the measured value. clamp_exact is exact for one feature; several features clamped together
@@ -46,6 +53,7 @@ import torch
 
 from ..platform.errors import ValidationError
 from ..platform.records import from_dict
+from .transcoder import is_transcoder
 
 METHODS = ("additive", "orthogonal", "projection_cap", "clamp", "clamp_exact")
 POSITIONS = ("all", "generated")
@@ -170,11 +178,13 @@ def projection_cap(h: torch.Tensor, v: torch.Tensor, c: torch.Tensor | float,
     return h + (capped - proj) * u
 
 
-def clamp_feature(h: torch.Tensor, sae, index: int, c: torch.Tensor | float, gain: float = 1.0) -> torch.Tensor:
-    """h + gain·(decode(z with z_index := c) − decode(z)), in the SAE's dtype; the reconstruction error stays as
-    it was. `c` is a float or broadcasts to h's leading dims (e.g. [B, 1] for one target per batch row); `gain`
-    1/d_f makes the re-encoded activation land on c (`clamp_exact`)."""
-    z = sae.encode(h.to(sae.W_dec.dtype))
+def clamp_feature(h: torch.Tensor, sae, index: int, c: torch.Tensor | float, gain: float = 1.0,
+                  x: torch.Tensor | None = None) -> torch.Tensor:
+    """h + gain·(decode(z with z_index := c) − decode(z)) with z = encode(x), in the SAE's dtype; the reconstruction
+    error stays as it was. `x` is the activation the SAE reads (a transcoder's input hook, same positions as h;
+    default h itself). `c` is a float or broadcasts to h's leading dims (e.g. [B, 1] for one target per batch row);
+    `gain` 1/d_f makes the re-encoded activation land on c (`clamp_exact`)."""
+    z = sae.encode((h if x is None else x).to(sae.W_dec.dtype))
     z2 = z.clone()
     z2[..., index] = torch.as_tensor(c, dtype=z.dtype, device=z.device).expand(z.shape[:-1])
     return h + (gain * (sae.decode(z2) - sae.decode(z))).to(h.dtype)
@@ -186,7 +196,8 @@ def encoder_decoder_overlap(sae, index: int) -> float:
 
 
 class Steerer:
-    """The function handed to `hooks.intervene`: applies a `SteeringConfig` to `act` [B, T, d].
+    """The function `transcoder.steer` hooks at the hook steering writes: applies a `SteeringConfig` to `act`
+    [B, T, d] (a plain `hooks.intervene` does for an SAE; a transcoder also needs its input, `see_input`).
 
     `rows` (bool [B]) limits steering to some batch rows (the others are the unsteered baseline); `row_scale`
     ([B]) multiplies every strength per row (a strength sweep in one batch). `prompt_len` is needed for
@@ -203,6 +214,8 @@ class Steerer:
         self._vectors: dict = {}
         self._sum: torch.Tensor | None = None  # [B, n_features] summed re-encoded activation of the steered h
         self._count: torch.Tensor | None = None  # [B] positions summed
+        self.transcoder = is_transcoder(sae)
+        self._x_in: torch.Tensor | None = None  # a transcoder's input activation of the current forward pass
         # Per-feature multiplier of the clamp's change, computed (and an unusable clamp_exact refused) here rather
         # than inside the model's forward.
         self._gains = {f.index: self._clamp_gain(f.index) for f in cfg.features}
@@ -210,13 +223,41 @@ class Steerer:
     def reset(self) -> None:
         """Start a new sequence (positions count from 0 again; the recorded activations are cleared)."""
         self.pos = 0
-        self.live, self._sum, self._count = None, None, None
+        self.live, self._sum, self._count, self._x_in = None, None, None, None
 
-    def _record(self, h: torch.Tensor) -> None:
-        """Add the SAE's encoding of the steered positions `h` [B, T', d] to the per-row sums (live rows only)."""
+    def see_input(self, act: torch.Tensor) -> None:
+        """The capture at a transcoder's input hook (installed by `transcoder.steer`): keeps this forward pass's
+        input activation for the intervention at the output hook, which runs later in the same pass."""
+        self._x_in = act
+
+    def _input(self, act: torch.Tensor) -> torch.Tensor | None:
+        """A transcoder's input activation for this call's positions (taken once: every forward pass brings its
+        own); None for an SAE. Refuses to fall back on the output activation, which has the same width."""
+        if not self.transcoder:
+            return None
+        x, self._x_in = self._x_in, None
+        if x is None or x.shape[:2] != act.shape[:2]:
+            raise ValidationError("A transcoder's features are read at its input hook, which this Steerer did not "
+                                  "see in this forward pass: install it with steering.transcoder.steer(model, "
+                                  "hook_name, steerer), which captures the input hook as well as writing at the "
+                                  "output hook.")
+        return x
+
+    def _code_step(self, delta: torch.Tensor, index: int) -> torch.Tensor:
+        """The code one feature's step wrote on a transcoder: s_out·Δh·W_dec[f] / ‖W_dec[f]‖² per position [B, T']
+        (each step moves h along W_dec[f] only, so this is exact)."""
+        v = self.sae.W_dec[index].detach().float().to(delta.device)
+        s_out = float(getattr(self.sae, "out_scale", 1.0))
+        return s_out * (delta.float() @ v) / float(v @ v)
+
+    def _record(self, h: torch.Tensor, x: torch.Tensor | None = None, codes: list | None = None) -> None:
+        """Add the SAE's encoding of the steered positions to the per-row sums (live rows only): of `h` [B, T', d]
+        for an SAE; of a transcoder's input `x` plus the `codes` its steps wrote ([B, T'] per feature)."""
         idx = [f.index for f in self.cfg.features]
         with torch.no_grad():
-            z = self.sae.encode(h.detach().to(self.sae.W_dec.dtype))[..., idx].float()  # [B, T', n]
+            z = self.sae.encode((h if x is None else x).detach().to(self.sae.W_dec.dtype))[..., idx].float()
+            if codes:
+                z = z + torch.stack(codes, -1).to(z.device)
         live = torch.ones(h.shape[0], dtype=torch.bool) if self.live is None else self.live.cpu()
         part = z.sum(1).cpu() * live[:, None]
         n = live.float() * h.shape[1]
@@ -224,8 +265,9 @@ class Steerer:
         self._count = n if self._count is None else self._count + n
 
     def steered_means(self) -> list[dict[int, float | None]]:
-        """Per batch row, `{feature: mean SAE activation of the steered residual over the steered positions}`;
-        None where nothing was steered yet (e.g. `positions="generated"` before the first generated token)."""
+        """Per batch row, `{feature: mean SAE activation of the steered residual over the steered positions}` (a
+        transcoder: of its input plus the code the steering wrote, module doc); None where nothing was steered yet
+        (e.g. `positions="generated"` before the first generated token)."""
         if self._sum is None:
             return []
         idx = [f.index for f in self.cfg.features]
@@ -251,8 +293,9 @@ class Steerer:
         return self._vectors[key]
 
     def _clamp_gain(self, index: int) -> float:
-        """1 for `clamp`; 1/d_f for `clamp_exact` (refused when the encoder barely reads the decoder row)."""
-        if self.cfg.method != "clamp_exact":
+        """1 for `clamp`; 1/d_f for `clamp_exact` (refused when the encoder barely reads the decoder row); 1 on a
+        transcoder, whose write never reaches the hook it reads (module doc)."""
+        if self.cfg.method != "clamp_exact" or self.transcoder:
             return 1.0
         d = encoder_decoder_overlap(self.sae, index)
         if d < 0.05:
@@ -271,13 +314,17 @@ class Steerer:
         return max(0, min(T, self.prompt_len - start))
 
     def __call__(self, act: torch.Tensor) -> torch.Tensor:
+        x_in = self._input(act)
         first = self._span(act.shape[1])
         if first >= act.shape[1] or not (self.cfg.features or self.cfg.vectors):
             return act
         h = act[:, first:]
+        x_in = None if x_in is None else x_in[:, first:]
+        keep = None if self.rows is None else self.rows.to(act.device).view(-1, 1, 1)
         scale = 1.0 if self.row_scale is None else self.row_scale.to(act.device, act.dtype).view(-1, 1, 1)
+        codes = []
         for f in self.cfg.features:
-            c = f.strength * scale
+            c, before = f.strength * scale, h
             if self.cfg.method == "additive":
                 h = additive(h, self._vector(f.index, act), c)
             elif self.cfg.method == "orthogonal":
@@ -285,12 +332,16 @@ class Steerer:
             elif self.cfg.method == "projection_cap":
                 h = projection_cap(h, self._vector(f.index, act), c)
             else:  # clamp: c is [B, 1, 1] or a float; the target activation per row is [B, 1]
-                h = clamp_feature(h, self.sae, f.index, c[..., 0] if torch.is_tensor(c) else c, self._gains[f.index])
+                h = clamp_feature(h, self.sae, f.index, c[..., 0] if torch.is_tensor(c) else c, self._gains[f.index],
+                                  x_in)
+            if x_in is not None:
+                step = h - before
+                codes.append(self._code_step(step if keep is None else step * keep, f.index))
         for k, vec in enumerate(self.cfg.vectors):
             h = additive(h, self._raw_vector(k, vec, act), vec.strength * scale)
-        if self.rows is not None:
-            h = torch.where(self.rows.to(act.device).view(-1, 1, 1), h, act[:, first:])
-        self._record(h)
+        if keep is not None:
+            h = torch.where(keep, h, act[:, first:])
+        self._record(h, x_in, codes)
         if first == 0:
             return h
         return torch.cat([act[:, :first], h], dim=1)

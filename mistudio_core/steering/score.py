@@ -26,8 +26,10 @@ READ_LABEL = "unsteered model reading the output"
 def score_continuation(model, sae, hook_name: str, prompt_ids: list[int], gen_ids: list[int],
                        features: list[int]) -> dict:
     """Perplexity of `gen_ids` after `prompt_ids` and the SAE activation of `features` over the generated
-    positions, both under the model as it is (no steering). Empty continuations score None."""
+    positions, both under the model as it is (no steering). Empty continuations score None. The activation is
+    the SAE's encoding of the hook it reads (`transcoder.read_hook`: a transcoder's input hook)."""
     from ..model.hooks import intervene
+    from .transcoder import read_hook
 
     if not gen_ids:
         return {"perplexity": None, "feature_mean": {f: None for f in features},
@@ -39,7 +41,7 @@ def score_continuation(model, sae, hook_name: str, prompt_ids: list[int], gen_id
         return act
 
     ids = torch.tensor([prompt_ids + gen_ids], device=next(model.parameters()).device)
-    with intervene(model, hook_name, record):
+    with intervene(model, read_hook(sae, hook_name), record):
         logits = model(input_ids=ids).logits[0].float()
     n_p = len(prompt_ids)
     logp = torch.log_softmax(logits[n_p - 1:-1], dim=-1)
@@ -71,8 +73,8 @@ def steered_text_perplexity(model, sae, hook_name: str, steering, text_ids: list
     """Perplexity of `text_ids` (teacher-forced) under `steering` with every strength multiplied by each of
     `scales` (one batch row per scale; scale 0 is the unsteered model). The steering covers every position, as
     `positions="all"` would: the question is what the model can still predict while it is being pushed."""
-    from ..model.hooks import intervene
     from .methods import Steerer, SteeringConfig
+    from .transcoder import steer
 
     if len(text_ids) < 2:
         return [None] * len(scales)
@@ -80,7 +82,7 @@ def steered_text_perplexity(model, sae, hook_name: str, steering, text_ids: list
                          positions="all", vectors=steering.vectors)
     steerer = Steerer(cfg, sae, row_scale=torch.tensor([float(s) for s in scales]))
     ids = torch.tensor([text_ids] * len(scales), device=next(model.parameters()).device)
-    with intervene(model, hook_name, steerer):
+    with steer(model, hook_name, steerer):
         logits = model(input_ids=ids).logits.float()
     nll = -torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0].mean(-1)
     return [math.exp(min(float(x), 50.0)) for x in nll]

@@ -119,10 +119,18 @@ def test_extraction_reads_the_input_hook_of_every_architecture(tmp_path, train):
     torch.testing.assert_close(res.t["max"].float(), expected, atol=1e-4, rtol=1e-4)
 
 
-def test_steering_a_transcoder_is_refused_with_the_fix(runner):
-    from mistudio_core.platform.errors import ValidationError
+def test_a_trained_transcoder_steers_at_its_output_reading_its_input(runner):
+    """The Steering tab's target of a trained skip transcoder writes at the MLP output and reads the MLP input: a clamp
+    through the public `compare` reports the clamped value, and strength 0 is the baseline token for token."""
+    from mistudio_core.steering.generate import SamplingConfig, compare
     from mistudio_core.steering.loader import load_target
+    from mistudio_core.steering.methods import SteerFeature, SteeringConfig
 
     sae_id = next(m["id"] for m in runner.store.list("saes") if m.get("hook_name_out"))
-    with pytest.raises(ValidationError, match="is a transcoder .* pick an SAE trained on blocks.1.hook_mlp_out"):
-        load_target(runner.store, sae_id)
+    t = load_target(runner.store, sae_id)
+    assert (t.hook_name, t.read_hook) == (OUT, IN)
+    s = SamplingConfig(max_new_tokens=6, temperature=0.8, seed=1, stop_at_eos=False)
+    r = compare(t.model, t.tokenizer, t.sae, t.hook_name, "a b c", SteeringConfig([SteerFeature(3, 2.0)], "clamp"), s)
+    assert r["steered_feature_mean"][3] == pytest.approx(2.0, abs=1e-4)
+    zero = compare(t.model, t.tokenizer, t.sae, t.hook_name, "a b c", SteeringConfig([SteerFeature(3, 0.0)]), s)
+    assert zero["steered_tokens"] == zero["baseline_tokens"]
