@@ -91,6 +91,29 @@ def test_the_other_directions_are_written_at_the_output_hook(tiny):
     torch.testing.assert_close(seen[IN], base[IN], atol=0, rtol=0)
 
 
+def test_generated_positions_and_baseline_rows_read_the_input_of_their_own_positions():
+    """Called as the hooks call it (input first, then output): a KV-cache step steers its one position with its own
+    input; the unsteered baseline row writes nothing and reports its input's encoding."""
+    sae = transcoder()
+    g = torch.Generator().manual_seed(4)
+    x, h = torch.randn(2, 5, 32, generator=g), torch.randn(2, 5, 32, generator=g)
+    st = Steerer(SteeringConfig([SteerFeature(7, 1.5)], method="clamp", positions="generated"), sae, prompt_len=4,
+                 rows=torch.tensor([False, True]))
+    st.see_input(x[:, :4])
+    torch.testing.assert_close(st(h[:, :4]), h[:, :4], atol=0, rtol=0)     # the prompt: untouched
+    st.see_input(x[:, 4:])
+    out = st(h[:, 4:])                                                       # the first generated position
+    with torch.no_grad():
+        a = sae.encode(x[:, 4:])[..., 7]
+    torch.testing.assert_close(out[0], h[0, 4:], atol=0, rtol=0)
+    torch.testing.assert_close(out[1] - h[1, 4:], ((1.5 - a[1])[:, None] * sae.W_dec[7]).detach(), atol=1e-5,
+                               rtol=1e-4)
+    means = st.steered_means()
+    assert means[0][7] == pytest.approx(float(a[0, 0]), abs=1e-5) and means[1][7] == pytest.approx(1.5, abs=1e-5)
+    with pytest.raises(ValidationError, match="input hook"):               # the input is taken once per pass
+        st(h[:, 4:])
+
+
 def test_a_transcoder_steerer_without_its_input_or_at_the_wrong_hook_is_refused(tiny):
     model, sae, ids, *_ = tiny
     st = Steerer(SteeringConfig([SteerFeature(1, 1.0)], method="clamp"), sae)
