@@ -11,6 +11,7 @@ moves the logits most). Beside each, the mean |change| of the margin in logits, 
 percentages by. Also timed: one graph for a 20-token prompt (wall and CPU seconds, tokens per CPU-second).
 
     python bench/circuits.py --home ~/.cache/mistudio-circuits-home [--sae ID ...] [--top 5,10,20] [--draws 5]
+        [--min-margin LOGITS]
 
 Without --sae it takes, per hook of the `circuits` preset, the newest SAE of the built-in model at that hook.
 """
@@ -43,6 +44,12 @@ PROMPTS = ["The capital of France is", "The opposite of hot is", "Monday, Tuesda
            "One, two, three, four,", "The sun rises in the", "January, February, March,",
            "The Eiffel Tower is in the city of", "Twinkle, twinkle, little", "A, B, C, D,",
            "The first president of the United States was George"]
+# More candidates, read in order after PROMPTS when --min-margin skips some (the rule is fixed before any ablation:
+# a prompt has "a clear next token" when the unablated model's top-1 beats its runner-up by >= --min-margin logits).
+MORE_PROMPTS = ["Once upon a", "Romeo and", "The Statue of", "The Great Wall of", "Thank you very",
+                "Ladies and", "The quick brown fox jumps over the lazy", "The United States of",
+                "Peanut butter and", "The capital of Germany is", "The capital of Japan is", "Two plus two equals",
+                "Harry Potter and the Philosopher's", "Water freezes at zero degrees"]
 LONG = ("In the year nineteen hundred and twenty, the people of the small town gathered in the square to hear the")
 
 
@@ -93,11 +100,14 @@ def ablation(model, sites, ids, target, m0, chosen, active, draws, rng) -> dict:
     return out
 
 
-def one_prompt(store, model, sites, sae_ids, prompt, tops, draws, rng, settings) -> dict:
+def one_prompt(store, model, sites, sae_ids, prompt, tops, draws, rng, settings, min_margin=0.0) -> dict:
+    """The prompt's row; only its margin (`skipped`) when that is under `min_margin`, before any ablation."""
     g = service.build_graph(store, sae_ids, prompt, minus="runner-up", settings=settings, save=False)
     ids = torch.tensor(g["token_ids"])
     target = logit_target(g["target"]["token_id"], g["target"]["minus_id"])
     m0 = run_with(model, sites, ids, [], 1.0, target)
+    if m0 < min_margin:
+        return dict(prompt=prompt, target=g["target"]["token"], minus=g["target"]["minus"], margin=m0, skipped=True)
     ranked = [n for n in feature_nodes(g) if n["effect"] > 0]
     active = clean_codes(model, sites, ids)
     by_n = {n: ablation(model, sites, ids, target, m0, ranked[:n], active, draws, rng) for n in tops}
@@ -168,7 +178,9 @@ def main() -> None:
     ap.add_argument("--top", default="5,10,20", help="numbers of top feature nodes ablated together (comma list)")
     ap.add_argument("--draws", type=int, default=5, help="random draws per prompt")
     ap.add_argument("--max-nodes", type=int, default=80)
-    ap.add_argument("--prompts", type=int, default=len(PROMPTS))
+    ap.add_argument("--prompts", type=int, default=len(PROMPTS), help="how many prompts to bench")
+    ap.add_argument("--min-margin", type=float, default=0.0, help="bench only prompts whose top-1 beats the "
+                    "runner-up by this many logits (unablated), reading MORE_PROMPTS after PROMPTS; 0: PROMPTS as is")
     ap.add_argument("--train", action="store_true", help="first train the circuits preset here, timed (wall, CPU-s, "
                     "load), and bench its SAEs")
     ap.add_argument("--train-steps", type=int, help="with --train: override the preset's steps (a shorter run)")
@@ -192,8 +204,14 @@ def main() -> None:
           "| graph s |")
     print("|---|---|---|---|" + "---|" * len(tops) + "---|---|")
     rows = []
-    for p in PROMPTS[:args.prompts]:  # each row as soon as it is measured (a cut-short run keeps its rows)
-        r = one_prompt(store, loaded.model, sites, sae_ids, p, tops, args.draws, rng, settings)
+    skipped = []
+    for p in PROMPTS + MORE_PROMPTS:  # each row as soon as it is measured (a cut-short run keeps its rows)
+        if len(rows) == args.prompts:
+            break
+        r = one_prompt(store, loaded.model, sites, sae_ids, p, tops, args.draws, rng, settings, args.min_margin)
+        if r.get("skipped"):
+            skipped.append(f"{p!r} ({r['target']!r} − {r['minus']!r} {r['margin']:.2f})")
+            continue
         rows.append(r)
         cells = " | ".join(f"{r['by_n'][n]['top']:.0%} / {r['by_n'][n]['layers']:.0%}, {r['by_n'][n]['positions']:.0%}"
                            f" / {r['predicted'][n]:.0%}" for n in tops)
@@ -201,6 +219,8 @@ def main() -> None:
         print(f"| {r['prompt']!r} | {r['target']!r} − {r['minus']!r} | {r['margin']:.2f} | {r['nodes']} | {cells} | "
               f"{moved} | {r['graph_s']:.1f} |", flush=True)
     print()
+    if skipped:
+        print(f"skipped, margin under {args.min_margin:g} logits: {'; '.join(skipped)}")
     for n in tops:
         rem = [r["by_n"][n]["top"] for r in rows]
         line = (f"top {n}: median removed {statistics.median(rem):.0%}, ≥50% on {sum(x >= 0.5 for x in rem)}/"

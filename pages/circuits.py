@@ -274,6 +274,9 @@ def build(ctx: AppContext) -> None:
         went = gr.State(False)
         goto_btn.click(bind(goto_feature, ctx), [graph_dd, node_box, nodes], [status, tabs, link["sae"],
                        link["index"], went], api_name="circuits_goto_feature").then(
+            lambda go, sae: link["overview"](sae) if go else tuple(gr.skip() for _ in link["overview_outputs"]),
+            [went, link["sae"]], link["overview_outputs"], api_name="circuits_features_overview",
+            api_visibility="undocumented").then(
             lambda go, *args: link["open"](*args) if go else tuple(gr.skip() for _ in link["outputs"]),
             [went, *link["inputs"]], link["outputs"], api_name="circuits_open_in_features",
             api_visibility="undocumented")

@@ -146,6 +146,8 @@ def layout(ctx: AppContext, h) -> None:
     sae.change(bind(h.latest_job, ctx), [sae], [job_status, job_id], api_name="features_latest_job").then(
         bind(h.watch_job, ctx), [job_id], [job_status], api_name="features_rewatch_job")
     # Another page opens a feature here (Circuits' "Open in the Features tab"): it sets `sae` (with its choices) and
-    # `index`, selects this tab, then runs `open` on `inputs` → `outputs`.
+    # `index`, selects this tab, then runs `open` on `inputs` → `outputs` and `overview` on `[sae]` → `overview_outputs`
+    # (a programmatic value set fires no `sae.input`, so the table would still show the previous SAE).
     ctx.shared["features_link"] = dict(sae=sae, index=index, open=bind(h.open_feature, ctx), inputs=feature_in,
-                                       outputs=feature_out)
+                                       outputs=feature_out, overview=bind(h.overview, ctx),
+                                       overview_outputs=overview_out)

@@ -166,6 +166,17 @@ def test_build_has_prefixed_api_names(ctx):
     assert len(names) == len(set(names))
 
 
+def test_the_link_other_tabs_use_reloads_the_overview_of_the_sae_it_opens(ctx):
+    """Circuits' "Open in the Features tab" sets the SAE without a user `input` event, so the link carries the
+    overview too: the table then shows that SAE's features, not the previous SAE's."""
+    with gr.Blocks():
+        page.build(ctx)
+    link = ctx.shared["features_link"]
+    status, summary, _, table, _ = link["overview"]("tiny-sae")
+    assert status.startswith(OK) and HOOK in summary and len(table) > 0
+    assert len(link["overview_outputs"]) == 5
+
+
 def test_extraction_job_is_submitted_and_watched(ctx, monkeypatch):
     from mistudio_core.features import job as job_mod
     from mistudio_core.jobs import JobRegistry
