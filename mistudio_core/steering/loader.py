@@ -25,12 +25,12 @@ class SteeringTarget:
     """Its tokenizer."""
     manifest: dict
     """The SAE's library manifest."""
-    read_hook: str = ""
-    """The hook whose activation the SAE encodes (a transcoder's input hook, e.g. `blocks.8.hook_mlp_in`); empty
-    means `hook_name`. The steering functions derive it from the SAE (`transcoder.read_hook`); this says it."""
 
-    def __post_init__(self):
-        self.read_hook = self.read_hook or self.hook_name
+    @property
+    def read_hook(self) -> str:
+        """The hook whose activation the SAE encodes: `hook_name`, or a transcoder's input hook (e.g.
+        `blocks.8.hook_mlp_in`), derived from the SAE as every steering function derives it."""
+        return read_hook(self.sae, self.hook_name)
 
 
 def load_target(store: Store, sae_id: str, device=None, quantization: str | None = None) -> SteeringTarget:
@@ -55,7 +55,7 @@ def load_target(store: Store, sae_id: str, device=None, quantization: str | None
             sae.cfg.metadata.setdefault(key, value)   # a cfg.json without them: the manifest says
         read_hook(sae, write)                          # refuses a cfg whose output hook is not the manifest's
     return SteeringTarget(sae=sae.eval(), hook_name=write, model=loaded.model, tokenizer=loaded.tokenizer,
-                          manifest=manifest, read_hook=hook)
+                          manifest=manifest)
 
 
 def feature_label(store: Store, sae_id: str, index: int) -> str:
